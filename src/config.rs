@@ -1,0 +1,53 @@
+//! `StoreConfig`: the numbers that shape how segments are written and read.
+
+use parquet::basic::{Compression, ZstdLevel};
+
+use crate::error::{Error, Result};
+
+/// Rows per Parquet row group. Row groups are the unit of pruning and of
+/// caching, so they are kept small enough to skip and large enough to
+/// stream (64 Ki rows of a 128-d vector are 32 MiB).
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Rows per sealed segment; a larger write becomes several segments
+/// committed together.
+pub const DEFAULT_SEGMENT_MAX_ROWS: usize = 1024 * 1024;
+
+/// In-memory bytes of Arrow data per sealed segment (256 MiB), whichever
+/// limit is reached first.
+pub const DEFAULT_SEGMENT_MAX_BYTES: usize = 256 * 1024 * 1024;
+
+/// How segments are written.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub row_group_rows: usize,
+    pub segment_max_rows: usize,
+    pub segment_max_bytes: usize,
+    pub compression: Compression,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            segment_max_rows: DEFAULT_SEGMENT_MAX_ROWS,
+            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
+            compression: Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")),
+        }
+    }
+}
+
+/// Parses a compression name as used on the command line.
+pub fn parse_compression(name: &str) -> Result<Compression> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "zstd" => Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")),
+        "lz4" => Compression::LZ4_RAW,
+        "snappy" => Compression::SNAPPY,
+        "none" | "uncompressed" => Compression::UNCOMPRESSED,
+        other => {
+            return Err(Error::Config(format!(
+                "unknown compression '{other}' (use zstd, lz4, snappy or none)"
+            )))
+        }
+    })
+}

@@ -1,0 +1,486 @@
+//! `Engine`: plans and runs client SQL against a store. Queries go to
+//! DataFusion; DDL and DML are handled by quiver itself; anything that would
+//! touch the server's files is refused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::common::TableReference;
+use datafusion::common::{Constraint, ParamValues, ScalarValue};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::distance::register_distance_functions;
+use crate::error::{Error, Result};
+use crate::schema::CollectionSchema;
+use crate::store::{IngestMode, Store};
+use crate::table::{QuiverCatalog, CATALOG, SCHEMA};
+
+/// A planned client statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// A read-only query (SELECT, EXPLAIN, SHOW, ...).
+    Query(LogicalPlan),
+    /// `INSERT INTO <collection> ...`.
+    Insert(LogicalPlan),
+    /// `CREATE TABLE`, with or without `AS SELECT`.
+    CreateTable {
+        name: String,
+        input: LogicalPlan,
+        primary_key: Option<String>,
+        if_not_exists: bool,
+        or_replace: bool,
+    },
+    /// `DROP TABLE`.
+    DropTable { name: String, if_exists: bool },
+}
+
+impl Statement {
+    pub fn is_query(&self) -> bool {
+        matches!(self, Statement::Query(_))
+    }
+
+    /// Schema of the rows a query returns (as sent to clients).
+    pub fn result_schema(&self) -> SchemaRef {
+        match self {
+            Statement::Query(p) => client_schema(p.schema().as_arrow()),
+            _ => Arc::new(Schema::empty()),
+        }
+    }
+
+    fn plan(&self) -> Option<&LogicalPlan> {
+        match self {
+            Statement::Query(p) | Statement::Insert(p) => Some(p),
+            Statement::CreateTable { input, .. } => Some(input),
+            Statement::DropTable { .. } => None,
+        }
+    }
+
+    /// Parameters (`$1`, `?`) of the statement, in order, with their types
+    /// where DataFusion could infer them (`Null` otherwise).
+    pub fn parameter_schema(&self) -> Result<SchemaRef> {
+        let Some(plan) = self.plan() else {
+            return Ok(Arc::new(Schema::empty()));
+        };
+        let mut params: Vec<(String, Option<DataType>)> =
+            plan.get_parameter_types()?.into_iter().collect();
+        params.sort_by_key(|(name, _)| param_index(name));
+        let fields: Vec<Field> = params
+            .into_iter()
+            .map(|(name, dt)| Field::new(name, dt.unwrap_or(DataType::Null), true))
+            .collect();
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// Substitutes parameter values (one row of bound parameters).
+    pub fn bind(self, values: Vec<ScalarValue>) -> Result<Statement> {
+        let types: HashMap<String, Option<DataType>> = match self.plan() {
+            Some(p) => p.get_parameter_types()?,
+            None => return Ok(self),
+        };
+        let mut names: Vec<&String> = types.keys().collect();
+        names.sort_by_key(|n| param_index(n));
+        if names.len() != values.len() {
+            return Err(Error::invalid(format!(
+                "the statement has {} parameter(s), but {} value(s) were bound",
+                names.len(),
+                values.len()
+            )));
+        }
+        // Convert each value to the type DataFusion inferred for its slot.
+        let mut bound = Vec::with_capacity(values.len());
+        for (name, v) in names.iter().zip(values) {
+            let v = match types.get(*name).cloned().flatten() {
+                Some(dt) if dt != v.data_type() && !v.is_null() => v.cast_to(&dt).map_err(|e| {
+                    Error::invalid(format!(
+                        "parameter {name}: cannot use a {} value as {dt}: {e}",
+                        v.data_type()
+                    ))
+                })?,
+                _ => v,
+            };
+            bound.push(v);
+        }
+        let params = ParamValues::from(bound);
+        let bind = |p: LogicalPlan| p.with_param_values(params.clone()).map_err(Error::from);
+        Ok(match self {
+            Statement::Query(p) => Statement::Query(bind(p)?),
+            Statement::Insert(p) => Statement::Insert(bind(p)?),
+            Statement::CreateTable {
+                name,
+                input,
+                primary_key,
+                if_not_exists,
+                or_replace,
+            } => Statement::CreateTable {
+                name,
+                input: bind(input)?,
+                primary_key,
+                if_not_exists,
+                or_replace,
+            },
+            s @ Statement::DropTable { .. } => s,
+        })
+    }
+}
+
+fn param_index(name: &str) -> usize {
+    name.trim_start_matches('$').parse().unwrap_or(usize::MAX)
+}
+
+/// Plans and executes SQL for one store.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<Store>,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store.url())
+            .finish()
+    }
+}
+
+/// Registers a store with a DataFusion `SessionContext`: its object store,
+/// the `quiver` catalog and the distance functions. This is all an embedding
+/// application needs to query collections from its own context.
+pub fn register(ctx: &SessionContext, store: Arc<Store>) {
+    ctx.runtime_env()
+        .register_object_store(store.store_url(), store.object_store().clone());
+    ctx.register_catalog(CATALOG, Arc::new(QuiverCatalog::new(store)));
+    register_distance_functions(ctx);
+}
+
+/// The session configuration quiver runs queries with.
+pub fn session_config() -> SessionConfig {
+    let mut cfg = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true);
+    let opts = cfg.options_mut();
+    opts.execution.parquet.pushdown_filters = true;
+    opts.execution.parquet.reorder_filters = true;
+    // Clients (the JDBC driver in particular) expect Utf8, not Utf8View.
+    opts.execution.parquet.schema_force_view_types = false;
+    opts.sql_parser.map_string_types_to_utf8view = false;
+    cfg
+}
+
+impl Engine {
+    pub fn new(store: Arc<Store>) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let state = SessionStateBuilder::new()
+            .with_config(session_config())
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        register(&ctx, store.clone());
+        Ok(Self { store, ctx })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Parses and plans one SQL statement.
+    pub async fn plan(&self, sql: &str) -> Result<Statement> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let stmt = state.sql_to_statement(sql, &dialect)?;
+        match &stmt {
+            DFStatement::CreateExternalTable(_) => {
+                return Err(Error::NotAllowed(
+                    "CREATE EXTERNAL TABLE is not allowed: clients cannot make the server read its own files. \
+                     Load data with bulk ingest or INSERT"
+                        .into(),
+                ))
+            }
+            DFStatement::CopyTo(_) => {
+                return Err(Error::NotAllowed(
+                    "COPY is not allowed: clients cannot make the server write files. \
+                     Fetch the query result and write it on the client"
+                        .into(),
+                ))
+            }
+            DFStatement::Reset(_) => {
+                return Err(Error::NotAllowed("RESET is not supported".into()))
+            }
+            _ => {}
+        }
+        let plan = state.statement_to_plan(stmt).await?;
+        self.classify(plan)
+    }
+
+    fn classify(&self, plan: LogicalPlan) -> Result<Statement> {
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) => {
+                let name = collection_name(&c.name)?;
+                let mut primary_key = None;
+                for constraint in c.constraints.iter() {
+                    if let Constraint::PrimaryKey(cols) = constraint {
+                        let [i] = cols[..] else {
+                            return Err(Error::invalid(format!(
+                                "collection '{name}': the primary key must be a single column"
+                            )));
+                        };
+                        primary_key = Some(c.input.schema().field(i).name().clone());
+                    }
+                }
+                if !c.column_defaults.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "collection '{name}': DEFAULT column values are not supported"
+                    )));
+                }
+                Ok(Statement::CreateTable {
+                    name,
+                    input: c.input.as_ref().clone(),
+                    primary_key,
+                    if_not_exists: c.if_not_exists,
+                    or_replace: c.or_replace,
+                })
+            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(d)) => Ok(Statement::DropTable {
+                name: collection_name(&d.name)?,
+                if_exists: d.if_exists,
+            }),
+            LogicalPlan::Ddl(other) => Err(Error::NotAllowed(format!(
+                "{} is not supported by quiver",
+                other.name()
+            ))),
+            LogicalPlan::Dml(d) => match d.op {
+                WriteOp::Insert(_) => {
+                    collection_name(&d.table_name)?;
+                    Ok(Statement::Insert(LogicalPlan::Dml(d)))
+                }
+                op => Err(Error::NotAllowed(format!(
+                    "{} is not supported yet",
+                    op.to_string().to_uppercase()
+                ))),
+            },
+            LogicalPlan::Copy(_) => Err(Error::NotAllowed("COPY is not allowed".into())),
+            plan => {
+                SQLOptions::new()
+                    .with_allow_ddl(false)
+                    .with_allow_dml(false)
+                    .with_allow_statements(false)
+                    .verify_plan(&plan)
+                    .map_err(|e| Error::NotAllowed(e.strip_backtrace()))?;
+                Ok(Statement::Query(plan))
+            }
+        }
+    }
+
+    /// Runs a query and streams its result in the client schema.
+    pub async fn execute_query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let stream = df.execute_stream().await?;
+        Ok(to_client_stream(stream))
+    }
+
+    /// Runs a statement that changes data; returns the affected row count.
+    pub async fn execute_update(&self, stmt: Statement) -> Result<u64> {
+        match stmt {
+            Statement::Query(_) => Err(Error::invalid(
+                "a query was sent as an update; use a query call (execute / read_sql) for SELECT",
+            )),
+            Statement::Insert(plan) => {
+                let target = match &plan {
+                    LogicalPlan::Dml(d) => d.table_name.table().to_string(),
+                    _ => String::new(),
+                };
+                let run = async {
+                    let df = self.ctx.execute_logical_plan(plan).await?;
+                    df.collect().await
+                };
+                match run.await {
+                    Ok(batches) => Ok(count_of(&batches)),
+                    Err(e) => Err(self.explain_insert_error(&target, e)),
+                }
+            }
+            Statement::CreateTable {
+                name,
+                input,
+                primary_key,
+                if_not_exists,
+                or_replace,
+            } => {
+                let schema = Arc::new(input.schema().as_arrow().clone());
+                if self.store.snapshot(&name).is_some() && if_not_exists {
+                    return Ok(0);
+                }
+                // Check the schema before running the input.
+                CollectionSchema::infer(&name, &schema, primary_key.as_deref())?;
+                let stream = self
+                    .ctx
+                    .execute_logical_plan(input)
+                    .await?
+                    .execute_stream()
+                    .await?
+                    .map_err(Error::from);
+                let mode = if or_replace {
+                    IngestMode::REPLACE
+                } else {
+                    IngestMode::CREATE
+                };
+                self.store
+                    .ingest(&name, schema, stream, mode, primary_key.as_deref())
+                    .await
+            }
+            Statement::DropTable { name, if_exists } => {
+                self.store.drop_collection(&name, if_exists).await?;
+                Ok(0)
+            }
+        }
+    }
+
+    /// DataFusion checks NOT NULL columns of `INSERT ... VALUES` itself and
+    /// names its internal column (`column1`); say which collection columns
+    /// may not be null instead.
+    fn explain_insert_error(
+        &self,
+        collection: &str,
+        e: datafusion::error::DataFusionError,
+    ) -> Error {
+        let text = e.to_string();
+        if !text.contains("non-nullable but contains null values") {
+            return e.into();
+        }
+        let Some(schema) = self
+            .store
+            .snapshot(collection)
+            .and_then(|m| m.schema.clone())
+        else {
+            return e.into();
+        };
+        let required: Vec<String> = schema
+            .fields()
+            .iter()
+            .filter(|f| !f.is_nullable())
+            .map(|f| {
+                if f.name() == schema.primary_key() {
+                    format!("'{}' (the primary key)", f.name())
+                } else {
+                    format!("'{}'", f.name())
+                }
+            })
+            .collect();
+        Error::invalid(format!(
+            "INSERT INTO {collection}: a value is null in a column that may not be null: {}",
+            required.join(", ")
+        ))
+    }
+
+    /// Runs one SQL statement to completion: the rows of a query, or one
+    /// row with the `count` of affected rows for anything else.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let stmt = self.plan(sql).await?;
+        match stmt {
+            Statement::Query(plan) => Ok(self.execute_query(plan).await?.try_collect().await?),
+            other => {
+                let n = self.execute_update(other).await?;
+                let schema = Arc::new(Schema::new(vec![Field::new(
+                    "count",
+                    DataType::UInt64,
+                    false,
+                )]));
+                Ok(vec![RecordBatch::try_new(
+                    schema,
+                    vec![Arc::new(UInt64Array::from(vec![n]))],
+                )?])
+            }
+        }
+    }
+}
+
+/// Only collections of the `quiver.public` schema can be written.
+fn collection_name(t: &TableReference) -> Result<String> {
+    let ok = t.catalog().is_none_or(|c| c == CATALOG) && t.schema().is_none_or(|s| s == SCHEMA);
+    if !ok {
+        return Err(Error::NotAllowed(format!(
+            "'{t}' is not a quiver collection: collections live in {CATALOG}.{SCHEMA}"
+        )));
+    }
+    Ok(t.table().to_string())
+}
+
+fn count_of(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter(|b| b.num_columns() > 0 && b.num_rows() > 0)
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| a.value(0))
+        })
+        .sum()
+}
+
+/// The type a client receives for a column: view types become their plain
+/// counterparts, which every Flight SQL client understands.
+fn client_type(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(f) => DataType::List(client_field(f)),
+        DataType::LargeList(f) => DataType::LargeList(client_field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(client_field(f), *n),
+        other => other.clone(),
+    }
+}
+
+fn client_field(f: &FieldRef) -> FieldRef {
+    Arc::new(
+        f.as_ref()
+            .clone()
+            .with_data_type(client_type(f.data_type())),
+    )
+}
+
+/// Schema as sent to clients.
+pub fn client_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<FieldRef> = schema.fields().iter().map(client_field).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Converts a stream to the client schema, casting view-typed columns.
+pub fn to_client_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let schema = client_schema(&stream.schema());
+    if schema == stream.schema() {
+        return stream;
+    }
+    let out = schema.clone();
+    let mapped = stream.map(move |batch| {
+        let batch = batch?;
+        let cols: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .zip(out.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    cast(c, f.data_type())
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RecordBatch::try_new(out.clone(), cols)?)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, mapped))
+}

@@ -1,0 +1,700 @@
+//! `QuiverFlightSql`: the Arrow Flight SQL service. A thin decoder: every
+//! command is turned into a call on the [`Engine`] or the [`Store`].
+//!
+//! Tickets are self-describing `TicketStatementQuery` handles:
+//! `q:<sql>` re-plans a query, `p:<id>` runs a prepared statement with its
+//! bound parameters, `r:<n>` returns the row count of an update that ran
+//! when its `FlightInfo` was requested (ADBC's `cursor.execute` sends DDL and
+//! DML down the query path).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
+    SqlInfo, SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction,
+    TableExistsOption, TableNotExistOption, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use bytes::Bytes;
+use datafusion::scalar::ScalarValue;
+use futures::{Stream, StreamExt, TryStreamExt};
+use parking_lot::Mutex;
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::engine::{Engine, Statement};
+use crate::error::{Error, Result};
+use crate::manifest::OnExists;
+use crate::store::IngestMode;
+use crate::table::{CATALOG, SCHEMA};
+
+/// Largest Flight data message the server sends (2 MiB). Clients refuse
+/// messages over their receive limit (16 MiB for ADBC); large results are
+/// split into several messages of about this size.
+pub const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;
+
+/// Prepared statements nobody used for this long are forgotten (1 hour).
+const PREPARED_IDLE: Duration = Duration::from_secs(3600);
+
+/// Open prepared statements kept at most.
+const PREPARED_MAX: u64 = 10_000;
+
+type DoGetStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
+
+/// A statement prepared by a client, with its bound parameter rows.
+#[derive(Debug)]
+struct Prepared {
+    sql: String,
+    stmt: Statement,
+    params: Mutex<Vec<Vec<ScalarValue>>>,
+}
+
+impl Prepared {
+    /// The statement with the last bound parameter row substituted.
+    fn bound(&self) -> Result<Statement> {
+        let params = self.params.lock();
+        match params.last() {
+            Some(row) => self.stmt.clone().bind(row.clone()),
+            None => Ok(self.stmt.clone()),
+        }
+    }
+}
+
+/// The Flight SQL service.
+pub struct QuiverFlightSql {
+    engine: Engine,
+    prepared: moka::sync::Cache<Bytes, Arc<Prepared>>,
+    sql_info: SqlInfoData,
+}
+
+impl QuiverFlightSql {
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            prepared: moka::sync::Cache::builder()
+                .max_capacity(PREPARED_MAX)
+                .time_to_idle(PREPARED_IDLE)
+                .build(),
+            sql_info: sql_info(),
+        }
+    }
+
+    fn prepared(&self, handle: &Bytes) -> Result<Arc<Prepared>, Status> {
+        self.prepared.get(handle).ok_or_else(|| {
+            Status::not_found(
+                "unknown or expired prepared statement handle; prepare the statement again",
+            )
+        })
+    }
+
+    async fn plan(&self, sql: &str) -> Result<Statement, Status> {
+        self.engine
+            .plan(sql)
+            .await
+            .map_err(|e| log_status("plan", sql, e))
+    }
+
+    /// FlightInfo for a statement: queries get a ticket to run later;
+    /// updates run now and the ticket returns their row count.
+    async fn info_for(
+        &self,
+        stmt: Statement,
+        sql: &str,
+        query_ticket: Bytes,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        let (schema, handle) = if stmt.is_query() {
+            (stmt.result_schema(), query_ticket)
+        } else {
+            let n = self
+                .engine
+                .execute_update(stmt)
+                .await
+                .map_err(|e| log_status("update", sql, e))?;
+            (count_schema(), Bytes::from(format!("r:{n}")))
+        };
+        flight_info(&schema, handle, descriptor)
+    }
+
+    async fn run_query(&self, stmt: Statement, sql: &str) -> Result<Response<DoGetStream>, Status> {
+        let Statement::Query(plan) = stmt else {
+            return Err(Status::invalid_argument("not a query"));
+        };
+        let schema = crate::engine::client_schema(plan.schema().as_arrow());
+        let stream = self
+            .engine
+            .execute_query(plan)
+            .await
+            .map_err(|e| log_status("execute", sql, e))?;
+        let batches = stream.map_err(|e| FlightError::from(Error::from(e).to_status()));
+        Ok(Response::new(encode(schema, batches)))
+    }
+
+    async fn read_param_rows(
+        stream: PeekableFlightDataStream,
+    ) -> Result<Vec<Vec<ScalarValue>>, Status> {
+        let mut batches =
+            FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
+        let mut rows = Vec::new();
+        while let Some(batch) = batches.try_next().await? {
+            for r in 0..batch.num_rows() {
+                let row = batch
+                    .columns()
+                    .iter()
+                    .map(|c| ScalarValue::try_from_array(c, r))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Status::invalid_argument(format!("bad parameter value: {e}")))?;
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn log_status(phase: &str, sql: &str, e: Error) -> Status {
+    let status = e.to_status();
+    tracing::info!(phase, sql = %abbreviate(sql), code = ?status.code(), error = %status.message(), "statement failed");
+    status
+}
+
+/// SQL for logs: long vector literals shortened.
+fn abbreviate(sql: &str) -> String {
+    const MAX: usize = 300;
+    if sql.len() <= MAX {
+        return sql.to_string();
+    }
+    let mut end = MAX;
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &sql[..end], sql.len())
+}
+
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::Int64,
+        false,
+    )]))
+}
+
+fn flight_info(
+    schema: &Schema,
+    handle: Bytes,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let ticket = TicketStatementQuery {
+        statement_handle: handle,
+    };
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(
+            FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec())),
+        )
+        .with_descriptor(descriptor);
+    Ok(info)
+}
+
+fn metadata_info<M: ProstMessageExt>(
+    cmd: &M,
+    schema: &Schema,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(cmd.as_any().encode_to_vec())))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// Encodes batches as Flight data in messages of bounded size; the schema is
+/// sent even when there are no rows.
+fn encode<S>(schema: SchemaRef, batches: S) -> DoGetStream
+where
+    S: Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+{
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)
+            .build(batches)
+            .map_err(Status::from),
+    )
+}
+
+fn encode_batch(batch: RecordBatch) -> DoGetStream {
+    encode(batch.schema(), futures::stream::once(async { Ok(batch) }))
+}
+
+fn schema_ipc(schema: &Schema) -> Result<Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn sql_info() -> SqlInfoData {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "quiver");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+    b.append(SqlInfo::FlightSqlServerReadOnly, false);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::None as i32,
+    );
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
+    b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, false);
+    b.append(SqlInfo::SqlDdlTable, true);
+    b.append(
+        SqlInfo::SqlIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
+    );
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.append(
+        SqlInfo::SqlQuotedIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
+    );
+    b.append(
+        SqlInfo::SqlNullOrdering,
+        SqlNullOrdering::SqlNullsSortedHigh as i32,
+    );
+    b.append(SqlInfo::SqlTransactionsSupported, false);
+    b.build().expect("static SqlInfo is valid")
+}
+
+fn ingest_mode(cmd: &CommandStatementIngest) -> Result<IngestMode, Status> {
+    let opts = cmd.table_definition_options.unwrap_or_default();
+    let create = match TableNotExistOption::try_from(opts.if_not_exist)
+        .unwrap_or(TableNotExistOption::Unspecified)
+    {
+        TableNotExistOption::Create => true,
+        TableNotExistOption::Fail => false,
+        // Unspecified: like ADBC's default ("create").
+        TableNotExistOption::Unspecified => true,
+    };
+    let on_exists = match TableExistsOption::try_from(opts.if_exists)
+        .unwrap_or(TableExistsOption::Unspecified)
+    {
+        TableExistsOption::Fail | TableExistsOption::Unspecified => OnExists::Fail,
+        TableExistsOption::Append => OnExists::Append,
+        TableExistsOption::Replace => OnExists::Replace,
+    };
+    if cmd.temporary {
+        return Err(Status::invalid_argument(
+            "temporary tables are not supported",
+        ));
+    }
+    if cmd.catalog.as_deref().is_some_and(|c| c != CATALOG)
+        || cmd.schema.as_deref().is_some_and(|s| s != SCHEMA)
+    {
+        return Err(Status::invalid_argument(format!(
+            "collections live in {CATALOG}.{SCHEMA}; cannot ingest into {}.{}",
+            cmd.catalog.as_deref().unwrap_or(CATALOG),
+            cmd.schema.as_deref().unwrap_or(SCHEMA)
+        )));
+    }
+    Ok(IngestMode { create, on_exists })
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for QuiverFlightSql {
+    type FlightService = QuiverFlightSql;
+
+    async fn do_handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let out = futures::stream::iter(vec![Ok(HandshakeResponse {
+            protocol_version: 0,
+            payload: Bytes::new(),
+        })]);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let stmt = self.plan(&query.query).await?;
+        let handle = Bytes::from(format!("q:{}", query.query));
+        let info = self
+            .info_for(stmt, &query.query, handle, request.into_inner())
+            .await?;
+        Ok(Response::new(info))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let p = self.prepared(&cmd.prepared_statement_handle)?;
+        let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+        let mut handle = b"p:".to_vec();
+        handle.extend_from_slice(&cmd.prepared_statement_handle);
+        let info = self
+            .info_for(stmt, &p.sql, Bytes::from(handle), request.into_inner())
+            .await?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let h = ticket.statement_handle;
+        if let Some(sql) = h.strip_prefix(b"q:") {
+            let sql = std::str::from_utf8(sql)
+                .map_err(|_| Status::invalid_argument("ticket is not UTF-8"))?;
+            let stmt = self.plan(sql).await?;
+            return self.run_query(stmt, sql).await;
+        }
+        if let Some(id) = h.strip_prefix(b"p:") {
+            let p = self.prepared(&Bytes::copy_from_slice(id))?;
+            let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+            return self.run_query(stmt, &p.sql).await;
+        }
+        if let Some(n) = h.strip_prefix(b"r:") {
+            let n: i64 = std::str::from_utf8(n)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Status::invalid_argument("malformed ticket"))?;
+            let batch =
+                RecordBatch::try_new(count_schema(), vec![Arc::new(Int64Array::from(vec![n]))])
+                    .map_err(|e| Status::internal(e.to_string()))?;
+            return Ok(Response::new(encode_batch(batch)));
+        }
+        Err(Status::invalid_argument("malformed ticket"))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let p = self.prepared(&cmd.prepared_statement_handle)?;
+        let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+        self.run_query(stmt, &p.sql).await
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        cmd: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let stmt = self.plan(&cmd.query).await?;
+        let n = self
+            .engine
+            .execute_update(stmt)
+            .await
+            .map_err(|e| log_status("update", &cmd.query, e))?;
+        Ok(n as i64)
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        cmd: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let mode = ingest_mode(&cmd)?;
+        let stream = request.into_inner();
+        let mut batches =
+            FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
+        // The schema arrives before the first batch.
+        let first = batches.try_next().await?;
+        let schema = batches
+            .schema()
+            .cloned()
+            .ok_or_else(|| Status::invalid_argument("ingest stream carries no schema"))?;
+        let rest = batches.map_err(|e| Error::invalid(format!("ingest stream: {e}")));
+        let all = futures::stream::iter(first.map(Ok)).chain(rest);
+        let rows = self
+            .engine
+            .store()
+            .ingest(&cmd.table, schema, all, mode, None)
+            .await
+            .map_err(|e| log_status("ingest", &cmd.table, e))?;
+        Ok(rows as i64)
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let stmt = self.plan(&query.query).await?;
+        // Queries advertise their result schema; an empty one marks an update
+        // (the JDBC driver relies on that).
+        let dataset_schema = if stmt.is_query() {
+            schema_ipc(&stmt.result_schema())?
+        } else {
+            Bytes::new()
+        };
+        let params = stmt.parameter_schema().map_err(|e| e.to_status())?;
+        let parameter_schema = schema_ipc(&params)?;
+        let handle = Bytes::from(uuid::Uuid::new_v4().as_bytes().to_vec());
+        self.prepared.insert(
+            handle.clone(),
+            Arc::new(Prepared {
+                sql: query.query,
+                stmt,
+                params: Mutex::new(Vec::new()),
+            }),
+        );
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle,
+            dataset_schema,
+            parameter_schema,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let p = self.prepared(&cmd.prepared_statement_handle)?;
+        let rows = Self::read_param_rows(request.into_inner()).await?;
+        if rows.len() > 1 {
+            return Err(Status::invalid_argument(format!(
+                "a query takes one row of parameters, got {}",
+                rows.len()
+            )));
+        }
+        // Check the values bind before acknowledging them.
+        if let Some(row) = rows.last() {
+            p.stmt
+                .clone()
+                .bind(row.clone())
+                .map_err(|e| log_status("bind", &p.sql, e))?;
+        }
+        *p.params.lock() = rows;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(cmd.prepared_statement_handle),
+        })
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        cmd: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let p = self.prepared(&cmd.prepared_statement_handle)?;
+        let rows = Self::read_param_rows(request.into_inner()).await?;
+        let mut total = 0u64;
+        if rows.is_empty() {
+            total += self
+                .engine
+                .execute_update(p.stmt.clone())
+                .await
+                .map_err(|e| log_status("update", &p.sql, e))?;
+        }
+        for row in rows {
+            let stmt = p
+                .stmt
+                .clone()
+                .bind(row)
+                .map_err(|e| log_status("bind", &p.sql, e))?;
+            total += self
+                .engine
+                .execute_update(stmt)
+                .await
+                .map_err(|e| log_status("update", &p.sql, e))?;
+        }
+        Ok(total as i64)
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.prepared.invalidate(&query.prepared_statement_handle);
+        Ok(())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = query.into_builder(&self.sql_info).build()?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut b = query.into_builder();
+        b.append(CATALOG);
+        Ok(Response::new(encode_batch(b.build()?)))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut b = query.into_builder();
+        b.append(CATALOG, SCHEMA);
+        Ok(Response::new(encode_batch(b.build()?)))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let store = self.engine.store();
+        let mut b = query.into_builder();
+        for name in store.collection_names() {
+            let Some(m) = store.snapshot(&name) else {
+                continue;
+            };
+            let Some(schema) = &m.schema else { continue };
+            let arrow_schema = crate::engine::client_schema(&schema.arrow_schema());
+            b.append(CATALOG, SCHEMA, &name, "TABLE", &arrow_schema)?;
+        }
+        Ok(Response::new(encode_batch(b.build()?)))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut b = query.into_builder();
+        b.append("TABLE");
+        Ok(Response::new(encode_batch(b.build()?)))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        metadata_info(&query, &primary_keys_schema(), request.into_inner())
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let store = self.engine.store();
+        let matches_scope = query.catalog.as_deref().is_none_or(|c| c == CATALOG)
+            && query.db_schema.as_deref().is_none_or(|s| s == SCHEMA);
+        let key = store
+            .snapshot(&query.table)
+            .filter(|_| matches_scope)
+            .and_then(|m| m.schema.as_ref().map(|s| s.primary_key().to_string()));
+        let n = usize::from(key.is_some());
+        let batch = RecordBatch::try_new(
+            primary_keys_schema(),
+            vec![
+                Arc::new(StringArray::from(vec![Some(CATALOG); n])),
+                Arc::new(StringArray::from(vec![Some(SCHEMA); n])),
+                Arc::new(StringArray::from(vec![query.table.as_str(); n])),
+                Arc::new(StringArray::from(
+                    key.iter().map(String::as_str).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+                Arc::new(Int32Array::from(vec![1; n])),
+            ],
+        )
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn primary_keys_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ]))
+}

@@ -1,0 +1,27 @@
+//! quiver: vectors and scalar data stored as Milvus-style segments on object
+//! storage, queried with SQL (DataFusion) and served over Arrow Flight SQL.
+//!
+//! Layers, bottom up:
+//! - [`schema`], [`segment`], [`manifest`], [`store`]: the storage format and
+//!   the commit protocol on an `object_store`.
+//! - [`table`], [`distance`]: collections as DataFusion tables and the SIMD
+//!   vector distance functions.
+//! - [`engine`]: client SQL, gated; DDL and DML handled by quiver.
+//! - [`flight`], [`server`]: the Arrow Flight SQL service.
+
+pub mod config;
+pub mod distance;
+pub mod engine;
+pub mod error;
+pub mod flight;
+pub mod manifest;
+pub mod schema;
+pub mod segment;
+pub mod server;
+pub mod store;
+pub mod table;
+
+pub use config::StoreConfig;
+pub use engine::{register, Engine};
+pub use error::{Error, Result};
+pub use store::{IngestMode, Store};

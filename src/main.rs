@@ -1,0 +1,148 @@
+//! The `quiver` command line: `serve` and `sql`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use quiver::config::{
+    parse_compression, StoreConfig, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SEGMENT_MAX_ROWS,
+};
+use quiver::server::{self, ServerOptions, DEFAULT_MAX_REQUEST_BYTES};
+use quiver::{Engine, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "quiver",
+    version,
+    about = "Vectors and scalars on object storage, queried with SQL over Arrow Flight SQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Arrow Flight SQL (grpc://127.0.0.1:50051 by default).
+    Serve(ServeArgs),
+    /// Run one SQL statement against a store directly and print the result.
+    Sql(SqlArgs),
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Local directory holding the store (used when --store is not given).
+    #[arg(long, env = "QUIVER_DATA_DIR", default_value = "./quiver-data")]
+    data_dir: String,
+    /// Store URL: file:///path, s3://bucket/prefix (AWS_* variables), gs://bucket/prefix, az://container/prefix.
+    #[arg(long, env = "QUIVER_STORE")]
+    store: Option<String>,
+    /// Parquet compression of new segments: zstd, lz4, snappy or none.
+    #[arg(long, env = "QUIVER_COMPRESSION", default_value = "zstd")]
+    compression: String,
+    /// Rows per Parquet row group.
+    #[arg(long, env = "QUIVER_ROW_GROUP_ROWS", default_value_t = DEFAULT_ROW_GROUP_ROWS)]
+    row_group_rows: usize,
+    /// Rows per sealed segment.
+    #[arg(long, env = "QUIVER_SEGMENT_MAX_ROWS", default_value_t = DEFAULT_SEGMENT_MAX_ROWS)]
+    segment_max_rows: usize,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> quiver::Result<std::sync::Arc<Store>> {
+        if self.row_group_rows == 0 || self.segment_max_rows == 0 {
+            return Err(quiver::Error::Config(
+                "--row-group-rows and --segment-max-rows must be positive".into(),
+            ));
+        }
+        let config = StoreConfig {
+            row_group_rows: self.row_group_rows,
+            segment_max_rows: self.segment_max_rows,
+            compression: parse_compression(&self.compression)?,
+            ..StoreConfig::default()
+        };
+        let url = self.store.clone().unwrap_or_else(|| self.data_dir.clone());
+        Store::open(&url, config).await
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "QUIVER_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Largest request message in bytes (1 GiB); bulk ingest sends one record batch per message.
+    #[arg(long, env = "QUIVER_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+}
+
+#[derive(Args)]
+struct SqlArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The SQL statement.
+    sql: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> quiver::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let store = args.store.open().await?;
+            let engine = Engine::new(store.clone())?;
+            let listener = server::bind(args.listen).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(
+                store = store.url(),
+                collections = store.collection_names().len(),
+                "store opened"
+            );
+            // One line on stdout tells scripts (and tests using port 0) where to connect.
+            println!("quiver serving Flight SQL on grpc://{addr}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let options = ServerOptions {
+                max_request_bytes: args.max_request_bytes,
+            };
+            server::serve(engine, listener, options, server::shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Sql(args) => {
+            let store = args.store.open().await?;
+            let engine = Engine::new(store)?;
+            let batches = engine.sql(&args.sql).await?;
+            println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Storage and query behaviour through the library API: segments, column
+//! groups, pruning, pushdown, restarts, concurrent writers, bad input.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array,
+    RecordBatch, StringArray,
+};
+use arrow::datatypes::{Float64Type, Int64Type, Schema};
+use quiver::schema::vector_item_field;
+use quiver::{Engine, IngestMode, Store, StoreConfig};
+
+const DIM: usize = 4;
+
+fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+    let n = ids.end - ids.start;
+    let id: Vec<i64> = ids.clone().collect();
+    let cat: Vec<&str> = ids
+        .clone()
+        .map(|i| if i % 2 == 0 { "a" } else { "b" })
+        .collect();
+    let price: Vec<f64> = ids.clone().map(|i| i as f64).collect();
+    let values: Vec<f32> = ids
+        .flat_map(|i| (0..DIM).map(move |j| (i as f32) + j as f32 * 0.5))
+        .collect();
+    let emb = FixedSizeListArray::new(
+        vector_item_field(),
+        DIM as i32,
+        Arc::new(Float32Array::from(values)),
+        None,
+    );
+    assert_eq!(emb.len() as i64, n);
+    RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(id)) as ArrayRef),
+        ("category", Arc::new(StringArray::from(cat)) as ArrayRef),
+        ("price", Arc::new(Float64Array::from(price)) as ArrayRef),
+        ("embedding", Arc::new(emb) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+async fn ingest(
+    store: &Store,
+    name: &str,
+    b: RecordBatch,
+    mode: IngestMode,
+) -> quiver::Result<u64> {
+    let schema = b.schema();
+    store
+        .ingest(name, schema, futures::stream::iter(vec![Ok(b)]), mode, None)
+        .await
+}
+
+async fn open(dir: &std::path::Path) -> Arc<Store> {
+    Store::open(dir.to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap()
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect()
+}
+
+async fn explain(engine: &Engine, sql: &str) -> String {
+    let batches = engine.sql(&format!("EXPLAIN {sql}")).await.unwrap();
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
+/// Three writes make three segments; a range filter on the key reads only
+/// the segment that can match, and gives the same rows as an unprunable
+/// form of the same filter.
+#[tokio::test]
+async fn segments_are_pruned_by_manifest_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    ingest(&store, "docs", batch(0..100), IngestMode::CREATE)
+        .await
+        .unwrap();
+    ingest(&store, "docs", batch(100..200), IngestMode::APPEND)
+        .await
+        .unwrap();
+    ingest(&store, "docs", batch(200..300), IngestMode::APPEND)
+        .await
+        .unwrap();
+    assert_eq!(store.snapshot("docs").unwrap().segments.len(), 3);
+    let engine = Engine::new(store).unwrap();
+
+    let pruned = "SELECT id FROM docs WHERE id >= 250 ORDER BY id";
+    let plan = explain(&engine, pruned).await;
+    assert_eq!(
+        plan.matches(".parquet").count(),
+        1,
+        "expected one file after pruning:\n{plan}"
+    );
+    // `id + 0` defeats min/max pruning: all three files are scanned.
+    let unpruned = "SELECT id FROM docs WHERE id + 0 >= 250 ORDER BY id";
+    let plan = explain(&engine, unpruned).await;
+    assert_eq!(
+        plan.matches(".parquet").count(),
+        3,
+        "expected three files:\n{plan}"
+    );
+    let a = ids(&engine.sql(pruned).await.unwrap());
+    let b = ids(&engine.sql(unpruned).await.unwrap());
+    assert_eq!(a, (250..300).collect::<Vec<_>>());
+    assert_eq!(a, b);
+}
+
+/// Scalar filters run inside the Parquet scan; vector columns are read only
+/// for the rows that pass, from their own column-group files.
+#[tokio::test]
+async fn filters_are_pushed_into_the_scan_and_vectors_fetched_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    ingest(&store, "docs", batch(0..1000), IngestMode::CREATE)
+        .await
+        .unwrap();
+    let m = store.snapshot("docs").unwrap();
+    let seg = &m.segments[0];
+    assert_eq!(seg.files.len(), 2, "one scalar group and one vector group");
+    assert_eq!(seg.files[1].columns, vec!["embedding".to_string()]);
+    assert!(!seg.files[0].columns.contains(&"embedding".to_string()));
+    let engine = Engine::new(store).unwrap();
+
+    let sql = "SELECT id, l2_distance(embedding, [1.0, 1.5, 2.0, 2.5]) AS d FROM docs \
+               WHERE category = 'b' AND price < 50 ORDER BY d LIMIT 3";
+    let plan = explain(&engine, sql).await;
+    assert!(plan.contains("VectorFetchExec"), "{plan}");
+    assert!(
+        plan.contains("predicate="),
+        "filter not pushed into the scan:\n{plan}"
+    );
+    let out = engine.sql(sql).await.unwrap();
+    assert_eq!(ids(&out), vec![1, 3, 5]);
+    let d: Vec<f64> = out
+        .iter()
+        .flat_map(|b| b.column(1).as_primitive::<Float64Type>().values().to_vec())
+        .collect();
+    assert!(
+        (d[0] - 0.0).abs() < 1e-9 && (d[1] - 4.0).abs() < 1e-6,
+        "{d:?}"
+    );
+}
+
+/// Data committed by one process is there after reopening the store, and
+/// two writers on one store never lose each other's commits.
+#[tokio::test]
+async fn commits_survive_reopen_and_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path()).await;
+    ingest(&a, "docs", batch(0..10), IngestMode::CREATE)
+        .await
+        .unwrap();
+    let b = open(dir.path()).await;
+    let (wa, wb) = (a.clone(), b.clone());
+    let t1 = tokio::spawn(async move {
+        for i in 0..10 {
+            ingest(
+                &wa,
+                "docs",
+                batch(100 + i * 10..110 + i * 10),
+                IngestMode::APPEND,
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let t2 = tokio::spawn(async move {
+        for i in 0..10 {
+            ingest(
+                &wb,
+                "docs",
+                batch(1000 + i * 10..1010 + i * 10),
+                IngestMode::APPEND,
+            )
+            .await
+            .unwrap();
+        }
+    });
+    t1.await.unwrap();
+    t2.await.unwrap();
+    drop((a, b));
+    let reopened = open(dir.path()).await;
+    let m = reopened.snapshot("docs").unwrap();
+    assert_eq!(m.version, 21);
+    assert_eq!(m.num_rows(), 210);
+    let engine = Engine::new(reopened).unwrap();
+    let got = ids(&engine.sql("SELECT id FROM docs ORDER BY id").await.unwrap());
+    let mut want: Vec<i64> = (0..10).chain(100..200).chain(1000..1100).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// Rejected input changes nothing that is stored.
+#[tokio::test]
+async fn bad_input_is_rejected_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    ingest(&store, "docs", batch(0..10), IngestMode::CREATE)
+        .await
+        .unwrap();
+    let before = store.snapshot("docs").unwrap().version;
+
+    // Wrong dimension.
+    let wrong = FixedSizeListArray::new(
+        vector_item_field(),
+        3,
+        Arc::new(Float32Array::from(vec![0.0; 3])),
+        None,
+    );
+    let one = batch(99..100);
+    let b = RecordBatch::try_from_iter(vec![
+        ("id", one.column(0).clone()),
+        ("category", one.column(1).clone()),
+        ("price", one.column(2).clone()),
+        ("embedding", Arc::new(wrong) as ArrayRef),
+    ])
+    .unwrap();
+    let e = ingest(&store, "docs", b, IngestMode::APPEND)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dimension 4") && e.contains("dimension 3"),
+        "{e}"
+    );
+
+    // A bad batch after a good one: the good one is not committed either.
+    let good = batch(10..20);
+    let null_key = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from(vec![None, Some(1)])) as ArrayRef,
+        ),
+        ("category", good.column(1).slice(0, 2)),
+        ("price", good.column(2).slice(0, 2)),
+        ("embedding", good.column(3).slice(0, 2)),
+    ])
+    .unwrap();
+    let schema: Arc<Schema> = good.schema();
+    let e = store
+        .ingest(
+            "docs",
+            schema,
+            futures::stream::iter(vec![Ok(good), Ok(null_key)]),
+            IngestMode::APPEND,
+            None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("primary key column 'id'") && e.contains("null"),
+        "{e}"
+    );
+
+    let m = store.snapshot("docs").unwrap();
+    assert_eq!(m.version, before);
+    assert_eq!(m.num_rows(), 10);
+    // The files of the aborted write were removed again.
+    let files = walk(dir.path());
+    assert_eq!(
+        files.iter().filter(|p| p.ends_with(".parquet")).count(),
+        2,
+        "{files:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}

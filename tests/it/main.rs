@@ -1,0 +1,4 @@
+//! quiver's integration tests: one binary, one module per area.
+
+mod engine;
+mod slt;
