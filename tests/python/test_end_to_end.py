@@ -129,7 +129,7 @@ def test_range_search_matches_numpy(conn, docs, fn):
     # A radius halfway between the 50th and 51st distance: no boundary ties.
     r = (s[49] + s[50]) / 2
     want = set(docs.column("id").to_numpy()[truth < r].tolist())
-    got = fetch(conn, f"SELECT id FROM docs WHERE {fn}(embedding, {literal(q)}) < {r!r}").column("id").to_pylist()
+    got = fetch(conn, f"SELECT id FROM docs WHERE {fn}(embedding, {literal(q)}) < {float(r)!r}").column("id").to_pylist()
     assert len(got) == len(set(got)) == 50
     assert set(got) == want
 
