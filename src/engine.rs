@@ -202,7 +202,8 @@ impl Engine {
     pub async fn plan(&self, sql: &str) -> Result<Statement> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
-        let stmt = state.sql_to_statement(sql, &dialect)?;
+        let mut stmt = state.sql_to_statement(sql, &dialect)?;
+        number_positional_placeholders(&mut stmt);
         match &stmt {
             DFStatement::CreateExternalTable(_) => {
                 return Err(Error::NotAllowed(
@@ -406,6 +407,36 @@ impl Engine {
             }
         }
     }
+}
+
+/// Rewrites positional `?` placeholders (JDBC / ODBC style) to `$1`, `$2`,
+/// ... in the order they appear in the text, which DataFusion binds.
+fn number_positional_placeholders(stmt: &mut DFStatement) {
+    use datafusion::sql::sqlparser::ast::{visit_expressions, visit_expressions_mut, Expr, Value};
+    use std::ops::ControlFlow;
+    let DFStatement::Statement(inner) = stmt else { return };
+    let is_positional = |e: &Expr| matches!(e, Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if p == "?"));
+    let mut positions = Vec::new();
+    let _ = visit_expressions(inner.as_ref(), |e: &Expr| {
+        if let (true, Expr::Value(v)) = (is_positional(e), e) {
+            positions.push((v.span.start.line, v.span.start.column));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if positions.is_empty() {
+        return;
+    }
+    positions.sort();
+    let _ = visit_expressions_mut(inner.as_mut(), |e: &mut Expr| {
+        if is_positional(e) {
+            if let Expr::Value(v) = e {
+                let at = (v.span.start.line, v.span.start.column);
+                let n = positions.iter().position(|p| *p == at).map_or(0, |i| i + 1);
+                v.value = Value::Placeholder(format!("${n}"));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Only collections of the `quiver.public` schema can be written.

@@ -140,6 +140,11 @@ def test_query_vector_as_bound_parameter(conn, docs):
     order = np.argsort(truth, kind="stable")[:K]
     got = fetch(conn, "SELECT id, l2_distance(embedding, $1) AS d FROM docs ORDER BY d LIMIT 10", (q.tolist(),))
     np.testing.assert_allclose(got.column("d").to_numpy(), truth[order], rtol=1e-4, atol=1e-4)
+    # JDBC-style positional `?` works the same.
+    got_q = fetch(conn, "SELECT id, l2_distance(embedding, ?) AS d FROM docs WHERE id >= ? ORDER BY d LIMIT 10", (q.tolist(), 0))
+    assert got_q.column("id").to_pylist() == got.column("id").to_pylist()
+    with pytest.raises(adbc_driver_manager.Error, match="different dimensions \\(64 and 3\\)"):
+        fetch(conn, "SELECT l2_distance(embedding, $1) FROM docs", ([1.0, 2.0, 3.0],))
     # Scalar parameters too.
     n = fetch(conn, "SELECT count(*) AS n FROM docs WHERE category = $1 AND price < $2", ("b", 50.0))
     cat = np.asarray(docs.column("category").to_pylist())
@@ -187,6 +192,10 @@ def test_sql_ddl_and_dml(conn):
         rows = cur.fetchall()
         assert rows[0] == (1, "x", 0.0)
         assert rows[1][0] == 2
+        # Many parameter rows at once (a prepared INSERT).
+        cur.executemany("INSERT INTO t VALUES (?, ?, ?)", [(3, "z", [0.0, 1.0, 0.0]), (4, "w", [1.0, 1.0, 1.0])])
+        cur.execute("SELECT count(*) FROM t")
+        assert cur.fetchone() == (4,)
         cur.execute("DROP TABLE t")
         with pytest.raises(adbc_driver_manager.Error, match="not found"):
             cur.execute("SELECT * FROM t")
