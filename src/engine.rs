@@ -414,7 +414,9 @@ impl Engine {
 fn number_positional_placeholders(stmt: &mut DFStatement) {
     use datafusion::sql::sqlparser::ast::{visit_expressions, visit_expressions_mut, Expr, Value};
     use std::ops::ControlFlow;
-    let DFStatement::Statement(inner) = stmt else { return };
+    let DFStatement::Statement(inner) = stmt else {
+        return;
+    };
     let is_positional = |e: &Expr| matches!(e, Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if p == "?"));
     let mut positions = Vec::new();
     let _ = visit_expressions(inner.as_ref(), |e: &Expr| {

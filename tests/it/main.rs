@@ -1,4 +1,5 @@
 //! quiver's integration tests: one binary, one module per area.
 
 mod engine;
+mod flight;
 mod slt;

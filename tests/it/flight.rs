@@ -1,0 +1,216 @@
+//! The Flight SQL surface through arrow-flight's own client against an
+//! in-process server on 127.0.0.1:0: statement updates, queries, result
+//! message sizes, and the catalog commands.
+
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, SqlInfo};
+use arrow_flight::FlightInfo;
+use futures::TryStreamExt;
+use quiver::server::{self, ServerOptions};
+use quiver::{Engine, Store, StoreConfig};
+use tonic::transport::Channel;
+
+struct Fixture {
+    client: FlightSqlServiceClient<Channel>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<quiver::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+            .await
+            .unwrap();
+        let engine = Engine::new(store).unwrap();
+        let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(server::serve(
+            engine,
+            listener,
+            ServerOptions::default(),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            client: FlightSqlServiceClient::new(channel),
+            shutdown: Some(tx),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    async fn fetch(&mut self, info: FlightInfo) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
+        for ep in info.endpoint {
+            let stream = self.client.do_get(ep.ticket.unwrap()).await.unwrap();
+            out.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+        }
+        out
+    }
+
+    async fn query(&mut self, sql: &str) -> Vec<RecordBatch> {
+        let info = self.client.execute(sql.to_string(), None).await.unwrap();
+        self.fetch(info).await
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.take().unwrap().send(()).unwrap();
+        self.handle.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_updates_queries_and_catalog() {
+    let mut f = Fixture::start().await;
+    let c = &mut f.client;
+    assert_eq!(
+        c.execute_update(
+            "CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))".into(),
+            None
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    let n = c
+        .execute_update(
+            "INSERT INTO t SELECT value, [value * 1.0, 0.0] FROM generate_series(1, 200000)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 200_000);
+    let err = c
+        .execute_update("SELEKT".into(), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.to_lowercase().contains("sql parser error") || err.contains("Expected"),
+        "{err}"
+    );
+
+    // A large result arrives in several messages, each far below 16 MiB.
+    let info = c.execute("SELECT id, v FROM t".into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut raw = c.do_get(ticket).await.unwrap().into_inner();
+    let mut messages = 0;
+    while let Some(data) = raw.try_next().await.unwrap() {
+        assert!(
+            data.inner.data_body.len() < 4 * 1024 * 1024,
+            "message of {} bytes",
+            data.inner.data_body.len()
+        );
+        messages += 1;
+    }
+    assert!(
+        messages >= 2,
+        "a 3 MB result should be split, got {messages} message(s)"
+    );
+    let rows = f.query("SELECT count(*) AS n, sum(id) AS s FROM t").await;
+    assert_eq!(
+        rows[0].column(0).as_primitive::<Int64Type>().value(0),
+        200_000
+    );
+    assert_eq!(
+        rows[0].column(1).as_primitive::<Int64Type>().value(0),
+        200_000 * 200_001 / 2
+    );
+
+    // Catalog commands.
+    let info = f.client.get_catalogs().await.unwrap();
+    let cats = f.fetch(info).await;
+    assert_eq!(cats[0].column(0).as_string::<i32>().value(0), "quiver");
+    let info = f
+        .client
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: None,
+        })
+        .await
+        .unwrap();
+    let schemas = f.fetch(info).await;
+    assert_eq!(schemas[0].column(1).as_string::<i32>().value(0), "public");
+    let info = f
+        .client
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: Some("t%".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let tables = f.fetch(info).await;
+    assert_eq!(tables[0].num_rows(), 1);
+    let ipc = tables[0].column(4).as_binary::<i32>().value(0);
+    let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(ipc).unwrap();
+    assert_eq!(schema.field(1).data_type(), &quiver::schema::vector_type(2));
+    let info = f
+        .client
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: None,
+            table: "t".into(),
+        })
+        .await
+        .unwrap();
+    let keys = f.fetch(info).await;
+    assert_eq!(keys[0].column(3).as_string::<i32>().value(0), "id");
+    let info = f.client.get_table_types().await.unwrap();
+    assert_eq!(
+        f.fetch(info).await[0].column(0).as_string::<i32>().value(0),
+        "TABLE"
+    );
+    let info = f
+        .client
+        .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+        .await
+        .unwrap();
+    assert_eq!(f.fetch(info).await[0].num_rows(), 1);
+
+    // Prepared statement with a bound vector parameter.
+    let mut prepared = f
+        .client
+        .prepare(
+            "SELECT id FROM t ORDER BY l2_distance(v, $1) LIMIT 2".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let param = RecordBatch::try_from_iter(vec![(
+        "$1",
+        Arc::new(arrow::array::ListArray::from_iter_primitive::<
+            arrow::datatypes::Float64Type,
+            _,
+            _,
+        >(vec![Some(vec![Some(7.0), Some(0.0)])])) as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    prepared.set_parameters(param).unwrap();
+    let info = prepared.execute().await.unwrap();
+    let got = f.fetch(info).await;
+    let ids: Vec<i64> = got
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(ids[0], 7);
+    assert!(ids[1] == 6 || ids[1] == 8);
+    prepared.close().await.unwrap();
+
+    f.stop().await;
+}
