@@ -12,7 +12,7 @@ use datafusion::common::TableReference;
 use datafusion::common::{Constraint, ParamValues, ScalarValue};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -21,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::distance::register_distance_functions;
 use crate::error::{Error, Result};
-use crate::schema::CollectionSchema;
+use crate::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
 use crate::store::{IngestMode, Store};
 use crate::table::{QuiverCatalog, CATALOG, SCHEMA};
 
@@ -42,6 +42,8 @@ pub enum Statement {
     },
     /// `DROP TABLE`.
     DropTable { name: String, if_exists: bool },
+    /// `DELETE FROM <collection> [WHERE ...]`: `input` yields the rows to delete.
+    Delete { name: String, input: LogicalPlan },
 }
 
 impl Statement {
@@ -60,7 +62,7 @@ impl Statement {
     fn plan(&self) -> Option<&LogicalPlan> {
         match self {
             Statement::Query(p) | Statement::Insert(p) => Some(p),
-            Statement::CreateTable { input, .. } => Some(input),
+            Statement::CreateTable { input, .. } | Statement::Delete { input, .. } => Some(input),
             Statement::DropTable { .. } => None,
         }
     }
@@ -128,6 +130,10 @@ impl Statement {
                 if_not_exists,
                 or_replace,
             },
+            Statement::Delete { name, input } => Statement::Delete {
+                name,
+                input: bind(input)?,
+            },
             s @ Statement::DropTable { .. } => s,
         })
     }
@@ -142,6 +148,9 @@ fn param_index(name: &str) -> usize {
 pub struct Engine {
     store: Arc<Store>,
     ctx: SessionContext,
+    /// The same store with the system columns `_ts`, `_seg`, `_row` visible,
+    /// for statements that name them.
+    ctx_system: SessionContext,
 }
 
 impl std::fmt::Debug for Engine {
@@ -156,9 +165,16 @@ impl std::fmt::Debug for Engine {
 /// the `quiver` catalog and the distance functions. This is all an embedding
 /// application needs to query collections from its own context.
 pub fn register(ctx: &SessionContext, store: Arc<Store>) {
+    register_with(ctx, store, false);
+}
+
+fn register_with(ctx: &SessionContext, store: Arc<Store>, system_columns: bool) {
     ctx.runtime_env()
         .register_object_store(store.store_url(), store.object_store().clone());
-    ctx.register_catalog(CATALOG, Arc::new(QuiverCatalog::new(store)));
+    ctx.register_catalog(
+        CATALOG,
+        Arc::new(QuiverCatalog::with_system_columns(store, system_columns)),
+    );
     register_distance_functions(ctx);
 }
 
@@ -180,14 +196,22 @@ pub fn session_config() -> SessionConfig {
 impl Engine {
     pub fn new(store: Arc<Store>) -> Result<Self> {
         let runtime = RuntimeEnvBuilder::new().build_arc()?;
-        let state = SessionStateBuilder::new()
-            .with_config(session_config())
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        register(&ctx, store.clone());
-        Ok(Self { store, ctx })
+        let context = |system_columns: bool| {
+            let state = SessionStateBuilder::new()
+                .with_config(session_config())
+                .with_runtime_env(runtime.clone())
+                .with_default_features()
+                .build();
+            let ctx = SessionContext::new_with_state(state);
+            register_with(&ctx, store.clone(), system_columns);
+            ctx
+        };
+        let (ctx, ctx_system) = (context(false), context(true));
+        Ok(Self {
+            store,
+            ctx,
+            ctx_system,
+        })
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -200,10 +224,14 @@ impl Engine {
 
     /// Parses and plans one SQL statement.
     pub async fn plan(&self, sql: &str) -> Result<Statement> {
-        let state = self.ctx.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let mut stmt = state.sql_to_statement(sql, &dialect)?;
+        let dialect = self.ctx.state().config().options().sql_parser.dialect;
+        let mut stmt = self.ctx.state().sql_to_statement(sql, &dialect)?;
         number_positional_placeholders(&mut stmt);
+        let state = if names_system_column(&stmt) {
+            self.ctx_system.state()
+        } else {
+            self.ctx.state()
+        };
         match &stmt {
             DFStatement::CreateExternalTable(_) => {
                 return Err(Error::NotAllowed(
@@ -269,6 +297,10 @@ impl Engine {
                     collection_name(&d.table_name)?;
                     Ok(Statement::Insert(LogicalPlan::Dml(d)))
                 }
+                WriteOp::Delete => Ok(Statement::Delete {
+                    name: collection_name(&d.table_name)?,
+                    input: d.input.as_ref().clone(),
+                }),
                 op => Err(Error::NotAllowed(format!(
                     "{} is not supported yet",
                     op.to_string().to_uppercase()
@@ -347,6 +379,27 @@ impl Engine {
                 self.store.drop_collection(&name, if_exists).await?;
                 Ok(0)
             }
+            Statement::Delete { name, input } => {
+                // The keys of the visible rows that match, at this snapshot.
+                let pk = self
+                    .store
+                    .require(&name)?
+                    .schema
+                    .as_ref()
+                    .map(|s| s.primary_key().to_string())
+                    .ok_or_else(|| Error::CollectionNotFound(name.clone()))?;
+                let plan = LogicalPlanBuilder::from(input)
+                    .project(vec![datafusion::prelude::ident(pk)])?
+                    .build()?;
+                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                let arrays: Vec<&dyn arrow::array::Array> =
+                    batches.iter().map(|b| b.column(0).as_ref()).collect();
+                if arrays.is_empty() {
+                    return Ok(0);
+                }
+                let keys = arrow::compute::concat(&arrays)?;
+                self.store.delete_keys(&name, keys).await
+            }
         }
     }
 
@@ -407,6 +460,31 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether the statement names `_ts`, `_seg` or `_row`.
+fn names_system_column(stmt: &DFStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::{visit_expressions, Expr};
+    use std::ops::ControlFlow;
+    let inner = match stmt {
+        DFStatement::Statement(s) => s.as_ref(),
+        DFStatement::Explain(e) => return names_system_column(&e.statement),
+        _ => return false,
+    };
+    let system = |name: &str| [TS_COLUMN, SEG_COLUMN, ROW_COLUMN].contains(&name);
+    visit_expressions(inner, |e: &Expr| {
+        let hit = match e {
+            Expr::Identifier(i) => system(&i.value),
+            Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|i| system(&i.value)),
+            _ => false,
+        };
+        if hit {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
 }
 
 /// Rewrites positional `?` placeholders (JDBC / ODBC style) to `$1`, `$2`,

@@ -33,7 +33,7 @@ use crate::schema::CollectionSchema;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// How many times a commit is rebased onto a newer version before giving up.
-const MAX_COMMIT_ATTEMPTS: usize = 32;
+pub const MAX_COMMIT_ATTEMPTS: usize = 32;
 
 /// One committed version of a collection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +46,10 @@ pub struct Manifest {
     pub dropped: bool,
     pub schema: Option<CollectionSchema>,
     pub segments: Vec<SegmentMeta>,
+    /// Delete logs: `(primary key, _ts)` pairs. A row is invisible once a
+    /// delete for its key has a larger `_ts` than the row.
+    #[serde(default)]
+    pub delete_logs: Vec<DeleteLog>,
     /// Highest commit timestamp handed out for this collection (the clock's
     /// high-water mark, so the clock never goes backwards across restarts).
     pub max_ts: u64,
@@ -64,6 +68,31 @@ pub struct SegmentMeta {
     /// Per-column min / max / null count of the scalar and key columns,
     /// values rendered as text in the column's type (used for pruning).
     pub stats: BTreeMap<String, ColumnStats>,
+    /// Bloom filter of the segment's primary keys (Milvus "stats log"), so
+    /// an insert can tell which keys may already exist without reading data.
+    #[serde(default)]
+    pub pk_bloom: Option<StatsFile>,
+}
+
+/// A small side file of a segment (the key Bloom filter).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatsFile {
+    /// Path relative to the collection's root.
+    pub path: String,
+    pub size: u64,
+    pub crc32c: u32,
+}
+
+/// A Parquet file of `(primary key, _ts)` deletes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeleteLog {
+    /// Path relative to the collection's root.
+    pub path: String,
+    pub rows: u64,
+    pub min_ts: u64,
+    pub max_ts: u64,
+    pub size: u64,
+    pub crc32c: u32,
 }
 
 /// One Parquet file of a segment holding one column group.
@@ -102,12 +131,16 @@ pub enum Change {
     Create {
         schema: CollectionSchema,
         segments: Vec<SegmentMeta>,
+        /// Deletes among the new segments (a key written twice in one ingest).
+        deletes: Vec<DeleteLog>,
         on_exists: OnExists,
     },
-    /// Add segments written against `schema` to a live collection.
+    /// Add segments (and the deletes of the keys they replace) written
+    /// against `schema` to a live collection.
     Append {
         schema: CollectionSchema,
         segments: Vec<SegmentMeta>,
+        deletes: Vec<DeleteLog>,
     },
     Drop,
 }
@@ -137,13 +170,16 @@ impl Manifest {
             collection: collection.to_string(),
             reason: reason.to_string(),
         };
-        let (schema, segments) = match change {
+        let (schema, segments, delete_logs) = match change {
             Change::Create {
                 schema,
                 segments,
+                deletes,
                 on_exists,
             } => match (live, on_exists) {
-                (None, _) | (Some(_), OnExists::Replace) => (schema.clone(), segments.clone()),
+                (None, _) | (Some(_), OnExists::Replace) => {
+                    (schema.clone(), segments.clone(), deletes.clone())
+                }
                 (Some(_), OnExists::Fail) => {
                     return Err(Error::CollectionExists(collection.to_string()))
                 }
@@ -155,10 +191,16 @@ impl Manifest {
                     }
                     let mut all = m.segments.clone();
                     all.extend(segments.iter().cloned());
-                    (schema.clone(), all)
+                    let mut logs = m.delete_logs.clone();
+                    logs.extend(deletes.iter().cloned());
+                    (schema.clone(), all, logs)
                 }
             },
-            Change::Append { schema, segments } => {
+            Change::Append {
+                schema,
+                segments,
+                deletes,
+            } => {
                 let m = live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
                 if m.schema.as_ref() != Some(schema) {
                     return Err(conflict(
@@ -167,7 +209,9 @@ impl Manifest {
                 }
                 let mut all = m.segments.clone();
                 all.extend(segments.iter().cloned());
-                (schema.clone(), all)
+                let mut logs = m.delete_logs.clone();
+                logs.extend(deletes.iter().cloned());
+                (schema.clone(), all, logs)
             }
             Change::Drop => {
                 live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
@@ -178,6 +222,7 @@ impl Manifest {
                     dropped: true,
                     schema: None,
                     segments: vec![],
+                    delete_logs: vec![],
                     max_ts: base.map_or(ts, |b| b.max_ts.max(ts)),
                     committed_at_ms: now_ms(),
                 });
@@ -190,6 +235,7 @@ impl Manifest {
             dropped: false,
             schema: Some(schema),
             segments,
+            delete_logs,
             max_ts: base.map_or(ts, |b| b.max_ts.max(ts)),
             committed_at_ms: now_ms(),
         })
@@ -251,6 +297,39 @@ pub async fn load_version(
     Ok(m)
 }
 
+/// Tries once to commit `change` as the next version after `base`.
+/// Returns `None` when another writer committed that version first.
+pub async fn try_commit(
+    store: &dyn ObjectStore,
+    collection: &str,
+    base: Option<&Manifest>,
+    change: &Change,
+    ts: u64,
+) -> Result<Option<Manifest>> {
+    let next = Manifest::apply(collection, base, change, ts)?;
+    let json = serde_json::to_vec_pretty(&next).map_err(|e| Error::internal(e.to_string()))?;
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let path = Manifest::path(collection, next.version);
+    match store
+        .put_opts(&path, PutPayload::from(Bytes::from(json)), opts)
+        .await
+    {
+        Ok(_) => Ok(Some(next)),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            tracing::debug!(
+                collection,
+                version = next.version,
+                "lost commit race, rebasing"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Commits `change` as the next version after `base`, rebasing onto newer
 /// versions written by other writers. Returns the committed manifest.
 pub async fn commit(
@@ -261,33 +340,20 @@ pub async fn commit(
     ts: u64,
 ) -> Result<Manifest> {
     for _ in 0..MAX_COMMIT_ATTEMPTS {
-        let next = Manifest::apply(collection, base.as_ref(), change, ts)?;
-        let json = serde_json::to_vec_pretty(&next).map_err(|e| Error::internal(e.to_string()))?;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let path = Manifest::path(collection, next.version);
-        match store
-            .put_opts(&path, PutPayload::from(Bytes::from(json)), opts)
-            .await
-        {
-            Ok(_) => return Ok(next),
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                tracing::debug!(
-                    collection,
-                    version = next.version,
-                    "lost commit race, rebasing"
-                );
-                base = load_latest(store, collection).await?;
-            }
-            Err(e) => return Err(e.into()),
+        if let Some(m) = try_commit(store, collection, base.as_ref(), change, ts).await? {
+            return Ok(m);
         }
+        base = load_latest(store, collection).await?;
     }
-    Err(Error::CommitConflict {
+    Err(gave_up(collection))
+}
+
+/// The error after [`MAX_COMMIT_ATTEMPTS`] lost races.
+pub fn gave_up(collection: &str) -> Error {
+    Error::CommitConflict {
         collection: collection.to_string(),
         reason: format!("gave up after {MAX_COMMIT_ATTEMPTS} attempts against concurrent writers"),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -313,6 +379,7 @@ mod tests {
             max_ts: 1,
             files: vec![],
             stats: Default::default(),
+            pk_bloom: None,
         }
     }
 
@@ -322,6 +389,7 @@ mod tests {
         let create = Change::Create {
             schema: schema(),
             segments: vec![],
+            deletes: vec![],
             on_exists: OnExists::Fail,
         };
         commit(store.as_ref(), "c", None, &create, 1).await.unwrap();
@@ -334,6 +402,7 @@ mod tests {
                 let ch = Change::Append {
                     schema: schema(),
                     segments: vec![seg(i)],
+                    deletes: vec![],
                 };
                 commit(store.as_ref(), "c", base, &ch, 2).await.unwrap()
             }));

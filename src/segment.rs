@@ -25,7 +25,8 @@ use parquet::schema::types::ColumnPath;
 
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
-use crate::manifest::{ColumnStats, DataFile, SegmentMeta};
+use crate::keys::KeyBloom;
+use crate::manifest::{ColumnStats, DataFile, DeleteLog, SegmentMeta, StatsFile};
 use crate::schema::{CollectionSchema, ColumnKind, ROW_COLUMN, TS_COLUMN};
 
 /// A fresh segment id: random, so concurrent writers never collide.
@@ -121,6 +122,27 @@ pub async fn write_segment(
         }
     });
     let files = futures::future::try_join_all(uploads).await?;
+
+    // The key filter, so later inserts can tell which keys may exist here.
+    let pk_idx = schema
+        .fields()
+        .iter()
+        .position(|f| f.name() == schema.primary_key())
+        .ok_or_else(|| Error::internal("primary key column missing"))?;
+    let keys: Vec<ArrayRef> = batches.iter().map(|b| b.column(pk_idx).clone()).collect();
+    let bloom = KeyBloom::build(&keys).to_bytes();
+    let rel = format!("stats_log/{id}/pk_bloom.bin");
+    let stats_file = StatsFile {
+        path: rel.clone(),
+        size: bloom.len() as u64,
+        crc32c: crc32c::crc32c(&bloom),
+    };
+    upload(
+        store.clone(),
+        &Path::from(format!("{collection}/{rel}")),
+        bloom,
+    )
+    .await?;
     Ok(SegmentMeta {
         id,
         rows: rows as u64,
@@ -128,8 +150,52 @@ pub async fn write_segment(
         max_ts: ts,
         files,
         stats,
+        pk_bloom: Some(stats_file),
     })
 }
+
+/// Writes a delete log: `(primary key, _ts)` rows.
+pub async fn write_delete_log(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &StoreConfig,
+    collection: &str,
+    keys: ArrayRef,
+    ts: Vec<u64>,
+) -> Result<DeleteLog> {
+    let (min_ts, max_ts) = (
+        ts.iter().copied().min().unwrap_or(0),
+        ts.iter().copied().max().unwrap_or(0),
+    );
+    let rows = keys.len() as u64;
+    let schema = Arc::new(Schema::new(vec![
+        arrow::datatypes::Field::new(DELETE_KEY_COLUMN, keys.data_type().clone(), false),
+        arrow::datatypes::Field::new(TS_COLUMN, DataType::UInt64, false),
+    ]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![keys, Arc::new(UInt64Array::from(ts))])?;
+    let cfg = cfg.clone();
+    let (bytes, _) = tokio::task::spawn_blocking(move || encode_parquet(&cfg, 0, schema, &[batch]))
+        .await
+        .map_err(|e| Error::internal(format!("encoder task failed: {e}")))??;
+    let rel = format!("delta_log/{}.parquet", uuid::Uuid::new_v4().simple());
+    let log = DeleteLog {
+        path: rel.clone(),
+        rows,
+        min_ts,
+        max_ts,
+        size: bytes.len() as u64,
+        crc32c: crc32c::crc32c(&bytes),
+    };
+    upload(
+        store.clone(),
+        &Path::from(format!("{collection}/{rel}")),
+        bytes,
+    )
+    .await?;
+    Ok(log)
+}
+
+/// Column name of the key in a delete log.
+pub const DELETE_KEY_COLUMN: &str = "pk";
 
 fn encode_parquet(
     cfg: &StoreConfig,

@@ -1,15 +1,16 @@
 //! `Store`: one object-store prefix holding quiver collections, with the
 //! hybrid clock and the write operations (create, ingest, drop).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use futures::{Stream, StreamExt};
 use object_store::{path::Path, ObjectStore, ObjectStoreExt};
 use parking_lot::RwLock;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written
 // AsyncFileReader; it is still the maintained object_store adapter.
@@ -19,9 +20,11 @@ use url::Url;
 
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
+use crate::keys::{key_at, DeleteMap, Key, KeyBloom, KeyRef};
+use crate::manifest::DeleteLog;
 use crate::manifest::{self, Change, Manifest, OnExists, SegmentMeta};
 use crate::schema::CollectionSchema;
-use crate::segment::write_segment;
+use crate::segment::{write_delete_log, write_segment};
 
 /// Bits of the hybrid timestamp that hold the logical counter.
 const LOGICAL_BITS: u32 = 18;
@@ -100,7 +103,17 @@ pub struct Store {
     /// Parsed Parquet footers (with page indexes) of column-group files,
     /// weighed by their in-memory size.
     footers: moka::future::Cache<Path, ArrowReaderMetadata>,
+    /// Key filters of segments, by path.
+    blooms: moka::future::Cache<Path, Arc<KeyBloom>>,
+    /// Merged delete logs per (collection, version).
+    delete_maps: moka::future::Cache<(String, u64), Arc<DeleteMap>>,
 }
+
+/// Bytes of segment key filters kept in memory (256 MiB).
+pub const BLOOM_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Merged delete maps kept (one per collection version in use).
+pub const DELETE_MAP_CACHE_ENTRIES: u64 = 64;
 
 /// Bytes of parsed Parquet footers kept in memory (64 MiB).
 pub const FOOTER_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -134,6 +147,15 @@ impl Store {
                 .weigher(|_k: &Path, v: &ArrowReaderMetadata| {
                     v.metadata().memory_size().try_into().unwrap_or(u32::MAX)
                 })
+                .build(),
+            blooms: moka::future::Cache::builder()
+                .max_capacity(BLOOM_CACHE_BYTES)
+                .weigher(|_k: &Path, v: &Arc<KeyBloom>| {
+                    v.size_bytes().try_into().unwrap_or(u32::MAX)
+                })
+                .build(),
+            delete_maps: moka::future::Cache::builder()
+                .max_capacity(DELETE_MAP_CACHE_ENTRIES)
                 .build(),
         };
         store.reload().await?;
@@ -241,9 +263,10 @@ impl Store {
         let change = Change::Create {
             schema,
             segments: vec![],
+            deletes: vec![],
             on_exists: OnExists::Fail,
         };
-        self.commit(name, &change).await?;
+        self.commit(name, &change, None).await?;
         Ok(true)
     }
 
@@ -257,12 +280,17 @@ impl Store {
                 Err(Error::CollectionNotFound(name.to_string()))
             };
         }
-        self.commit(name, &Change::Drop).await?;
+        self.commit(name, &Change::Drop, None).await?;
         Ok(true)
     }
 
     /// Writes a stream of batches into a collection as one atomic commit:
     /// either every row becomes visible or none does. Returns the row count.
+    ///
+    /// The primary key is unique: a row whose key exists replaces the old
+    /// row (upsert: a delete of the key and the insert share one `_ts`).
+    /// Keys that may exist are found by the segments' key ranges and Bloom
+    /// filters, so a pure append reads no old data.
     ///
     /// `input_schema` is the stream's schema (used to create the collection);
     /// `primary_key` overrides the default key choice on create.
@@ -291,60 +319,171 @@ impl Store {
                 true,
             ),
         };
-        let ts = self.clock.now();
-        let segments = self.write_segments(name, &schema, batches, ts).await?;
-        let rows = segments.iter().map(|s| s.rows).sum();
+        // Rows of an appended-to collection may replace existing keys.
+        let base_segments: Vec<SegmentMeta> = match (&existing, creating) {
+            (Some(m), false) => m.segments.clone(),
+            _ => vec![],
+        };
+        let written = self
+            .write_segments(name, &schema, batches, &base_segments)
+            .await?;
+        let rows = written.input_rows;
+        let known: HashSet<u64> = base_segments
+            .iter()
+            .chain(&written.segments)
+            .map(|s| s.id)
+            .collect();
         let change = if creating {
             Change::Create {
                 schema,
-                segments,
+                segments: written.segments,
+                deletes: written.deletes,
                 on_exists: mode.on_exists,
             }
         } else {
-            Change::Append { schema, segments }
+            Change::Append {
+                schema,
+                segments: written.segments,
+                deletes: written.deletes,
+            }
         };
-        self.commit(name, &change).await?;
+        self.commit(name, &change, Some((&known, &written.keys)))
+            .await?;
         Ok(rows)
     }
 
-    /// Conforms and seals batches into segments of the configured size.
-    /// Nothing is visible until the caller commits the returned segments;
-    /// on error the files already written are removed again.
+    /// Deletes the rows with the given primary keys (an Int64 or Utf8
+    /// array). Returns the number of keys.
+    pub async fn delete_keys(&self, name: &str, keys: ArrayRef) -> Result<u64> {
+        let _guard = self.write_lock.lock().await;
+        let m = self.require(name)?;
+        let schema = m.schema.clone().expect("live collection has a schema");
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let ts = self.clock.now();
+        let n = keys.len();
+        let log =
+            write_delete_log(&self.object_store, &self.config, name, keys, vec![ts; n]).await?;
+        let change = Change::Append {
+            schema,
+            segments: vec![],
+            deletes: vec![log],
+        };
+        self.commit(name, &change, None).await?;
+        Ok(n as u64)
+    }
+
+    /// On a lost commit race: the change can go on top of `newer` unless a
+    /// segment committed meanwhile may hold one of the keys just written
+    /// (the upsert would then have missed a row to replace).
+    async fn check_rebase(
+        &self,
+        name: &str,
+        newer: Manifest,
+        known: &HashSet<u64>,
+        keys: &[ArrayRef],
+    ) -> Result<Manifest> {
+        let added: Vec<SegmentMeta> = newer
+            .segments
+            .iter()
+            .filter(|s| !known.contains(&s.id))
+            .cloned()
+            .collect();
+        if !added.is_empty() && !keys.is_empty() {
+            let schema = newer
+                .schema
+                .clone()
+                .ok_or_else(|| Error::CollectionNotFound(name.to_string()))?;
+            let checker = KeyChecker::load(self, name, &schema, &added).await?;
+            for k in keys {
+                if (0..k.len()).any(|i| checker.may_contain(key_at(k.as_ref(), i))) {
+                    return Err(Error::CommitConflict {
+                        collection: name.to_string(),
+                        reason: "another writer inserted some of the same primary keys meanwhile"
+                            .into(),
+                    });
+                }
+            }
+        }
+        Ok(newer)
+    }
+
+    /// Conforms and seals batches into segments of the configured size,
+    /// each with its own commit timestamp, and finds the keys they replace
+    /// (in `base` or in earlier segments of the same write). Nothing is
+    /// visible until the caller commits; on error the files already written
+    /// are removed again.
     async fn write_segments<S>(
         &self,
         name: &str,
         schema: &CollectionSchema,
         batches: S,
-        ts: u64,
-    ) -> Result<Vec<SegmentMeta>>
+        base: &[SegmentMeta],
+    ) -> Result<Written>
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
     {
-        let mut segments: Vec<SegmentMeta> = Vec::new();
+        let mut out = Written::default();
+        let pk_idx = schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == schema.primary_key())
+            .ok_or_else(|| Error::internal("primary key column missing"))?;
         let result = async {
+            let mut checker = KeyChecker::load(self, name, schema, base).await?;
+            let mut delete_keys: Vec<ArrayRef> = Vec::new();
+            let mut delete_ts: Vec<u64> = Vec::new();
             let mut batches = std::pin::pin!(batches);
             let mut pending: Vec<RecordBatch> = Vec::new();
             let (mut rows, mut bytes) = (0usize, 0usize);
-            while let Some(batch) = batches.next().await {
-                let batch = schema.conform(name, &batch?)?;
-                if batch.num_rows() == 0 {
-                    continue;
+            loop {
+                let next = batches.next().await;
+                let done = next.is_none();
+                if let Some(batch) = next {
+                    let batch = schema.conform(name, &batch?)?;
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    rows += batch.num_rows();
+                    out.input_rows += batch.num_rows() as u64;
+                    bytes += batch.get_array_memory_size();
+                    pending.push(batch);
+                    if rows < self.config.segment_max_rows && bytes < self.config.segment_max_bytes
+                    {
+                        continue;
+                    }
+                } else if pending.is_empty() {
+                    break;
                 }
-                rows += batch.num_rows();
-                bytes += batch.get_array_memory_size();
-                pending.push(batch);
-                if rows >= self.config.segment_max_rows || bytes >= self.config.segment_max_bytes {
-                    let seal = std::mem::take(&mut pending);
-                    segments.push(
-                        write_segment(&self.object_store, &self.config, name, schema, seal, ts)
-                            .await?,
+                let seal = keep_last_per_key(std::mem::take(&mut pending), pk_idx)?;
+                (rows, bytes) = (0, 0);
+                let ts = self.clock.now();
+                let keys: Vec<ArrayRef> = seal.iter().map(|b| b.column(pk_idx).clone()).collect();
+                for k in &keys {
+                    let replaced = BooleanArray::from_iter(
+                        (0..k.len()).map(|i| Some(checker.may_contain(key_at(k.as_ref(), i)))),
                     );
-                    (rows, bytes) = (0, 0);
+                    if replaced.true_count() > 0 {
+                        let hit = arrow::compute::filter(k, &replaced)?;
+                        delete_ts.extend(std::iter::repeat_n(ts, hit.len()));
+                        delete_keys.push(hit);
+                    }
+                }
+                let seg =
+                    write_segment(&self.object_store, &self.config, name, schema, seal, ts).await?;
+                checker.add(&seg, Arc::new(KeyBloom::build(&keys)));
+                out.segments.push(seg);
+                out.keys.extend(keys);
+                if done {
+                    break;
                 }
             }
-            if !pending.is_empty() {
-                segments.push(
-                    write_segment(&self.object_store, &self.config, name, schema, pending, ts)
+            if !delete_keys.is_empty() {
+                let refs: Vec<&dyn Array> = delete_keys.iter().map(|a| a.as_ref()).collect();
+                let all = arrow::compute::concat(&refs)?;
+                out.deletes.push(
+                    write_delete_log(&self.object_store, &self.config, name, all, delete_ts)
                         .await?,
                 );
             }
@@ -352,36 +491,139 @@ impl Store {
         }
         .await;
         if let Err(e) = result {
-            self.remove_files(name, &segments).await;
+            self.remove_written(name, &out.segments, &out.deletes).await;
             return Err(e);
         }
-        Ok(segments)
+        Ok(out)
     }
 
-    async fn remove_files(&self, name: &str, segments: &[SegmentMeta]) {
-        for f in segments.iter().flat_map(|s| &s.files) {
-            if let Err(e) = self
-                .object_store
-                .delete(&Self::file_path(name, &f.path))
-                .await
-            {
-                tracing::warn!(collection = name, file = %f.path, error = %e, "could not remove uncommitted file");
+    async fn remove_written(&self, name: &str, segments: &[SegmentMeta], deletes: &[DeleteLog]) {
+        let mut paths: Vec<String> = Vec::new();
+        for s in segments {
+            paths.extend(s.files.iter().map(|f| f.path.clone()));
+            paths.extend(s.pk_bloom.iter().map(|b| b.path.clone()));
+        }
+        paths.extend(deletes.iter().map(|d| d.path.clone()));
+        for p in paths {
+            if let Err(e) = self.object_store.delete(&Self::file_path(name, &p)).await {
+                tracing::warn!(collection = name, file = %p, error = %e, "could not remove uncommitted file");
             }
         }
     }
 
-    async fn commit(&self, name: &str, change: &Change) -> Result<Arc<Manifest>> {
-        // Start from the store's latest version, not our cache: another
-        // process may have committed since.
-        let base = manifest::load_latest(self.object_store.as_ref(), name).await?;
-        let ts = self.clock.now();
-        let committed = match manifest::commit(self.object_store.as_ref(), name, base, change, ts)
+    /// The Bloom filter of a segment's keys, if it has one.
+    pub async fn key_bloom(
+        &self,
+        collection: &str,
+        seg: &SegmentMeta,
+    ) -> Result<Option<Arc<KeyBloom>>> {
+        let Some(file) = &seg.pk_bloom else {
+            return Ok(None);
+        };
+        let path = Self::file_path(collection, &file.path);
+        let store = self.object_store.clone();
+        let expected = file.crc32c;
+        let bloom = self
+            .blooms
+            .try_get_with(path.clone(), async move {
+                let bytes = store.get(&path).await?.bytes().await?;
+                if crc32c::crc32c(&bytes) != expected {
+                    return Err(Error::Corrupt {
+                        path: path.to_string(),
+                        reason: "checksum mismatch".into(),
+                    });
+                }
+                Ok(Arc::new(KeyBloom::from_bytes(path.as_ref(), bytes)?))
+            })
             .await
-        {
+            .map_err(unwrap_shared)?;
+        Ok(Some(bloom))
+    }
+
+    /// Newest delete timestamp per key for a committed version.
+    pub async fn delete_map(&self, m: &Manifest) -> Result<Arc<DeleteMap>> {
+        if m.delete_logs.is_empty() {
+            return Ok(Arc::new(DeleteMap::default()));
+        }
+        let key = (m.collection.clone(), m.version);
+        let store = self.object_store.clone();
+        let logs = m.delete_logs.clone();
+        let collection = m.collection.clone();
+        self.delete_maps
+            .try_get_with(key, async move {
+                let mut map = DeleteMap::default();
+                for log in &logs {
+                    let path = Self::file_path(&collection, &log.path);
+                    let bytes = store.get(&path).await?.bytes().await?;
+                    if crc32c::crc32c(&bytes) != log.crc32c {
+                        return Err(Error::Corrupt {
+                            path: path.to_string(),
+                            reason: "checksum mismatch".into(),
+                        });
+                    }
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+                    for batch in reader {
+                        let batch = batch?;
+                        map.add(batch.column(0).as_ref(), batch.column(1).as_ref());
+                    }
+                }
+                Ok(Arc::new(map))
+            })
+            .await
+            .map_err(unwrap_shared)
+    }
+
+    /// Commits `change`, rebasing onto versions other processes committed
+    /// meanwhile. With `keys`, a rebase is refused when a segment committed
+    /// meanwhile may hold one of those keys (segments in `known` were
+    /// already checked).
+    async fn commit(
+        &self,
+        name: &str,
+        change: &Change,
+        keys: Option<(&HashSet<u64>, &[ArrayRef])>,
+    ) -> Result<Arc<Manifest>> {
+        let result = async {
+            // Start from the store's latest version, not our cache: another
+            // process may have committed since.
+            let mut base = manifest::load_latest(self.object_store.as_ref(), name).await?;
+            for _ in 0..manifest::MAX_COMMIT_ATTEMPTS {
+                let ts = self.clock.now();
+                if let Some(m) = manifest::try_commit(
+                    self.object_store.as_ref(),
+                    name,
+                    base.as_ref(),
+                    change,
+                    ts,
+                )
+                .await?
+                {
+                    return Ok(m);
+                }
+                base = match manifest::load_latest(self.object_store.as_ref(), name).await? {
+                    Some(newer) => match keys {
+                        Some((known, keys)) => {
+                            Some(self.check_rebase(name, newer, known, keys).await?)
+                        }
+                        None => Some(newer),
+                    },
+                    None => None,
+                };
+            }
+            Err(manifest::gave_up(name))
+        }
+        .await;
+        let committed = match result {
             Ok(m) => Arc::new(m),
             Err(e) => {
-                if let Change::Create { segments, .. } | Change::Append { segments, .. } = change {
-                    self.remove_files(name, segments).await;
+                match change {
+                    Change::Create {
+                        segments, deletes, ..
+                    }
+                    | Change::Append {
+                        segments, deletes, ..
+                    } => self.remove_written(name, segments, deletes).await,
+                    Change::Drop => {}
                 }
                 return Err(e);
             }
@@ -400,6 +642,133 @@ impl Store {
             map.remove(name);
         }
         Ok(committed)
+    }
+}
+
+/// What a write produced before its commit.
+#[derive(Default)]
+struct Written {
+    segments: Vec<SegmentMeta>,
+    deletes: Vec<DeleteLog>,
+    /// Every key written (for the rebase check).
+    keys: Vec<ArrayRef>,
+    /// Rows received (a key repeated within the write counts each time).
+    input_rows: u64,
+}
+
+/// Answers "may this key already exist?" from segments' key ranges and
+/// Bloom filters.
+struct KeyChecker {
+    /// (min, max, filter) per segment; a segment without a filter or range
+    /// may hold any key.
+    segments: Vec<(Option<Key>, Option<Key>, Option<Arc<KeyBloom>>)>,
+    pk: String,
+    int_keys: bool,
+}
+
+impl KeyChecker {
+    async fn load(
+        store: &Store,
+        collection: &str,
+        schema: &CollectionSchema,
+        segments: &[SegmentMeta],
+    ) -> Result<Self> {
+        let pk = schema.primary_key().to_string();
+        let int_keys = schema
+            .fields()
+            .iter()
+            .any(|f| f.name() == &pk && f.data_type() == &arrow::datatypes::DataType::Int64);
+        let mut out = Vec::with_capacity(segments.len());
+        for s in segments {
+            let bloom = store.key_bloom(collection, s).await?;
+            out.push(Self::entry(s, &pk, int_keys, bloom));
+        }
+        Ok(Self {
+            segments: out,
+            pk,
+            int_keys,
+        })
+    }
+
+    fn entry(
+        s: &SegmentMeta,
+        pk: &str,
+        int_keys: bool,
+        bloom: Option<Arc<KeyBloom>>,
+    ) -> (Option<Key>, Option<Key>, Option<Arc<KeyBloom>>) {
+        let stats = s.stats.get(pk);
+        // A range that cannot be read is no range: the segment may hold any key.
+        let parse = |t: &Option<String>| -> Option<Key> {
+            let t = t.as_ref()?;
+            if int_keys {
+                t.parse::<i64>().ok().map(Key::Int)
+            } else {
+                Some(Key::Str(t.clone()))
+            }
+        };
+        let (min, max) = stats.map_or((None, None), |c| (parse(&c.min), parse(&c.max)));
+        (min, max, bloom)
+    }
+
+    fn add(&mut self, s: &SegmentMeta, bloom: Arc<KeyBloom>) {
+        let entry = Self::entry(s, &self.pk, self.int_keys, Some(bloom));
+        self.segments.push(entry);
+    }
+
+    fn may_contain(&self, k: KeyRef<'_>) -> bool {
+        let owned: Key = k.into();
+        self.segments.iter().any(|(min, max, bloom)| {
+            let in_range = min.as_ref().is_none_or(|m| &owned >= m)
+                && max.as_ref().is_none_or(|m| &owned <= m);
+            in_range && bloom.as_ref().is_none_or(|b| b.may_contain(k))
+        })
+    }
+}
+
+/// Keeps only the last row of every primary key (the newest wins within a
+/// write, as with separate writes).
+fn keep_last_per_key(batches: Vec<RecordBatch>, pk_idx: usize) -> Result<Vec<RecordBatch>> {
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut dup = false;
+    let mut keeps: Vec<Vec<bool>> = Vec::with_capacity(batches.len());
+    for b in batches.iter().rev() {
+        let col = b.column(pk_idx);
+        let mut keep = vec![true; b.num_rows()];
+        for i in (0..b.num_rows()).rev() {
+            if !seen.insert(key_at(col.as_ref(), i).into()) {
+                keep[i] = false;
+                dup = true;
+            }
+        }
+        keeps.push(keep);
+    }
+    if !dup {
+        return Ok(batches);
+    }
+    keeps.reverse();
+    batches
+        .into_iter()
+        .zip(keeps)
+        .map(|(b, keep)| {
+            Ok(arrow::compute::filter_record_batch(
+                &b,
+                &BooleanArray::from(keep),
+            )?)
+        })
+        .collect()
+}
+
+fn unwrap_shared(e: Arc<Error>) -> Error {
+    match e.as_ref() {
+        Error::Corrupt { path, reason } => Error::Corrupt {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
+        Error::CommitConflict { collection, reason } => Error::CommitConflict {
+            collection: collection.clone(),
+            reason: reason.clone(),
+        },
+        other => Error::internal(other.to_string()),
     }
 }
 

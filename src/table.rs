@@ -2,7 +2,7 @@
 //! manifest version, prunes segments by their min/max statistics, scans the
 //! key + scalar column group with the filters pushed into the Parquet reader,
 //! and fetches vector columns only for the rows that survive
-//! ([`VectorFetchExec`]).
+//! ([`MaterializeExec`]), after rows hidden by deletes are dropped.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
 use arrow::compute::concat;
-use arrow::datatypes::{DataType, Schema, SchemaRef, UInt32Type, UInt64Type};
+use arrow::datatypes::{FieldRef, Schema, SchemaRef, UInt32Type, UInt64Type};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
@@ -43,8 +43,9 @@ use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream
 use parquet::arrow::ProjectionMask;
 
 use crate::error::Error;
+use crate::keys::{key_at, DeleteMap};
 use crate::manifest::{DataFile, Manifest, SegmentMeta};
-use crate::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN};
+use crate::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
 use crate::segment::text_to_scalar;
 use crate::store::{IngestMode, Store};
 
@@ -63,8 +64,17 @@ pub struct QuiverCatalog {
 
 impl QuiverCatalog {
     pub fn new(store: Arc<Store>) -> Self {
+        Self::with_system_columns(store, false)
+    }
+
+    /// A catalog whose tables also expose the system columns `_ts`, `_seg`
+    /// and `_row` (used for queries that name them).
+    pub fn with_system_columns(store: Arc<Store>, system_columns: bool) -> Self {
         Self {
-            schema: Arc::new(QuiverSchema { store }),
+            schema: Arc::new(QuiverSchema {
+                store,
+                system_columns,
+            }),
         }
     }
 }
@@ -83,6 +93,7 @@ impl CatalogProvider for QuiverCatalog {
 #[derive(Debug)]
 pub struct QuiverSchema {
     store: Arc<Store>,
+    system_columns: bool,
 }
 
 #[async_trait]
@@ -92,9 +103,16 @@ impl SchemaProvider for QuiverSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.store.snapshot(name).map(|m| {
-            Arc::new(CollectionTable::new(self.store.clone(), m)) as Arc<dyn TableProvider>
-        }))
+        let Some(m) = self.store.snapshot(name) else {
+            return Ok(None);
+        };
+        let deletes = self.store.delete_map(&m).await?;
+        Ok(Some(Arc::new(CollectionTable::new(
+            self.store.clone(),
+            m,
+            deletes,
+            self.system_columns,
+        ))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -107,22 +125,40 @@ impl SchemaProvider for QuiverSchema {
 pub struct CollectionTable {
     store: Arc<Store>,
     manifest: Arc<Manifest>,
+    deletes: Arc<DeleteMap>,
     schema: CollectionSchema,
     arrow_schema: SchemaRef,
     constraints: Constraints,
 }
 
 impl CollectionTable {
-    pub fn new(store: Arc<Store>, manifest: Arc<Manifest>) -> Self {
+    /// The collection at `manifest`, with its merged deletes. With
+    /// `system_columns`, `_ts`, `_seg` and `_row` follow the user columns.
+    pub fn new(
+        store: Arc<Store>,
+        manifest: Arc<Manifest>,
+        deletes: Arc<DeleteMap>,
+        system_columns: bool,
+    ) -> Self {
         let schema = manifest
             .schema
             .clone()
             .expect("live collection has a schema");
-        let arrow_schema = schema.arrow_schema();
+        let mut fields: Vec<FieldRef> = schema.fields().to_vec();
+        if system_columns {
+            let group0 = schema.scalar_group_schema();
+            for name in [TS_COLUMN, SEG_COLUMN, ROW_COLUMN] {
+                if let Ok(f) = group0.field_with_name(name) {
+                    fields.push(Arc::new(f.clone()));
+                }
+            }
+        }
+        let arrow_schema = Arc::new(Schema::new(fields));
         let pk = arrow_schema.index_of(schema.primary_key()).unwrap_or(0);
         Self {
             store,
             manifest,
+            deletes,
             schema,
             arrow_schema,
             constraints: Constraints::new_unverified(vec![Constraint::PrimaryKey(vec![pk])]),
@@ -215,30 +251,48 @@ impl TableProvider for CollectionTable {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
 
-        // Plan the group-0 scan: scalar columns of the projection, plus the
-        // row address when vectors must be fetched.
+        // Plan the group-0 scan: the key, scalar and system columns of the
+        // projection; the row address when vectors must be fetched; the key
+        // and `_ts` when deletes must be applied.
         let file_schema = self.schema.scalar_group_schema();
-        let vectors: Vec<usize> = projection
-            .iter()
-            .copied()
-            .filter(|&i| self.schema.is_vector(self.arrow_schema.field(i).name()))
-            .collect();
         let mut file_projection: Vec<usize> = Vec::new();
+        let need = |name: &str, fp: &mut Vec<usize>| -> DFResult<usize> {
+            let idx = file_schema.index_of(name)?;
+            Ok(match fp.iter().position(|&i| i == idx) {
+                Some(p) => p,
+                None => {
+                    fp.push(idx);
+                    fp.len() - 1
+                }
+            })
+        };
         let mut sources = Vec::with_capacity(projection.len());
         for &i in &projection {
             let name = self.arrow_schema.field(i).name();
             if self.schema.is_vector(name) {
                 sources.push(ColumnSource::Vector(name.clone()));
             } else {
-                sources.push(ColumnSource::Input(file_projection.len()));
-                file_projection.push(file_schema.index_of(name)?);
+                sources.push(ColumnSource::Input(need(name, &mut file_projection)?));
             }
         }
-        let (seg_idx, row_idx) = (file_projection.len(), file_projection.len() + 1);
-        if !vectors.is_empty() {
-            file_projection.push(file_schema.index_of(SEG_COLUMN)?);
-            file_projection.push(file_schema.index_of(ROW_COLUMN)?);
-        }
+        let has_vectors = sources.iter().any(|s| matches!(s, ColumnSource::Vector(_)));
+        let address = if has_vectors {
+            Some((
+                need(SEG_COLUMN, &mut file_projection)?,
+                need(ROW_COLUMN, &mut file_projection)?,
+            ))
+        } else {
+            None
+        };
+        let deletes = if self.deletes.is_empty() {
+            None
+        } else {
+            Some(DeleteFilter {
+                map: self.deletes.clone(),
+                pk_idx: need(self.schema.primary_key(), &mut file_projection)?,
+                ts_idx: need(TS_COLUMN, &mut file_projection)?,
+            })
+        };
 
         let url = ObjectStoreUrl::parse(self.store.store_url().as_str())?;
         let mut source = ParquetSource::new(file_schema.clone())
@@ -262,35 +316,40 @@ impl TableProvider for CollectionTable {
             .collect();
         let partitions = state.config().target_partitions().max(1);
         let groups = FileGroup::new(files).split_files(partitions);
+        let plain = !has_vectors && deletes.is_none();
         let conf = FileScanConfigBuilder::new(url, Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(Some(file_projection))?
-            .with_limit(limit)
+            // Deleted rows are dropped above the scan, so a limit inside it
+            // could stop short.
+            .with_limit(if deletes.is_none() { limit } else { None })
             .build();
         let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(conf);
-        if vectors.is_empty() {
+        if plain {
             return Ok(scan);
         }
 
         let mut files: HashMap<u64, HashMap<String, DataFile>> = HashMap::new();
-        for s in &segments {
-            let by_col = files.entry(s.id).or_default();
-            for f in s.files.iter().filter(|f| f.group != 0) {
-                for c in &f.columns {
-                    by_col.insert(c.clone(), f.clone());
+        if has_vectors {
+            for s in &segments {
+                let by_col = files.entry(s.id).or_default();
+                for f in s.files.iter().filter(|f| f.group != 0) {
+                    for c in &f.columns {
+                        by_col.insert(c.clone(), f.clone());
+                    }
                 }
             }
         }
-        Ok(Arc::new(VectorFetchExec::new(
-            scan,
-            self.store.clone(),
-            self.name().to_string(),
-            projected,
+        let materialize = Materialize {
+            store: self.store.clone(),
+            collection: self.name().to_string(),
+            schema: projected,
             sources,
-            seg_idx,
-            row_idx,
-            Arc::new(files),
-        )))
+            address,
+            deletes,
+            files,
+        };
+        Ok(Arc::new(MaterializeExec::new(scan, Arc::new(materialize))))
     }
 
     async fn insert_into(
@@ -386,7 +445,7 @@ impl PruningStatistics for SegmentStats<'_> {
     }
 }
 
-/// Where an output column of [`VectorFetchExec`] comes from.
+/// Where an output column of [`MaterializeExec`] comes from.
 #[derive(Debug, Clone)]
 enum ColumnSource {
     /// A column of the input (group-0 scan) at this index.
@@ -395,45 +454,53 @@ enum ColumnSource {
     Vector(String),
 }
 
-/// Late materialization of vector columns: for every batch of surviving
-/// rows from the group-0 scan, reads exactly those rows (by `_seg`, `_row`)
-/// from the vector column-group files and zips them in.
+/// Drops rows hidden by a delete with a larger `_ts` (MVCC).
 #[derive(Debug)]
-pub struct VectorFetchExec {
-    input: Arc<dyn ExecutionPlan>,
+struct DeleteFilter {
+    map: Arc<DeleteMap>,
+    pk_idx: usize,
+    ts_idx: usize,
+}
+
+/// What [`MaterializeExec`] does to each batch of the group-0 scan.
+#[derive(Debug)]
+struct Materialize {
     store: Arc<Store>,
     collection: String,
+    /// Output schema.
     schema: SchemaRef,
     sources: Vec<ColumnSource>,
-    seg_idx: usize,
-    row_idx: usize,
+    /// Input indices of `_seg` and `_row`, when vectors are fetched.
+    address: Option<(usize, usize)>,
+    deletes: Option<DeleteFilter>,
     /// segment id -> vector column -> file.
-    files: Arc<HashMap<u64, HashMap<String, DataFile>>>,
+    files: HashMap<u64, HashMap<String, DataFile>>,
+}
+
+/// Turns rows of the key + scalar column group into result rows: drops
+/// deleted rows, then reads the vector columns of exactly the surviving rows
+/// (by `_seg`, `_row`) from their column-group files (late materialization).
+#[derive(Debug)]
+pub struct MaterializeExec {
+    input: Arc<dyn ExecutionPlan>,
+    work: Arc<Materialize>,
     properties: Arc<PlanProperties>,
 }
 
-impl VectorFetchExec {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        input: Arc<dyn ExecutionPlan>,
-        store: Arc<Store>,
-        collection: String,
-        schema: SchemaRef,
-        sources: Vec<ColumnSource>,
-        seg_idx: usize,
-        row_idx: usize,
-        files: Arc<HashMap<u64, HashMap<String, DataFile>>>,
-    ) -> Self {
+impl MaterializeExec {
+    fn new(input: Arc<dyn ExecutionPlan>, work: Arc<Materialize>) -> Self {
+        let schema = work.schema.clone();
         // Rows keep their order, so an ordering of the input on columns we
         // pass through is an ordering of the output (sorts can run below
-        // the fetch, on rows without vectors).
+        // this operator, on rows without vectors).
         let mut ordering = Vec::new();
         if let Some(input_ordering) = input.output_ordering() {
             for sort in input_ordering.iter() {
                 let Some(col) = sort.expr.downcast_ref::<PhysicalColumn>() else {
                     break;
                 };
-                let Some(out) = sources
+                let Some(out) = work
+                    .sources
                     .iter()
                     .position(|s| matches!(s, ColumnSource::Input(i) if *i == col.index()))
                 else {
@@ -457,43 +524,42 @@ impl VectorFetchExec {
         ));
         Self {
             input,
-            store,
-            collection,
-            schema,
-            sources,
-            seg_idx,
-            row_idx,
-            files,
+            work,
             properties,
         }
     }
+}
 
-    fn vector_names(&self) -> Vec<&str> {
-        self.sources
+impl DisplayAs for MaterializeExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let vectors: Vec<&str> = self
+            .work
+            .sources
             .iter()
             .filter_map(|s| match s {
                 ColumnSource::Vector(n) => Some(n.as_str()),
                 _ => None,
             })
-            .collect()
+            .collect();
+        write!(f, "MaterializeExec: collection={}", self.work.collection)?;
+        if !vectors.is_empty() {
+            write!(
+                f,
+                ", vectors=[{}], segments={}",
+                vectors.join(", "),
+                self.work.files.len()
+            )?;
+        }
+        if let Some(d) = &self.work.deletes {
+            write!(f, ", deleted_keys={}", d.map.len())?;
+        }
+        Ok(())
     }
 }
 
-impl DisplayAs for VectorFetchExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "VectorFetchExec: collection={}, vectors=[{}], segments={}",
-            self.collection,
-            self.vector_names().join(", "),
-            self.files.len()
-        )
-    }
-}
-
-impl ExecutionPlan for VectorFetchExec {
+impl ExecutionPlan for MaterializeExec {
     fn name(&self) -> &str {
-        "VectorFetchExec"
+        "MaterializeExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -517,18 +583,9 @@ impl ExecutionPlan for VectorFetchExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let [input] = children.try_into().map_err(|_| {
-            DataFusionError::Internal("VectorFetchExec takes exactly one child".into())
+            DataFusionError::Internal("MaterializeExec takes exactly one child".into())
         })?;
-        Ok(Arc::new(VectorFetchExec::new(
-            input,
-            self.store.clone(),
-            self.collection.clone(),
-            self.schema.clone(),
-            self.sources.clone(),
-            self.seg_idx,
-            self.row_idx,
-            self.files.clone(),
-        )))
+        Ok(Arc::new(MaterializeExec::new(input, self.work.clone())))
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
@@ -541,83 +598,87 @@ impl ExecutionPlan for VectorFetchExec {
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
-        let fetcher = Arc::new(Fetcher {
-            store: self.store.clone(),
-            collection: self.collection.clone(),
-            schema: self.schema.clone(),
-            sources: self.sources.clone(),
-            seg_idx: self.seg_idx,
-            row_idx: self.row_idx,
-            files: self.files.clone(),
-        });
+        let work = self.work.clone();
         let stream = input
             .map(move |batch| {
-                let fetcher = fetcher.clone();
-                async move { fetcher.fetch(batch?).await }
+                let work = work.clone();
+                async move { work.process(batch?).await }
             })
             // Overlap object-store reads of consecutive batches, in order.
             .buffered(4);
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
+            self.work.schema.clone(),
             stream,
         )))
     }
 }
 
-struct Fetcher {
-    store: Arc<Store>,
-    collection: String,
-    schema: SchemaRef,
-    sources: Vec<ColumnSource>,
-    seg_idx: usize,
-    row_idx: usize,
-    files: Arc<HashMap<u64, HashMap<String, DataFile>>>,
-}
-
-impl Fetcher {
-    async fn fetch(&self, batch: RecordBatch) -> DFResult<RecordBatch> {
-        let segs = batch.column(self.seg_idx).as_primitive::<UInt64Type>();
-        let rows = batch.column(self.row_idx).as_primitive::<UInt32Type>();
+impl Materialize {
+    async fn process(&self, batch: RecordBatch) -> DFResult<RecordBatch> {
+        let batch = match &self.deletes {
+            Some(d) => {
+                let keys = batch.column(d.pk_idx);
+                let ts = batch.column(d.ts_idx).as_primitive::<UInt64Type>();
+                let keep = BooleanArray::from_iter(
+                    (0..batch.num_rows())
+                        .map(|i| Some(!d.map.hides(key_at(keys.as_ref(), i), ts.value(i)))),
+                );
+                if keep.true_count() == batch.num_rows() {
+                    batch
+                } else {
+                    arrow::compute::filter_record_batch(&batch, &keep)?
+                }
+            }
+            None => batch,
+        };
         // Runs of rows from one segment (a batch comes from one file, but be general).
         let mut runs: Vec<(u64, usize, usize)> = Vec::new();
-        for i in 0..batch.num_rows() {
-            let s = segs.value(i);
-            match runs.last_mut() {
-                Some((seg, _, end)) if *seg == s => *end = i + 1,
-                _ => runs.push((s, i, i + 1)),
+        if let Some((seg_idx, _)) = self.address {
+            let segs = batch.column(seg_idx).as_primitive::<UInt64Type>();
+            for i in 0..batch.num_rows() {
+                let s = segs.value(i);
+                match runs.last_mut() {
+                    Some((seg, _, end)) if *seg == s => *end = i + 1,
+                    _ => runs.push((s, i, i + 1)),
+                }
             }
         }
         let mut columns = Vec::with_capacity(self.sources.len());
         for (out_idx, src) in self.sources.iter().enumerate() {
-            let col =
-                match src {
-                    ColumnSource::Input(i) => batch.column(*i).clone(),
-                    ColumnSource::Vector(name) => {
-                        let mut parts = Vec::with_capacity(runs.len());
-                        for &(seg, start, end) in &runs {
-                            let file = self.files.get(&seg).and_then(|m| m.get(name)).ok_or_else(
-                                || {
+            let col = match src {
+                ColumnSource::Input(i) => batch.column(*i).clone(),
+                ColumnSource::Vector(name) => {
+                    let (_, row_idx) = self.address.expect("vectors come with their row address");
+                    let rows = batch.column(row_idx).as_primitive::<UInt32Type>();
+                    let mut parts = Vec::with_capacity(runs.len());
+                    for &(seg, start, end) in &runs {
+                        let file =
+                            self.files
+                                .get(&seg)
+                                .and_then(|m| m.get(name))
+                                .ok_or_else(|| {
                                     DataFusionError::External(Box::new(Error::Corrupt {
                                         path: format!("{}/insert_log/{seg}", self.collection),
                                         reason: format!(
                                             "segment has no file for vector column '{name}'"
                                         ),
                                     }))
-                                },
-                            )?;
-                            let positions = &rows.values()[start..end];
-                            parts.push(self.read_rows(file, positions).await?);
-                        }
-                        if parts.len() == 1 {
-                            parts.pop().unwrap()
-                        } else if parts.is_empty() {
-                            arrow::array::new_empty_array(self.schema.field(out_idx).data_type())
-                        } else {
+                                })?;
+                        parts.push(
+                            self.read_rows(file, out_idx, &rows.values()[start..end])
+                                .await?,
+                        );
+                    }
+                    match parts.len() {
+                        0 => arrow::array::new_empty_array(self.schema.field(out_idx).data_type()),
+                        1 => parts.pop().expect("one part"),
+                        _ => {
                             let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
                             concat(&refs)?
                         }
                     }
-                };
+                }
+            };
             columns.push(col);
         }
         let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
@@ -629,13 +690,18 @@ impl Fetcher {
     }
 
     /// Reads the rows at `positions` (ascending) of a one-column file.
-    async fn read_rows(&self, file: &DataFile, positions: &[u32]) -> DFResult<ArrayRef> {
+    async fn read_rows(
+        &self,
+        file: &DataFile,
+        out_idx: usize,
+        positions: &[u32],
+    ) -> DFResult<ArrayRef> {
+        let want = self.schema.field(out_idx).data_type().clone();
+        let (Some(&first), Some(&last)) = (positions.first(), positions.last()) else {
+            return Ok(arrow::array::new_empty_array(&want));
+        };
         let path = Store::file_path(&self.collection, &file.path);
         let meta = self.store.reader_metadata(&path, file.size).await?;
-        let (Some(&first), Some(&last)) = (positions.first(), positions.last()) else {
-            let dt = meta.schema().field(0).data_type().clone();
-            return Ok(arrow::array::new_empty_array(&dt));
-        };
         // Only the row groups spanning [first, last], and inside them only the
         // selected rows.
         let mut row_groups = Vec::new();
@@ -675,9 +741,8 @@ impl Fetcher {
         #[allow(deprecated)]
         let reader = ParquetObjectReader::new(self.store.object_store().clone(), path)
             .with_file_size(file.size);
-        let mask = ProjectionMask::all();
         let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
-            .with_projection(mask)
+            .with_projection(ProjectionMask::all())
             .with_row_groups(row_groups)
             .with_row_selection(RowSelection::from(selectors))
             .with_batch_size(positions.len().max(1))
@@ -701,19 +766,10 @@ impl Fetcher {
         }
         // The file may carry a differently named element field; present the
         // collection's type.
-        let want = self
-            .schema
-            .fields()
-            .iter()
-            .find(|f| {
-                matches!(f.data_type(), DataType::FixedSizeList(..))
-                    && file.columns.contains(f.name())
-            })
-            .map(|f| f.data_type().clone());
-        match want {
-            Some(dt) if &dt != out.data_type() => Ok(arrow::compute::cast(&out, &dt)?),
-            _ => Ok(out),
+        if &want != out.data_type() {
+            return Ok(arrow::compute::cast(&out, &want)?);
         }
+        Ok(out)
     }
 }
 

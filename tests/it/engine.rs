@@ -131,7 +131,7 @@ async fn filters_are_pushed_into_the_scan_and_vectors_fetched_late() {
     let sql = "SELECT id, l2_distance(embedding, [1.0, 1.5, 2.0, 2.5]) AS d FROM docs \
                WHERE category = 'b' AND price < 50 ORDER BY d LIMIT 3";
     let plan = explain(&engine, sql).await;
-    assert!(plan.contains("VectorFetchExec"), "{plan}");
+    assert!(plan.contains("MaterializeExec"), "{plan}");
     assert!(
         plan.contains("predicate="),
         "filter not pushed into the scan:\n{plan}"
