@@ -14,6 +14,7 @@ pub mod distance;
 pub mod engine;
 pub mod error;
 pub mod flight;
+pub mod inspect;
 pub mod keys;
 pub mod manifest;
 pub mod schema;

@@ -27,6 +27,19 @@ enum Command {
     Serve(ServeArgs),
     /// Run one SQL statement against a store directly and print the result.
     Sql(SqlArgs),
+    /// Show manifest versions, segments, rows and deletes of a store.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Only this collection.
+    collection: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -135,6 +148,17 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             };
             server::serve(engine, listener, options, server::shutdown_signal()).await?;
             tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Inspect(args) => {
+            let store = args.store.open().await?;
+            let engine = Engine::new(store)?;
+            let report = quiver::inspect::store(&engine, args.collection.as_deref()).await?;
+            if args.json {
+                println!("{report}");
+            } else {
+                print!("{}", quiver::inspect::render(&report)?);
+            }
             Ok(())
         }
         Command::Sql(args) => {

@@ -297,41 +297,87 @@ async fn upserts_replace_rows_and_pure_appends_write_no_deletes() {
         let b = batch(0..keys.len() as i64);
         RecordBatch::try_new(
             b.schema(),
-            vec![Arc::new(Int64Array::from(keys)), b.column(1).clone(), b.column(2).clone(), b.column(3).clone()],
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                b.column(1).clone(),
+                b.column(2).clone(),
+                b.column(3).clone(),
+            ],
         )
         .unwrap()
     };
-    let deletes = |store: &Store| -> u64 { store.snapshot("docs").unwrap().delete_logs.iter().map(|d| d.rows).sum() };
-    ingest(&store, "docs", with_keys((0..1000).map(|i| 2 * i).collect()), IngestMode::CREATE).await.unwrap();
+    let deletes = |store: &Store| -> u64 {
+        store
+            .snapshot("docs")
+            .unwrap()
+            .delete_logs
+            .iter()
+            .map(|d| d.rows)
+            .sum()
+    };
+    ingest(
+        &store,
+        "docs",
+        with_keys((0..1000).map(|i| 2 * i).collect()),
+        IngestMode::CREATE,
+    )
+    .await
+    .unwrap();
     // Odd keys: inside the old key range, but none exists.
-    ingest(&store, "docs", with_keys((0..1000).map(|i| 2 * i + 1).collect()), IngestMode::APPEND).await.unwrap();
+    ingest(
+        &store,
+        "docs",
+        with_keys((0..1000).map(|i| 2 * i + 1).collect()),
+        IngestMode::APPEND,
+    )
+    .await
+    .unwrap();
     let fp = deletes(&store);
     assert!(fp <= 30, "{fp} superfluous deletes for 1000 new keys");
     // Keys outside every segment's range: not a single delete.
-    ingest(&store, "docs", batch(10_000..11_000), IngestMode::APPEND).await.unwrap();
+    ingest(&store, "docs", batch(10_000..11_000), IngestMode::APPEND)
+        .await
+        .unwrap();
     assert_eq!(deletes(&store), fp);
 
     // 500 of these keys exist: they replace the old rows.
-    ingest(&store, "docs", batch(10_500..11_500), IngestMode::APPEND).await.unwrap();
+    ingest(&store, "docs", batch(10_500..11_500), IngestMode::APPEND)
+        .await
+        .unwrap();
     let replaced = deletes(&store) - fp;
-    assert!((500..=530).contains(&replaced), "deletes written: {replaced} (500 + Bloom false positives)");
+    assert!(
+        (500..=530).contains(&replaced),
+        "deletes written: {replaced} (500 + Bloom false positives)"
+    );
     let engine = Engine::new(store.clone()).unwrap();
     let n = engine.sql("SELECT count(*) FROM docs").await.unwrap();
     assert_eq!(n[0].column(0).as_primitive::<Int64Type>().value(0), 3500);
-    let got = ids(&engine.sql("SELECT id FROM docs WHERE id BETWEEN 10498 AND 10502 ORDER BY id").await.unwrap());
+    let got = ids(&engine
+        .sql("SELECT id FROM docs WHERE id BETWEEN 10498 AND 10502 ORDER BY id")
+        .await
+        .unwrap());
     assert_eq!(got, vec![10498, 10499, 10500, 10501, 10502]);
     // The replacing rows are the newer ones.
     let ts = engine
         .sql("SELECT max(_ts) FILTER (WHERE id BETWEEN 10000 AND 10499), min(_ts) FILTER (WHERE id BETWEEN 10500 AND 10999) FROM docs")
         .await
         .unwrap();
-    let old = ts[0].column(0).as_primitive::<arrow::datatypes::UInt64Type>().value(0);
-    let new = ts[0].column(1).as_primitive::<arrow::datatypes::UInt64Type>().value(0);
+    let old = ts[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::UInt64Type>()
+        .value(0);
+    let new = ts[0]
+        .column(1)
+        .as_primitive::<arrow::datatypes::UInt64Type>()
+        .value(0);
     assert!(new > old);
 
     // Reopening reads the same state from the store.
     drop(engine);
     let reopened = Engine::new(open(dir.path()).await).unwrap();
-    let n = reopened.sql("SELECT count(*) FROM docs WHERE id >= 10000").await.unwrap();
+    let n = reopened
+        .sql("SELECT count(*) FROM docs WHERE id >= 10000")
+        .await
+        .unwrap();
     assert_eq!(n[0].column(0).as_primitive::<Int64Type>().value(0), 1500);
 }
