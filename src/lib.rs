@@ -9,11 +9,13 @@
 //! - [`engine`]: client SQL, gated; DDL and DML handled by quiver.
 //! - [`flight`], [`server`]: the Arrow Flight SQL service.
 
+pub mod compact;
 pub mod config;
 pub mod distance;
 pub mod engine;
 pub mod error;
 pub mod flight;
+pub mod gc;
 pub mod inspect;
 pub mod keys;
 pub mod manifest;

@@ -29,6 +29,27 @@ enum Command {
     Sql(SqlArgs),
     /// Show manifest versions, segments, rows and deletes of a store.
     Inspect(InspectArgs),
+    /// Merge small segments and drop deleted rows.
+    Compact(CompactArgs),
+    /// Remove files and manifest versions older than the retention window that no kept version uses.
+    Gc(GcArgs),
+}
+
+#[derive(Args)]
+struct CompactArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Only this collection.
+    collection: Option<String>,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Keep versions (and their files) that were current within this window, e.g. 30m, 1h, 2d.
+    #[arg(long, env = "QUIVER_GC_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    retention: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -89,6 +110,15 @@ struct ServeArgs {
     /// Largest request message in bytes (1 GiB); bulk ingest sends one record batch per message.
     #[arg(long, env = "QUIVER_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
+    /// How often to compact collections in the background (0s: never), e.g. 10m.
+    #[arg(long, env = "QUIVER_COMPACT_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    compact_interval: std::time::Duration,
+    /// How often to collect garbage in the background (0s: never).
+    #[arg(long, env = "QUIVER_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    gc_interval: std::time::Duration,
+    /// Retention window of background garbage collection.
+    #[arg(long, env = "QUIVER_GC_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    gc_retention: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -145,6 +175,9 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             let _ = std::io::stdout().flush();
             let options = ServerOptions {
                 max_request_bytes: args.max_request_bytes,
+                compact_interval: args.compact_interval,
+                gc_interval: args.gc_interval,
+                gc_retention: args.gc_retention,
             };
             server::serve(engine, listener, options, server::shutdown_signal()).await?;
             tracing::info!("stopped");
@@ -158,6 +191,34 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 println!("{report}");
             } else {
                 print!("{}", quiver::inspect::render(&report)?);
+            }
+            Ok(())
+        }
+        Command::Compact(args) => {
+            let store = args.store.open().await?;
+            let engine = Engine::new(store)?;
+            for r in quiver::compact::compact(&engine, args.collection.as_deref()).await? {
+                match r.version {
+                    Some(v) => println!(
+                        "{}: merged {} segments ({} rows) into {} ({} live rows), dropped {} delete logs, version {v}",
+                        r.collection, r.merged_segments, r.rows_before, r.written_segments, r.rows_after, r.dropped_delete_logs
+                    ),
+                    None => println!("{}: nothing to compact", r.collection),
+                }
+            }
+            Ok(())
+        }
+        Command::Gc(args) => {
+            let store = args.store.open().await?;
+            for r in quiver::gc::gc(&store, args.retention).await? {
+                println!(
+                    "{}: removed {} files ({} bytes) and {} manifest versions, kept {} versions",
+                    r.collection,
+                    r.removed_files,
+                    r.removed_bytes,
+                    r.removed_manifests,
+                    r.kept_versions
+                );
             }
             Ok(())
         }

@@ -143,6 +143,14 @@ pub enum Change {
         deletes: Vec<DeleteLog>,
     },
     Drop,
+    /// Replace segments by their rewritten form (compaction): `removed`
+    /// must all still exist; delete logs in `removed_deletes` (paths) are no
+    /// longer needed.
+    Compact {
+        removed: Vec<u64>,
+        added: Vec<SegmentMeta>,
+        removed_deletes: Vec<String>,
+    },
 }
 
 impl Manifest {
@@ -212,6 +220,39 @@ impl Manifest {
                 let mut logs = m.delete_logs.clone();
                 logs.extend(deletes.iter().cloned());
                 (schema.clone(), all, logs)
+            }
+            Change::Compact {
+                removed,
+                added,
+                removed_deletes,
+            } => {
+                let m = live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
+                if let Some(gone) = removed
+                    .iter()
+                    .find(|id| !m.segments.iter().any(|s| s.id == **id))
+                {
+                    return Err(conflict(&format!(
+                        "segment {gone} was compacted or replaced by another writer meanwhile"
+                    )));
+                }
+                let mut segments: Vec<SegmentMeta> = m
+                    .segments
+                    .iter()
+                    .filter(|s| !removed.contains(&s.id))
+                    .cloned()
+                    .collect();
+                segments.extend(added.iter().cloned());
+                let logs = m
+                    .delete_logs
+                    .iter()
+                    .filter(|d| !removed_deletes.contains(&d.path))
+                    .cloned()
+                    .collect();
+                (
+                    m.schema.clone().expect("live collection has a schema"),
+                    segments,
+                    logs,
+                )
             }
             Change::Drop => {
                 live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;

@@ -45,7 +45,37 @@ pub async fn write_segment(
     batches: Vec<RecordBatch>,
     ts: u64,
 ) -> Result<SegmentMeta> {
+    let ts_columns: Vec<ArrayRef> = batches
+        .iter()
+        .map(|b| Arc::new(UInt64Array::from(vec![ts; b.num_rows()])) as ArrayRef)
+        .collect();
+    write_segment_with_ts(store, cfg, collection, schema, batches, ts_columns).await
+}
+
+/// Like [`write_segment`], with each row's `_ts` given (compaction keeps
+/// the timestamps of the rows it rewrites).
+pub async fn write_segment_with_ts(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &StoreConfig,
+    collection: &str,
+    schema: &CollectionSchema,
+    batches: Vec<RecordBatch>,
+    ts_columns: Vec<ArrayRef>,
+) -> Result<SegmentMeta> {
     let id = new_segment_id();
+    let (mut min_ts, mut max_ts) = (u64::MAX, 0u64);
+    for t in &ts_columns {
+        let t = t
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| Error::internal("_ts column is not UInt64"))?;
+        if let Some(v) = arrow::compute::min(t) {
+            min_ts = min_ts.min(v);
+        }
+        if let Some(v) = arrow::compute::max(t) {
+            max_ts = max_ts.max(v);
+        }
+    }
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     if rows > u32::MAX as usize {
         return Err(Error::internal("segment larger than 2^32 rows"));
@@ -57,7 +87,7 @@ pub async fn write_segment(
     let mut groups: Vec<(u32, SchemaRef, Vec<RecordBatch>)> = Vec::new();
     let mut scalar_batches = Vec::with_capacity(batches.len());
     let mut offset = 0u32;
-    for b in &batches {
+    for (b, ts) in batches.iter().zip(&ts_columns) {
         let n = b.num_rows();
         let mut cols: Vec<ArrayRef> = Vec::new();
         for (i, f) in schema.fields().iter().enumerate() {
@@ -65,7 +95,7 @@ pub async fn write_segment(
                 cols.push(b.column(i).clone());
             }
         }
-        cols.push(Arc::new(UInt64Array::from(vec![ts; n])));
+        cols.push(ts.clone());
         cols.push(Arc::new(UInt64Array::from(vec![id; n])));
         cols.push(Arc::new(UInt32Array::from_iter_values(
             offset..offset + n as u32,
@@ -146,8 +176,8 @@ pub async fn write_segment(
     Ok(SegmentMeta {
         id,
         rows: rows as u64,
-        min_ts: ts,
-        max_ts: ts,
+        min_ts,
+        max_ts,
         files,
         stats,
         pk_bloom: Some(stats_file),

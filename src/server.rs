@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
@@ -20,14 +21,45 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub max_request_bytes: usize,
+    /// Background compaction period (zero: off).
+    pub compact_interval: Duration,
+    /// Background garbage collection period (zero: off).
+    pub gc_interval: Duration,
+    /// Retention window of background garbage collection.
+    pub gc_retention: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            compact_interval: Duration::from_secs(600),
+            gc_interval: Duration::from_secs(3600),
+            gc_retention: Duration::from_secs(3600),
         }
     }
+}
+
+/// Runs `job` every `every` until the returned handle is aborted.
+fn every<F, Fut>(every: Duration, what: &'static str, job: F) -> Option<tokio::task::JoinHandle<()>>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    if every.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = job().await {
+                tracing::warn!(task = what, error = %e, "background task failed");
+            }
+        }
+    }))
 }
 
 /// Binds `addr` (port 0 picks a free port).
@@ -45,15 +77,39 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let background: Vec<_> = [
+        every(options.compact_interval, "compaction", {
+            let engine = engine.clone();
+            move || {
+                let engine = engine.clone();
+                async move { crate::compact::compact(&engine, None).await.map(|_| ()) }
+            }
+        }),
+        every(options.gc_interval, "gc", {
+            let store = engine.store().clone();
+            let retention = options.gc_retention;
+            move || {
+                let store = store.clone();
+                async move { crate::gc::gc(&store, retention).await.map(|_| ()) }
+            }
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let service = FlightServiceServer::new(QuiverFlightSql::new(engine))
         .max_decoding_message_size(options.max_request_bytes)
         .max_encoding_message_size(usize::MAX);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
-        .map_err(|e| Error::internal(format!("server failed: {e}")))
+        .map_err(|e| Error::internal(format!("server failed: {e}")));
+    for task in background {
+        task.abort();
+    }
+    served
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -497,7 +497,12 @@ impl Store {
         Ok(out)
     }
 
-    async fn remove_written(&self, name: &str, segments: &[SegmentMeta], deletes: &[DeleteLog]) {
+    pub(crate) async fn remove_written(
+        &self,
+        name: &str,
+        segments: &[SegmentMeta],
+        deletes: &[DeleteLog],
+    ) {
         let mut paths: Vec<String> = Vec::new();
         for s in segments {
             paths.extend(s.files.iter().map(|f| f.path.clone()));
@@ -573,6 +578,20 @@ impl Store {
             .map_err(unwrap_shared)
     }
 
+    /// Holds off this process's other writes (compaction and GC run under it).
+    pub(crate) async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().await
+    }
+
+    /// Commits a compaction (the caller holds [`Store::lock_writes`]).
+    pub(crate) async fn commit_compaction(
+        &self,
+        name: &str,
+        change: &Change,
+    ) -> Result<Arc<Manifest>> {
+        self.commit(name, change, None).await
+    }
+
     /// Commits `change`, rebasing onto versions other processes committed
     /// meanwhile. With `keys`, a rebase is refused when a segment committed
     /// meanwhile may hold one of those keys (segments in `known` were
@@ -623,6 +642,7 @@ impl Store {
                     | Change::Append {
                         segments, deletes, ..
                     } => self.remove_written(name, segments, deletes).await,
+                    Change::Compact { added, .. } => self.remove_written(name, added, &[]).await,
                     Change::Drop => {}
                 }
                 return Err(e);

@@ -631,15 +631,26 @@ impl Materialize {
             }
             None => batch,
         };
-        // Runs of rows from one segment (a batch comes from one file, but be general).
-        let mut runs: Vec<(u64, usize, usize)> = Vec::new();
-        if let Some((seg_idx, _)) = self.address {
+        // Rows may come in any order (a sort can run below this operator),
+        // so group them by segment, read each segment's rows in file order,
+        // and interleave the results back into the batch's order.
+        let mut by_segment: Vec<(u64, Vec<(u32, usize)>)> = Vec::new();
+        let mut slot: Vec<(usize, usize)> = vec![(0, 0); batch.num_rows()];
+        if let Some((seg_idx, row_idx)) = self.address {
             let segs = batch.column(seg_idx).as_primitive::<UInt64Type>();
+            let rows = batch.column(row_idx).as_primitive::<UInt32Type>();
+            let mut index: HashMap<u64, usize> = HashMap::new();
             for i in 0..batch.num_rows() {
-                let s = segs.value(i);
-                match runs.last_mut() {
-                    Some((seg, _, end)) if *seg == s => *end = i + 1,
-                    _ => runs.push((s, i, i + 1)),
+                let g = *index.entry(segs.value(i)).or_insert_with(|| {
+                    by_segment.push((segs.value(i), Vec::new()));
+                    by_segment.len() - 1
+                });
+                by_segment[g].1.push((rows.value(i), i));
+            }
+            for (g, (_, members)) in by_segment.iter_mut().enumerate() {
+                members.sort_unstable();
+                for (k, &(_, out_row)) in members.iter().enumerate() {
+                    slot[out_row] = (g, k);
                 }
             }
         }
@@ -648,13 +659,11 @@ impl Materialize {
             let col = match src {
                 ColumnSource::Input(i) => batch.column(*i).clone(),
                 ColumnSource::Vector(name) => {
-                    let (_, row_idx) = self.address.expect("vectors come with their row address");
-                    let rows = batch.column(row_idx).as_primitive::<UInt32Type>();
-                    let mut parts = Vec::with_capacity(runs.len());
-                    for &(seg, start, end) in &runs {
+                    let mut parts = Vec::with_capacity(by_segment.len());
+                    for (seg, members) in &by_segment {
                         let file =
                             self.files
-                                .get(&seg)
+                                .get(seg)
                                 .and_then(|m| m.get(name))
                                 .ok_or_else(|| {
                                     DataFusionError::External(Box::new(Error::Corrupt {
@@ -664,17 +673,17 @@ impl Materialize {
                                         ),
                                     }))
                                 })?;
-                        parts.push(
-                            self.read_rows(file, out_idx, &rows.values()[start..end])
-                                .await?,
-                        );
+                        let positions: Vec<u32> = members.iter().map(|(p, _)| *p).collect();
+                        parts.push(self.read_rows(file, out_idx, &positions).await?);
                     }
                     match parts.len() {
                         0 => arrow::array::new_empty_array(self.schema.field(out_idx).data_type()),
-                        1 => parts.pop().expect("one part"),
+                        1 if slot.iter().enumerate().all(|(i, s)| s.1 == i) => {
+                            parts.pop().expect("one part")
+                        }
                         _ => {
                             let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-                            concat(&refs)?
+                            arrow::compute::interleave(&refs, &slot)?
                         }
                     }
                 }
