@@ -173,7 +173,17 @@ fn register_with(ctx: &SessionContext, store: Arc<Store>, system_columns: bool) 
         .register_object_store(store.store_url(), store.object_store().clone());
     ctx.register_catalog(
         CATALOG,
-        Arc::new(QuiverCatalog::with_system_columns(store, system_columns)),
+        Arc::new(QuiverCatalog::with_system_columns(
+            store.clone(),
+            system_columns,
+        )),
+    );
+    ctx.register_udtf(
+        crate::snapshot::FUNCTION,
+        Arc::new(crate::snapshot::SnapshotFunction::new(
+            store,
+            system_columns,
+        )),
     );
     register_distance_functions(ctx);
 }
@@ -227,6 +237,7 @@ impl Engine {
         let dialect = self.ctx.state().config().options().sql_parser.dialect;
         let mut stmt = self.ctx.state().sql_to_statement(sql, &dialect)?;
         number_positional_placeholders(&mut stmt);
+        crate::snapshot::resolve(&self.store, &mut stmt).await?;
         let state = if names_system_column(&stmt) {
             self.ctx_system.state()
         } else {

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod schema;
 pub mod segment;
 pub mod server;
+pub mod snapshot;
 pub mod store;
 pub mod table;
 

@@ -290,18 +290,23 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads the newest manifest of `collection`, or `None` if it has none.
-pub async fn load_latest(store: &dyn ObjectStore, collection: &str) -> Result<Option<Manifest>> {
+/// The manifest versions of `collection` present in the store.
+pub async fn list_versions(store: &dyn ObjectStore, collection: &str) -> Result<Vec<u64>> {
     let prefix = Path::from(format!("{collection}/_manifest"));
     let listed = store.list_with_delimiter(Some(&prefix)).await?;
-    let newest = listed
+    Ok(listed
         .objects
         .iter()
         .filter_map(|o| {
             let name = o.location.filename()?;
             name.strip_suffix(".json")?.parse::<u64>().ok()
         })
-        .max();
+        .collect())
+}
+
+/// Reads the newest manifest of `collection`, or `None` if it has none.
+pub async fn load_latest(store: &dyn ObjectStore, collection: &str) -> Result<Option<Manifest>> {
+    let newest = list_versions(store, collection).await?.into_iter().max();
     match newest {
         None => Ok(None),
         Some(v) => load_version(store, collection, v).await.map(Some),

@@ -107,6 +107,8 @@ pub struct Store {
     blooms: moka::future::Cache<Path, Arc<KeyBloom>>,
     /// Merged delete logs per (collection, version).
     delete_maps: moka::future::Cache<(String, u64), Arc<DeleteMap>>,
+    /// Older versions pinned for time-travel queries.
+    pinned: moka::sync::Cache<(String, u64), (Arc<Manifest>, Arc<DeleteMap>)>,
 }
 
 /// Bytes of segment key filters kept in memory (256 MiB).
@@ -156,6 +158,10 @@ impl Store {
                 .build(),
             delete_maps: moka::future::Cache::builder()
                 .max_capacity(DELETE_MAP_CACHE_ENTRIES)
+                .build(),
+            pinned: moka::sync::Cache::builder()
+                .max_capacity(DELETE_MAP_CACHE_ENTRIES)
+                .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
         };
         store.reload().await?;
@@ -543,6 +549,23 @@ impl Store {
             .await
             .map_err(unwrap_shared)?;
         Ok(Some(bloom))
+    }
+
+    /// Keeps an older version (with its deletes) at hand for time travel.
+    pub async fn pin(&self, m: Arc<Manifest>) -> Result<()> {
+        let deletes = self.delete_map(&m).await?;
+        self.pinned
+            .insert((m.collection.clone(), m.version), (m, deletes));
+        Ok(())
+    }
+
+    /// A version pinned by [`Store::pin`].
+    pub fn pinned(
+        &self,
+        collection: &str,
+        version: u64,
+    ) -> Option<(Arc<Manifest>, Arc<DeleteMap>)> {
+        self.pinned.get(&(collection.to_string(), version))
     }
 
     /// Newest delete timestamp per key for a committed version.
