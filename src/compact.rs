@@ -147,6 +147,9 @@ pub async fn compact_collection(engine: &Engine, name: &str) -> Result<CompactRe
         store.remove_written(name, &added, &[]).await;
         return Err(e);
     }
+    for seg in &mut added {
+        seg.compacted_from = candidates.clone();
+    }
     report.written_segments = added.len();
     // Delete logs can go once every segment they could apply to is rewritten.
     let removed_deletes: Vec<String> = if candidates.len() == m.segments.len() {

@@ -72,6 +72,9 @@ pub struct SegmentMeta {
     /// an insert can tell which keys may already exist without reading data.
     #[serde(default)]
     pub pk_bloom: Option<StatsFile>,
+    /// For a segment written by compaction: the segments it replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compacted_from: Vec<u64>,
 }
 
 /// A small side file of a segment (the key Bloom filter).
@@ -426,6 +429,7 @@ mod tests {
             files: vec![],
             stats: Default::default(),
             pk_bloom: None,
+            compacted_from: vec![],
         }
     }
 

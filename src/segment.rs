@@ -181,6 +181,7 @@ pub async fn write_segment_with_ts(
         files,
         stats,
         pk_bloom: Some(stats_file),
+        compacted_from: vec![],
     })
 }
 

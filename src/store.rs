@@ -390,10 +390,15 @@ impl Store {
         known: &HashSet<u64>,
         keys: &[ArrayRef],
     ) -> Result<Manifest> {
+        // A compaction's output holds only rows of segments it replaced; if we
+        // knew all of those, its rows were checked already.
         let added: Vec<SegmentMeta> = newer
             .segments
             .iter()
             .filter(|s| !known.contains(&s.id))
+            .filter(|s| {
+                s.compacted_from.is_empty() || !s.compacted_from.iter().all(|id| known.contains(id))
+            })
             .cloned()
             .collect();
         if !added.is_empty() && !keys.is_empty() {
