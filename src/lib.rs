@@ -25,6 +25,7 @@ pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod table;
+pub mod verify;
 
 pub use config::StoreConfig;
 pub use engine::{register, Engine};

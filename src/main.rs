@@ -61,6 +61,10 @@ struct InspectArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Check that every file the newest versions reference exists with its
+    /// recorded size and checksum; list the problems and exit 1 if any.
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Args)]
@@ -182,6 +186,28 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             server::serve(engine, listener, options, server::shutdown_signal()).await?;
             tracing::info!("stopped");
             Ok(())
+        }
+        Command::Inspect(args) if args.verify => {
+            let store = args.store.open().await?;
+            let problems = quiver::verify::verify(&store).await?;
+            if args.json {
+                println!("{}", serde_json::json!({ "problems": problems }));
+            } else {
+                for p in &problems {
+                    println!("{}: {}", p.path, p.problem);
+                }
+                if problems.is_empty() {
+                    println!("ok: every referenced file is present and matches its checksum");
+                }
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(quiver::Error::Corrupt {
+                    path: store.url().to_string(),
+                    reason: format!("{} problem(s) found", problems.len()),
+                })
+            }
         }
         Command::Inspect(args) => {
             let store = args.store.open().await?;
