@@ -22,10 +22,10 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 fi
 
 echo "==> cargo build"
-cargo build --locked --bins
+cargo build --locked --bins --features failpoints
 
 echo "==> cargo test (unit tests, sql/*.slt, integration tests)"
-cargo test --locked
+cargo test --locked --features failpoints
 
 echo "==> pytest (real binary, ADBC, pandas, polars)"
 QUIVER_BIN="$target/debug/quiver" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider "$@"

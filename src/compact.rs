@@ -163,6 +163,18 @@ pub async fn compact_collection(engine: &Engine, name: &str) -> Result<CompactRe
         added,
         removed_deletes,
     };
+    let injected: Result<()> = (|| {
+        fail::fail_point!("compaction-before-commit", |_| Err(Error::internal(
+            "injected failure in the middle of a compaction"
+        )));
+        Ok(())
+    })();
+    if let Err(e) = injected {
+        if let Change::Compact { added, .. } = &change {
+            store.remove_written(name, added, &[]).await;
+        }
+        return Err(e);
+    }
     let committed = store.commit_compaction(name, &change).await?;
     report.version = Some(committed.version);
     tracing::info!(collection = name, ?report, "compacted");

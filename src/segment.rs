@@ -17,7 +17,7 @@ use bytes::Bytes;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
 use datafusion::scalar::ScalarValue;
-use object_store::{path::Path, ObjectStore};
+use object_store::{path::Path, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Encoding;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -151,28 +151,53 @@ pub async fn write_segment_with_ts(
             })
         }
     });
-    let files = futures::future::try_join_all(uploads).await?;
-
-    // The key filter, so later inserts can tell which keys may exist here.
-    let pk_idx = schema
-        .fields()
+    // Upload every group; if any part of sealing fails, remove what was
+    // uploaded so a failed write leaves nothing behind.
+    let results = futures::future::join_all(uploads).await;
+    let uploaded: Vec<String> = results
         .iter()
-        .position(|f| f.name() == schema.primary_key())
-        .ok_or_else(|| Error::internal("primary key column missing"))?;
-    let keys: Vec<ArrayRef> = batches.iter().map(|b| b.column(pk_idx).clone()).collect();
-    let bloom = KeyBloom::build(&keys).to_bytes();
-    let rel = format!("stats_log/{id}/pk_bloom.bin");
-    let stats_file = StatsFile {
-        path: rel.clone(),
-        size: bloom.len() as u64,
-        crc32c: crc32c::crc32c(&bloom),
+        .filter_map(|r| r.as_ref().ok().map(|f| f.path.clone()))
+        .chain(std::iter::once(format!("stats_log/{id}/pk_bloom.bin")))
+        .collect();
+    let sealed = async {
+        let files = results.into_iter().collect::<Result<Vec<DataFile>>>()?;
+        fail::fail_point!("segment-after-files", |_| Err(Error::internal(
+            "injected failure after segment files"
+        )));
+        // The key filter, so later inserts can tell which keys may exist here.
+        let pk_idx = schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == schema.primary_key())
+            .ok_or_else(|| Error::internal("primary key column missing"))?;
+        let keys: Vec<ArrayRef> = batches.iter().map(|b| b.column(pk_idx).clone()).collect();
+        let bloom = KeyBloom::build(&keys).to_bytes();
+        let rel = format!("stats_log/{id}/pk_bloom.bin");
+        let stats_file = StatsFile {
+            path: rel.clone(),
+            size: bloom.len() as u64,
+            crc32c: crc32c::crc32c(&bloom),
+        };
+        upload(
+            store.clone(),
+            &Path::from(format!("{collection}/{rel}")),
+            bloom,
+        )
+        .await?;
+        Ok::<_, Error>((files, stats_file))
+    }
+    .await;
+    let (files, stats_file) = match sealed {
+        Ok(v) => v,
+        Err(e) => {
+            for rel in uploaded {
+                let _ = store
+                    .delete(&Path::from(format!("{collection}/{rel}")))
+                    .await;
+            }
+            return Err(e);
+        }
     };
-    upload(
-        store.clone(),
-        &Path::from(format!("{collection}/{rel}")),
-        bloom,
-    )
-    .await?;
     Ok(SegmentMeta {
         id,
         rows: rows as u64,

@@ -635,6 +635,9 @@ impl Store {
             // process may have committed since.
             let mut base = manifest::load_latest(self.object_store.as_ref(), name).await?;
             for _ in 0..manifest::MAX_COMMIT_ATTEMPTS {
+                fail::fail_point!("before-manifest-commit", |_| Err(Error::internal(
+                    "injected failure before the manifest commit"
+                )));
                 let ts = self.clock.now();
                 if let Some(m) = manifest::try_commit(
                     self.object_store.as_ref(),

@@ -20,15 +20,27 @@ pub async fn verify(store: &Store) -> Result<Vec<Problem>> {
     let os = store.object_store();
     let mut problems = Vec::new();
     for name in store.collection_names() {
-        let Some(m) = store.snapshot(&name) else { continue };
+        let Some(m) = store.snapshot(&name) else {
+            continue;
+        };
         let mut files: Vec<(String, u64, u32)> = Vec::new();
         for s in &m.segments {
             files.extend(s.files.iter().map(|f| (f.path.clone(), f.size, f.crc32c)));
-            files.extend(s.pk_bloom.iter().map(|b| (b.path.clone(), b.size, b.crc32c)));
+            files.extend(
+                s.pk_bloom
+                    .iter()
+                    .map(|b| (b.path.clone(), b.size, b.crc32c)),
+            );
         }
-        files.extend(m.delete_logs.iter().map(|d| (d.path.clone(), d.size, d.crc32c)));
+        files.extend(
+            m.delete_logs
+                .iter()
+                .map(|d| (d.path.clone(), d.size, d.crc32c)),
+        );
         for (rel, size, crc) in files {
-            if let Some(problem) = check(os.as_ref(), &Store::file_path(&name, &rel), size, crc).await {
+            if let Some(problem) =
+                check(os.as_ref(), &Store::file_path(&name, &rel), size, crc).await
+            {
                 problems.push(Problem {
                     collection: name.clone(),
                     path: format!("{name}/{rel}"),
@@ -50,7 +62,10 @@ async fn check(os: &dyn ObjectStore, path: &Path, size: u64, crc: u32) -> Option
         Err(e) => return Some(format!("unreadable: {e}")),
     };
     if bytes.len() as u64 != size {
-        return Some(format!("size {} but the manifest records {size}", bytes.len()));
+        return Some(format!(
+            "size {} but the manifest records {size}",
+            bytes.len()
+        ));
     }
     let got = crc32c::crc32c(&bytes);
     (got != crc).then(|| format!("crc32c {got:08x} but the manifest records {crc:08x}"))

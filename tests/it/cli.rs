@@ -95,25 +95,45 @@ fn errors_name_what_is_wrong_and_exit_non_zero() {
 fn verify_finds_corrupt_and_missing_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    for sql in ["CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2])", "INSERT INTO t VALUES (1, [1, 2]), (2, [3, 4])"] {
+    for sql in [
+        "CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2])",
+        "INSERT INTO t VALUES (1, [1, 2]), (2, [3, 4])",
+    ] {
         assert!(quiver(&["sql", "--data-dir", d, sql]).status.success());
     }
     let out = quiver(&["inspect", "--data-dir", d, "--verify"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let v: serde_json::Value =
-        serde_json::from_slice(&quiver(&["inspect", "--data-dir", d, "t", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&quiver(&["inspect", "--data-dir", d, "t", "--json"]).stdout)
+            .unwrap();
     let files = v["segments"][0]["files"].as_array().unwrap();
-    let vector_file = dir.path().join("t").join(files[1]["path"].as_str().unwrap());
+    let vector_file = dir
+        .path()
+        .join("t")
+        .join(files[1]["path"].as_str().unwrap());
     let mut bytes = std::fs::read(&vector_file).unwrap();
     bytes[10] ^= 0xff;
     std::fs::write(&vector_file, bytes).unwrap();
-    let scalar_file = dir.path().join("t").join(files[0]["path"].as_str().unwrap());
+    let scalar_file = dir
+        .path()
+        .join("t")
+        .join(files[0]["path"].as_str().unwrap());
     std::fs::remove_file(&scalar_file).unwrap();
 
     let out = quiver(&["inspect", "--data-dir", d, "--verify"]);
     assert!(!out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains(files[1]["path"].as_str().unwrap()) && text.contains("crc32c"), "{text}");
-    assert!(text.contains(files[0]["path"].as_str().unwrap()) && text.contains("missing"), "{text}");
+    assert!(
+        text.contains(files[1]["path"].as_str().unwrap()) && text.contains("crc32c"),
+        "{text}"
+    );
+    assert!(
+        text.contains(files[0]["path"].as_str().unwrap()) && text.contains("missing"),
+        "{text}"
+    );
 }

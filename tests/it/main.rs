@@ -2,6 +2,8 @@
 
 mod cli;
 mod engine;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod flight;
 mod model;
 mod slt;

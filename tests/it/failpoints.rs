@@ -1,0 +1,169 @@
+//! Failure injection (the `fail` crate, `--features failpoints`): a write,
+//! compaction or GC that fails at any of these points leaves the old state
+//! or the new one, never a mix, and the store verifies.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch};
+use arrow::datatypes::Int64Type;
+use quiver::schema::vector_item_field;
+use quiver::{Engine, IngestMode, Store, StoreConfig};
+
+/// Failpoints are process-global: one scenario at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+    let n = (ids.end - ids.start) as usize;
+    let emb = FixedSizeListArray::new(
+        vector_item_field(),
+        2,
+        Arc::new(Float32Array::from(vec![1.0; n * 2])),
+        None,
+    );
+    RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef,
+        ),
+        ("embedding", Arc::new(emb) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+async fn write(store: &Store, ids: std::ops::Range<i64>, mode: IngestMode) -> quiver::Result<u64> {
+    let b = batch(ids);
+    store
+        .ingest(
+            "t",
+            b.schema(),
+            futures::stream::iter(vec![Ok(b)]),
+            mode,
+            None,
+        )
+        .await
+}
+
+async fn state(engine: &Engine) -> (u64, Vec<i64>) {
+    let v = engine.store().snapshot("t").unwrap().version;
+    let rows = engine.sql("SELECT id FROM t ORDER BY id").await.unwrap();
+    let ids = rows
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    (v, ids)
+}
+
+fn parquet_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            n += parquet_files(&p);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            n += 1;
+        }
+    }
+    n
+}
+
+async fn setup() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    write(&store, 0..10, IngestMode::CREATE).await.unwrap();
+    write(&store, 5..15, IngestMode::APPEND).await.unwrap();
+    let engine = Engine::new(store).unwrap();
+    engine.sql("DELETE FROM t WHERE id = 0").await.unwrap();
+    (dir, engine)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_writes_leave_the_old_state() {
+    let _serial = SERIAL.lock().await;
+    for point in ["segment-after-files", "before-manifest-commit"] {
+        let (dir, engine) = setup().await;
+        let before = state(&engine).await;
+        let files = parquet_files(dir.path());
+        let scenario = fail::FailScenario::setup();
+        fail::cfg(point, "return").unwrap();
+        let err = write(engine.store(), 10..30, IngestMode::APPEND)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("injected failure"),
+            "{point}: {err}"
+        );
+        scenario.teardown();
+        assert_eq!(
+            state(&engine).await,
+            before,
+            "{point}: the failed write is partly visible"
+        );
+        assert_eq!(
+            parquet_files(dir.path()),
+            files,
+            "{point}: uncommitted files were left behind"
+        );
+        assert!(quiver::verify::verify(engine.store())
+            .await
+            .unwrap()
+            .is_empty());
+        // The next write goes through.
+        write(engine.store(), 10..30, IngestMode::APPEND)
+            .await
+            .unwrap();
+        assert_eq!(state(&engine).await.1, (1..30).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_compaction_and_gc_leave_a_valid_store() {
+    let _serial = SERIAL.lock().await;
+    let (_dir, engine) = setup().await;
+    let before = state(&engine).await;
+
+    let scenario = fail::FailScenario::setup();
+    fail::cfg("compaction-before-commit", "return").unwrap();
+    let err = quiver::compact::compact_collection(&engine, "t")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    scenario.teardown();
+    assert_eq!(
+        state(&engine).await,
+        before,
+        "a failed compaction changed the collection"
+    );
+
+    // Now compact for real, then fail GC half way: still the new state.
+    let r = quiver::compact::compact_collection(&engine, "t")
+        .await
+        .unwrap();
+    let after = state(&engine).await;
+    assert_eq!(after.0, r.version.unwrap());
+    assert_eq!(after.1, before.1);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let scenario = fail::FailScenario::setup();
+    fail::cfg("gc-mid-delete", "return").unwrap();
+    let err = quiver::gc::gc(engine.store(), std::time::Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    scenario.teardown();
+    assert_eq!(state(&engine).await, after);
+    assert!(quiver::verify::verify(engine.store())
+        .await
+        .unwrap()
+        .is_empty());
+    // A second GC finishes the job.
+    let r = quiver::gc::gc(engine.store(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(r[0].removed_files > 0);
+    assert_eq!(state(&engine).await, after);
+    assert!(quiver::verify::verify(engine.store())
+        .await
+        .unwrap()
+        .is_empty());
+}
