@@ -7,10 +7,7 @@
 //! result is committed like any other change: a conditional put of the next
 //! manifest version; running queries keep reading their pinned version.
 
-use std::collections::HashMap;
-
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, UInt64Type};
+use arrow::array::{ArrayRef, RecordBatch};
 use futures::TryStreamExt;
 use serde::Serialize;
 
@@ -50,20 +47,7 @@ pub async fn compact_collection(engine: &Engine, name: &str) -> Result<CompactRe
         ..Default::default()
     };
 
-    // Live rows per segment.
-    let mut live: HashMap<u64, u64> = HashMap::new();
-    for b in engine
-        .sql(&format!(
-            "SELECT _seg, count(*) FROM \"{name}\" GROUP BY _seg"
-        ))
-        .await?
-    {
-        let seg = b.column(0).as_primitive::<UInt64Type>();
-        let n = b.column(1).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            live.insert(seg.value(i), n.value(i) as u64);
-        }
-    }
+    let live = crate::inspect::live_rows_per_segment(engine, name).await?;
     let small = (store.config().segment_max_rows / 2) as u64;
     let candidates: Vec<u64> = m
         .segments

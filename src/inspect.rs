@@ -9,23 +9,24 @@ use serde_json::{json, Value};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
-/// Describes one collection: manifest version, rows, deletes and segments.
-pub async fn collection(engine: &Engine, name: &str) -> Result<Value> {
-    let m = engine.store().require(name)?;
-    // Visible rows per segment, after deletes.
-    let mut visible: HashMap<u64, u64> = HashMap::new();
-    for b in engine
-        .sql(&format!(
-            "SELECT _seg, count(*) FROM \"{name}\" GROUP BY _seg"
-        ))
-        .await?
-    {
+/// Rows of each segment of the current version that no delete hides.
+pub async fn live_rows_per_segment(engine: &Engine, name: &str) -> Result<HashMap<u64, u64>> {
+    let mut live: HashMap<u64, u64> = HashMap::new();
+    let sql = format!("SELECT _seg, count(*) FROM \"{name}\" GROUP BY _seg");
+    for b in engine.sql(&sql).await? {
         let seg = b.column(0).as_primitive::<UInt64Type>();
         let n = b.column(1).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
-            visible.insert(seg.value(i), n.value(i) as u64);
+            live.insert(seg.value(i), n.value(i) as u64);
         }
     }
+    Ok(live)
+}
+
+/// Describes one collection: manifest version, rows, deletes and segments.
+pub async fn collection(engine: &Engine, name: &str) -> Result<Value> {
+    let m = engine.store().require(name)?;
+    let visible = live_rows_per_segment(engine, name).await?;
     let segments: Vec<Value> = m
         .segments
         .iter()
