@@ -413,7 +413,7 @@ async fn compaction_and_gc_keep_answers_and_remove_only_garbage() {
     let before = engine.sql(probe).await.unwrap();
     let before_topk = engine
         .sql(
-            "SELECT id FROM docs ORDER BY l2_distance(embedding, [90.0, 90.5, 91.0, 91.5]) LIMIT 5",
+            "SELECT id FROM docs ORDER BY l2_distance(embedding, [90.0, 90.5, 91.0, 91.5]), id LIMIT 5",
         )
         .await
         .unwrap();
@@ -436,7 +436,7 @@ async fn compaction_and_gc_keep_answers_and_remove_only_garbage() {
     assert_eq!(engine.sql(probe).await.unwrap(), before);
     let after_topk = engine
         .sql(
-            "SELECT id FROM docs ORDER BY l2_distance(embedding, [90.0, 90.5, 91.0, 91.5]) LIMIT 5",
+            "SELECT id FROM docs ORDER BY l2_distance(embedding, [90.0, 90.5, 91.0, 91.5]), id LIMIT 5",
         )
         .await
         .unwrap();
