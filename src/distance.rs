@@ -67,6 +67,9 @@ impl Metric {
     pub fn eval(self, a: &[f32], b: &[f32]) -> f64 {
         match self {
             Metric::L2 => <f32 as SpatialSimilarity>::euclidean(a, b).unwrap_or(f64::NAN),
+            // Undefined for a zero vector: NaN, as in pgvector. The check stops
+            // at the first non-zero element, so it costs nothing in practice.
+            Metric::Cosine if is_zero(a) || is_zero(b) => f64::NAN,
             Metric::Cosine => <f32 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN),
             Metric::InnerProduct => <f32 as SpatialSimilarity>::dot(a, b).unwrap_or(f64::NAN),
             Metric::NegativeInnerProduct => {
@@ -75,6 +78,11 @@ impl Metric {
             Metric::L1 => l1(a, b),
         }
     }
+}
+
+#[inline]
+fn is_zero(v: &[f32]) -> bool {
+    v.iter().all(|x| *x == 0.0)
 }
 
 /// Manhattan distance. simsimd has no f32 L1 kernel; eight independent
