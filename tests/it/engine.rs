@@ -65,6 +65,14 @@ fn ids(batches: &[RecordBatch]) -> Vec<i64> {
         .collect()
 }
 
+/// The single Int64 value a `SELECT count(*) ...` returns.
+async fn scalar_i64(engine: &Engine, sql: &str) -> i64 {
+    engine.sql(sql).await.unwrap()[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0)
+}
+
 async fn explain(engine: &Engine, sql: &str) -> String {
     let batches = engine.sql(&format!("EXPLAIN {sql}")).await.unwrap();
     arrow::util::pretty::pretty_format_batches(&batches)
@@ -350,8 +358,7 @@ async fn upserts_replace_rows_and_pure_appends_write_no_deletes() {
         "deletes written: {replaced} (500 + Bloom false positives)"
     );
     let engine = Engine::new(store.clone()).unwrap();
-    let n = engine.sql("SELECT count(*) FROM docs").await.unwrap();
-    assert_eq!(n[0].column(0).as_primitive::<Int64Type>().value(0), 3500);
+    assert_eq!(scalar_i64(&engine, "SELECT count(*) FROM docs").await, 3500);
     let got = ids(&engine
         .sql("SELECT id FROM docs WHERE id BETWEEN 10498 AND 10502 ORDER BY id")
         .await
@@ -375,11 +382,10 @@ async fn upserts_replace_rows_and_pure_appends_write_no_deletes() {
     // Reopening reads the same state from the store.
     drop(engine);
     let reopened = Engine::new(open(dir.path()).await).unwrap();
-    let n = reopened
-        .sql("SELECT count(*) FROM docs WHERE id >= 10000")
-        .await
-        .unwrap();
-    assert_eq!(n[0].column(0).as_primitive::<Int64Type>().value(0), 1500);
+    assert_eq!(
+        scalar_i64(&reopened, "SELECT count(*) FROM docs WHERE id >= 10000").await,
+        1500
+    );
 }
 
 /// Compaction merges small segments, drops deleted rows and applied delete
@@ -502,15 +508,13 @@ async fn time_travel_by_commit_time() {
         .unwrap();
     let engine = Engine::new(store).unwrap();
     let at = humantime::format_rfc3339_millis(between).to_string();
-    let old = engine
-        .sql(&format!(
-            "SELECT count(*) FROM quiver_snapshot('docs', '{at}')"
-        ))
-        .await
-        .unwrap();
-    assert_eq!(old[0].column(0).as_primitive::<Int64Type>().value(0), 10);
-    let now = engine.sql("SELECT count(*) FROM docs").await.unwrap();
-    assert_eq!(now[0].column(0).as_primitive::<Int64Type>().value(0), 15);
+    let old = scalar_i64(
+        &engine,
+        &format!("SELECT count(*) FROM quiver_snapshot('docs', '{at}')"),
+    )
+    .await;
+    assert_eq!(old, 10);
+    assert_eq!(scalar_i64(&engine, "SELECT count(*) FROM docs").await, 15);
 }
 
 /// Two writers (separate store handles, as separate processes) and a
