@@ -55,6 +55,10 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 
+    /// Reading or writing the write-ahead log failed (names the file).
+    #[error("{0}")]
+    Wal(String),
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -92,7 +96,7 @@ impl Error {
             Error::Config(_) => Status::failed_precondition(msg),
             Error::DataFusion(e) => datafusion_status(e, msg),
             Error::Arrow(_) => Status::invalid_argument(msg),
-            Error::ObjectStore(_) | Error::Parquet(_) | Error::Io(_) => Status::unavailable(msg),
+            Error::ObjectStore(_) | Error::Parquet(_) | Error::Io(_) | Error::Wal(_) => Status::unavailable(msg),
             Error::Internal(_) => Status::internal(msg),
         }
     }

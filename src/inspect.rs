@@ -1,6 +1,7 @@
 //! `inspect`: what a store holds, per collection and segment, as JSON or text.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Int64Type, UInt64Type};
@@ -24,9 +25,22 @@ pub async fn live_rows_per_segment(engine: &Engine, name: &str) -> Result<HashMa
 }
 
 /// Describes one collection: manifest version, rows, deletes and segments.
-pub async fn collection(engine: &Engine, name: &str) -> Result<Value> {
+///
+/// Growing rows and WAL bytes come from this process's log if the store has
+/// one, else from reading `wal_dir` (a server's log, read without locking).
+pub async fn collection(engine: &Engine, name: &str, wal_dir: Option<&Path>) -> Result<Value> {
     let m = engine.store().require(name)?;
-    let visible = live_rows_per_segment(engine, name).await?;
+    let mut visible = live_rows_per_segment(engine, name).await?;
+    // Growing rows have segment id 0; they are counted separately.
+    visible.remove(&0);
+    let (growing_rows, growing_deletes, wal_bytes) = match (engine.store().wal_dir(), wal_dir) {
+        (Some(_), _) => engine.store().growing_status(name),
+        (None, Some(dir)) => {
+            let b = crate::wal::backlog(dir, name, m.wal_ts)?;
+            (b.rows, b.deletes, b.bytes)
+        }
+        (None, None) => (0, 0, 0),
+    };
     let segments: Vec<Value> = m
         .segments
         .iter()
@@ -62,22 +76,22 @@ pub async fn collection(engine: &Engine, name: &str) -> Result<Value> {
         "deleted_rows": rows - live.min(rows),
         "delete_logs": m.delete_logs.len(),
         "delete_entries": m.delete_logs.iter().map(|d| d.rows).sum::<u64>(),
-        // Writes are committed as segments before they are acknowledged;
-        // there is no growing segment or write-ahead log yet.
-        "growing_rows": 0,
-        "wal_bytes": 0,
+        "wal_ts": m.wal_ts,
+        "growing_rows": growing_rows,
+        "growing_deletes": growing_deletes,
+        "wal_bytes": wal_bytes,
         "segments": segments,
     }))
 }
 
 /// Describes every collection (or just `name`).
-pub async fn store(engine: &Engine, name: Option<&str>) -> Result<Value> {
+pub async fn store(engine: &Engine, name: Option<&str>, wal_dir: Option<&Path>) -> Result<Value> {
     if let Some(name) = name {
-        return collection(engine, name).await;
+        return collection(engine, name, wal_dir).await;
     }
     let mut all = Vec::new();
     for n in engine.store().collection_names() {
-        all.push(collection(engine, &n).await?);
+        all.push(collection(engine, &n, wal_dir).await?);
     }
     Ok(json!({ "store": engine.store().url(), "collections": all }))
 }

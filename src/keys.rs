@@ -2,6 +2,7 @@
 //! hold) and [`DeleteMap`] (the newest delete timestamp per key).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
@@ -181,11 +182,44 @@ impl DeleteMap {
     }
 }
 
+/// The deletes a query applies: the committed delete logs of its version
+/// and those of the growing segments.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteSet {
+    maps: Vec<Arc<DeleteMap>>,
+}
+
+impl DeleteSet {
+    pub fn new(maps: impl IntoIterator<Item = Arc<DeleteMap>>) -> Self {
+        Self {
+            maps: maps.into_iter().filter(|m| !m.is_empty()).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+
+    pub fn maps(&self) -> &[Arc<DeleteMap>] {
+        &self.maps
+    }
+
+    /// Deleted keys (a key deleted in two places counts twice).
+    pub fn len(&self) -> usize {
+        self.maps.iter().map(|m| m.len()).sum()
+    }
+
+    #[inline]
+    pub fn hides(&self, k: KeyRef<'_>, row_ts: u64) -> bool {
+        self.maps.iter().any(|m| m.hides(k, row_ts))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray, UInt64Array};
-    use std::sync::Arc;
+
 
     #[test]
     fn bloom_round_trips_and_has_no_false_negatives() {

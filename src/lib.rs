@@ -15,7 +15,9 @@ pub mod distance;
 pub mod engine;
 pub mod error;
 pub mod flight;
+pub mod flush;
 pub mod gc;
+pub mod growing;
 pub mod inspect;
 pub mod keys;
 pub mod manifest;
@@ -26,6 +28,7 @@ pub mod snapshot;
 pub mod store;
 pub mod table;
 pub mod verify;
+pub mod wal;
 
 pub use config::StoreConfig;
 pub use engine::{register, Engine};

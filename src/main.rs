@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use quiver::config::{
     parse_compression, StoreConfig, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SEGMENT_MAX_ROWS,
 };
+use quiver::flush::{WalOptions, DEFAULT_FLUSH_BYTES, DEFAULT_FLUSH_ROWS};
 use quiver::server::{self, ServerOptions, DEFAULT_MAX_REQUEST_BYTES};
 use quiver::{Engine, Store};
 
@@ -84,23 +85,70 @@ struct StoreArgs {
     /// Rows per sealed segment.
     #[arg(long, env = "QUIVER_SEGMENT_MAX_ROWS", default_value_t = DEFAULT_SEGMENT_MAX_ROWS)]
     segment_max_rows: usize,
+    /// Directory of the write-ahead log (a local disk; default: <data-dir>/_wal, also with --store).
+    #[arg(long, env = "QUIVER_WAL_DIR")]
+    wal_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct FlushArgs {
+    /// Flush the growing segment into a sealed segment at this many rows.
+    #[arg(long, env = "QUIVER_FLUSH_ROWS", default_value_t = DEFAULT_FLUSH_ROWS)]
+    flush_rows: usize,
+    /// ... or at this many bytes of in-memory data; a single write larger than this skips the log and is sealed directly.
+    #[arg(long, env = "QUIVER_FLUSH_BYTES", default_value_t = DEFAULT_FLUSH_BYTES)]
+    flush_bytes: usize,
+    /// ... or this long after its first write, e.g. 60s, 5m.
+    #[arg(long, env = "QUIVER_FLUSH_AGE", default_value = "60s", value_parser = humantime::parse_duration)]
+    flush_age: std::time::Duration,
 }
 
 impl StoreArgs {
+    fn wal_dir(&self) -> std::path::PathBuf {
+        self.wal_dir
+            .clone()
+            .unwrap_or_else(|| std::path::Path::new(&self.data_dir).join(quiver::wal::WAL_DIR_NAME))
+    }
+
+    /// Opens the store with its write-ahead log (replayed first), for a
+    /// process that writes: `serve` and `sql`.
+    async fn open_logged(&self, flush: &FlushArgs) -> quiver::Result<std::sync::Arc<Store>> {
+        if flush.flush_rows == 0 || flush.flush_bytes == 0 {
+            return Err(quiver::Error::Config(
+                "--flush-rows and --flush-bytes must be positive".into(),
+            ));
+        }
+        let opts = WalOptions {
+            flush_rows: flush.flush_rows,
+            flush_bytes: flush.flush_bytes,
+            flush_age: flush.flush_age,
+            ..WalOptions::new(self.wal_dir())
+        };
+        Store::open_with_wal(&self.url(), self.config()?, opts).await
+    }
+
+    fn url(&self) -> String {
+        self.store.clone().unwrap_or_else(|| self.data_dir.clone())
+    }
+
+    /// Opens the store without taking its write-ahead log (for tools that
+    /// run beside a server: inspect, compact, gc).
     async fn open(&self) -> quiver::Result<std::sync::Arc<Store>> {
+        Store::open(&self.url(), self.config()?).await
+    }
+
+    fn config(&self) -> quiver::Result<StoreConfig> {
         if self.row_group_rows == 0 || self.segment_max_rows == 0 {
             return Err(quiver::Error::Config(
                 "--row-group-rows and --segment-max-rows must be positive".into(),
             ));
         }
-        let config = StoreConfig {
+        Ok(StoreConfig {
             row_group_rows: self.row_group_rows,
             segment_max_rows: self.segment_max_rows,
             compression: parse_compression(&self.compression)?,
             ..StoreConfig::default()
-        };
-        let url = self.store.clone().unwrap_or_else(|| self.data_dir.clone());
-        Store::open(&url, config).await
+        })
     }
 }
 
@@ -108,6 +156,8 @@ impl StoreArgs {
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    flush: FlushArgs,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "QUIVER_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
@@ -129,6 +179,8 @@ struct ServeArgs {
 struct SqlArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    flush: FlushArgs,
     /// The SQL statement.
     sql: String,
 }
@@ -164,7 +216,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> quiver::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let store = args.store.open().await?;
+            let store = args.store.open_logged(&args.flush).await?;
             let engine = Engine::new(store.clone())?;
             let listener = server::bind(args.listen).await?;
             let addr = listener.local_addr()?;
@@ -184,12 +236,16 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 gc_retention: args.gc_retention,
             };
             server::serve(engine, listener, options, server::shutdown_signal()).await?;
+            // Seal what is still in the growing segments; the log would
+            // replay it anyway, this just leaves a tidy store.
+            store.flush_all().await?;
             tracing::info!("stopped");
             Ok(())
         }
         Command::Inspect(args) if args.verify => {
             let store = args.store.open().await?;
-            let problems = quiver::verify::verify(&store).await?;
+            let mut problems = quiver::verify::verify(&store).await?;
+            problems.extend(quiver::verify::verify_wal(&args.store.wal_dir()));
             if args.json {
                 println!("{}", serde_json::json!({ "problems": problems }));
             } else {
@@ -212,7 +268,9 @@ async fn run(cli: Cli) -> quiver::Result<()> {
         Command::Inspect(args) => {
             let store = args.store.open().await?;
             let engine = Engine::new(store)?;
-            let report = quiver::inspect::store(&engine, args.collection.as_deref()).await?;
+            let wal_dir = args.store.wal_dir();
+            let report =
+                quiver::inspect::store(&engine, args.collection.as_deref(), Some(&wal_dir)).await?;
             if args.json {
                 println!("{report}");
             } else {
@@ -249,10 +307,11 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             Ok(())
         }
         Command::Sql(args) => {
-            let store = args.store.open().await?;
-            let engine = Engine::new(store)?;
-            let batches = engine.sql(&args.sql).await?;
-            println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+            let store = args.store.open_logged(&args.flush).await?;
+            let engine = Engine::new(store.clone())?;
+            let result = engine.sql(&args.sql).await;
+            store.flush_all().await?;
+            println!("{}", arrow::util::pretty::pretty_format_batches(&result?)?);
             Ok(())
         }
     }

@@ -53,6 +53,11 @@ pub struct Manifest {
     /// Highest commit timestamp handed out for this collection (the clock's
     /// high-water mark, so the clock never goes backwards across restarts).
     pub max_ts: u64,
+    /// Write-ahead log watermark: records with `_ts` at or below it are in
+    /// this version (flushed) or were superseded (the collection was
+    /// created, replaced or dropped after them), so replay skips them.
+    #[serde(default)]
+    pub wal_ts: u64,
     /// Wall-clock time of the commit, milliseconds since the Unix epoch.
     pub committed_at_ms: u64,
 }
@@ -144,6 +149,9 @@ pub enum Change {
         schema: CollectionSchema,
         segments: Vec<SegmentMeta>,
         deletes: Vec<DeleteLog>,
+        /// For a flush of the growing segment: the newest `_ts` it holds
+        /// (raises the WAL watermark); 0 otherwise.
+        flushed_ts: u64,
     },
     Drop,
     /// Replace segments by their rewritten form (compaction): `removed`
@@ -181,6 +189,18 @@ impl Manifest {
             collection: collection.to_string(),
             reason: reason.to_string(),
         };
+        // A create (or replace) and a drop supersede every earlier WAL
+        // record of the collection; a flush raises the watermark.
+        let base_wal = live.map_or(0, |m| m.wal_ts);
+        let wal_ts = match change {
+            Change::Create {
+                on_exists: OnExists::Append,
+                ..
+            } if live.is_some() => base_wal,
+            Change::Create { .. } | Change::Drop => ts,
+            Change::Append { flushed_ts, .. } => base_wal.max(*flushed_ts),
+            Change::Compact { .. } => base_wal,
+        };
         let (schema, segments, delete_logs) = match change {
             Change::Create {
                 schema,
@@ -211,6 +231,7 @@ impl Manifest {
                 schema,
                 segments,
                 deletes,
+                ..
             } => {
                 let m = live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
                 if m.schema.as_ref() != Some(schema) {
@@ -268,6 +289,7 @@ impl Manifest {
                     segments: vec![],
                     delete_logs: vec![],
                     max_ts: base.map_or(ts, |b| b.max_ts.max(ts)),
+                    wal_ts,
                     committed_at_ms: now_ms(),
                 });
             }
@@ -281,6 +303,7 @@ impl Manifest {
             segments,
             delete_logs,
             max_ts: base.map_or(ts, |b| b.max_ts.max(ts)),
+            wal_ts,
             committed_at_ms: now_ms(),
         })
     }
@@ -453,6 +476,7 @@ mod tests {
                     schema: schema(),
                     segments: vec![seg(i)],
                     deletes: vec![],
+                    flushed_ts: 0,
                 };
                 commit(store.as_ref(), "c", base, &ch, 2).await.unwrap()
             }));

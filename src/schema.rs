@@ -213,6 +213,11 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
             "invalid {what} name '{name}': use letters, digits and '_' (at most 255, not starting with a digit)"
         )));
     }
+    if what == "collection" && name == crate::wal::WAL_DIR_NAME {
+        return Err(Error::invalid(format!(
+            "collection name '{name}' is reserved (the write-ahead log's directory)"
+        )));
+    }
     if what == "column" && RESERVED.contains(&name) {
         return Err(Error::invalid(format!(
             "column name '{name}' is reserved for a system column"

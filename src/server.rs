@@ -17,6 +17,9 @@ use crate::flight::QuiverFlightSql;
 /// in-memory table chunk at once (1M x 128-d float32 is 512 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024 * 1024;
 
+/// How often growing segments are checked against their flush limits.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -78,6 +81,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let background: Vec<_> = [
+        // Growing segments are flushed by rows, bytes or age; checked often.
+        every(FLUSH_CHECK_INTERVAL, "flush", {
+            let store = engine.store().clone();
+            move || {
+                let store = store.clone();
+                async move { store.flush_due().await }
+            }
+        }),
         every(options.compact_interval, "compaction", {
             let engine = engine.clone();
             move || {

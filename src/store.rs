@@ -20,6 +20,7 @@ use url::Url;
 
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
+use crate::growing::{MemView, Memtable};
 use crate::keys::{key_at, DeleteMap, Key, KeyBloom, KeyRef};
 use crate::manifest::DeleteLog;
 use crate::manifest::{self, Change, Manifest, OnExists, SegmentMeta};
@@ -109,6 +110,9 @@ pub struct Store {
     delete_maps: moka::future::Cache<(String, u64), Arc<DeleteMap>>,
     /// Older versions pinned for time-travel queries.
     pinned: moka::sync::Cache<(String, u64), (Arc<Manifest>, Arc<DeleteMap>)>,
+    /// The write-ahead log and growing segments (`None`: every write is
+    /// sealed and committed before it is acknowledged).
+    pub(crate) wal: Option<crate::flush::WalState>,
 }
 
 /// Bytes of segment key filters kept in memory (256 MiB).
@@ -134,6 +138,15 @@ impl Store {
         url: String,
         config: StoreConfig,
     ) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self::build(object_store, url, config, None).await?))
+    }
+
+    pub(crate) async fn build(
+        object_store: Arc<dyn ObjectStore>,
+        url: String,
+        config: StoreConfig,
+        wal: Option<crate::flush::WalState>,
+    ) -> Result<Self> {
         let store_url = Url::parse(&format!("quiver://{}", uuid::Uuid::new_v4().simple()))
             .map_err(|e| Error::internal(e.to_string()))?;
         let store = Store {
@@ -163,9 +176,10 @@ impl Store {
                 .max_capacity(DELETE_MAP_CACHE_ENTRIES)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
+            wal,
         };
         store.reload().await?;
-        Ok(Arc::new(store))
+        Ok(store)
     }
 
     /// Re-reads every collection's latest manifest.
@@ -205,6 +219,10 @@ impl Store {
         &self.config
     }
 
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The parsed footer of a column-group file; concurrent misses read it once.
     pub async fn reader_metadata(&self, path: &Path, size: u64) -> Result<ArrowReaderMetadata> {
         self.footers
@@ -239,6 +257,17 @@ impl Store {
     /// The latest committed version of a collection (a pinned snapshot).
     pub fn snapshot(&self, name: &str) -> Option<Arc<Manifest>> {
         self.collections.read().get(name).cloned()
+    }
+
+    /// What a query sees: the latest committed version and the published
+    /// rows and deletes of the growing segments, taken together (a flush
+    /// commit moves rows from one to the other atomically).
+    pub fn snapshot_with_mem(&self, name: &str) -> Option<(Arc<Manifest>, Vec<MemView>)> {
+        let map = self.collections.read();
+        let m = map.get(name)?.clone();
+        let mems = self.wal.as_ref().map(|w| w.views(name)).unwrap_or_default();
+        drop(map);
+        Some((m, mems))
     }
 
     pub fn require(&self, name: &str) -> Result<Arc<Manifest>> {
@@ -278,6 +307,11 @@ impl Store {
 
     /// Drops a collection. Its files stay until garbage collection.
     pub async fn drop_collection(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let cw = self.coll_wal(name);
+        let mut exclusive = match &cw {
+            Some(c) => Some(c.exclusive().await),
+            None => None,
+        };
         let _guard = self.write_lock.lock().await;
         if self.snapshot(name).is_none() {
             return if if_exists {
@@ -287,6 +321,9 @@ impl Store {
             };
         }
         self.commit(name, &Change::Drop, None).await?;
+        if let Some(x) = &mut exclusive {
+            x.reset().await?;
+        }
         Ok(true)
     }
 
@@ -311,6 +348,71 @@ impl Store {
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
     {
+        let cw = self.coll_wal(name);
+        let existing = self.snapshot(name);
+        let appending = existing.is_some() && mode.on_exists == OnExists::Append;
+        // A small append goes through the log; a create, a replace and a
+        // write too large for the growing segment are sealed directly.
+        if let (Some(cw), Some(limit), Some(m), true) =
+            (&cw, self.wal_write_limit(), &existing, appending)
+        {
+            let schema = m.schema.clone().expect("live collection has a schema");
+            let mut batches = Box::pin(batches);
+            let mut buffered: Vec<RecordBatch> = Vec::new();
+            let mut bytes = 0usize;
+            let mut overflow = false;
+            while let Some(b) = batches.next().await {
+                let b = schema.conform(name, &b?)?;
+                if b.num_rows() == 0 {
+                    continue;
+                }
+                bytes += b.get_array_memory_size();
+                buffered.push(b);
+                if bytes > limit {
+                    overflow = true;
+                    break;
+                }
+            }
+            if !overflow {
+                return self.wal_insert(name, &schema, cw, buffered).await;
+            }
+            let rest = futures::stream::iter(buffered.into_iter().map(Ok)).chain(batches);
+            return self
+                .ingest_sealed(name, input_schema, rest, mode, primary_key, Some(cw))
+                .await;
+        }
+        self.ingest_sealed(name, input_schema, batches, mode, primary_key, cw.as_ref())
+            .await
+    }
+
+    /// [`Store::ingest`] by sealing the rows into segments and committing
+    /// them before returning.
+    async fn ingest_sealed<S>(
+        &self,
+        name: &str,
+        input_schema: SchemaRef,
+        batches: S,
+        mode: IngestMode,
+        primary_key: Option<&str>,
+        cw: Option<&Arc<crate::flush::CollWal>>,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send,
+    {
+        // An append must see the growing segments' keys and keep logged
+        // writes out meanwhile; a create or replace supersedes them.
+        let replacing = mode.on_exists != OnExists::Append || self.snapshot(name).is_none();
+        let mut exclusive = None;
+        let mut writer = None;
+        match cw {
+            Some(c) if replacing => exclusive = Some(c.exclusive().await),
+            Some(c) => writer = Some(c.writer().await),
+            None => {}
+        }
+        let mems: Vec<Arc<Memtable>> = match (cw, replacing) {
+            (Some(c), false) => c.memtables(),
+            _ => vec![],
+        };
         let _guard = self.write_lock.lock().await;
         let existing = self.snapshot(name);
         let (schema, creating) = match (&existing, mode.on_exists) {
@@ -331,7 +433,7 @@ impl Store {
             _ => vec![],
         };
         let written = self
-            .write_segments(name, &schema, batches, &base_segments)
+            .write_segments(name, &schema, batches, &base_segments, mems)
             .await?;
         let rows = written.input_rows;
         let known: HashSet<u64> = base_segments
@@ -351,16 +453,28 @@ impl Store {
                 schema,
                 segments: written.segments,
                 deletes: written.deletes,
+                flushed_ts: 0,
             }
         };
         self.commit(name, &change, Some((&known, &written.keys)))
             .await?;
+        if let Some(x) = &mut exclusive {
+            x.reset().await?;
+        }
+        drop(writer);
         Ok(rows)
     }
 
     /// Deletes the rows with the given primary keys (an Int64 or Utf8
     /// array). Returns the number of keys.
     pub async fn delete_keys(&self, name: &str, keys: ArrayRef) -> Result<u64> {
+        if let Some(cw) = self.coll_wal(name) {
+            if keys.is_empty() {
+                self.require(name)?;
+                return Ok(0);
+            }
+            return self.wal_delete(name, &cw, keys).await;
+        }
         let _guard = self.write_lock.lock().await;
         let m = self.require(name)?;
         let schema = m.schema.clone().expect("live collection has a schema");
@@ -375,6 +489,7 @@ impl Store {
             schema,
             segments: vec![],
             deletes: vec![log],
+            flushed_ts: 0,
         };
         self.commit(name, &change, None).await?;
         Ok(n as u64)
@@ -431,6 +546,7 @@ impl Store {
         schema: &CollectionSchema,
         batches: S,
         base: &[SegmentMeta],
+        mems: Vec<Arc<Memtable>>,
     ) -> Result<Written>
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
@@ -443,6 +559,7 @@ impl Store {
             .ok_or_else(|| Error::internal("primary key column missing"))?;
         let result = async {
             let mut checker = KeyChecker::load(self, name, schema, base).await?;
+            checker.mems = mems;
             let mut delete_keys: Vec<ArrayRef> = Vec::new();
             let mut delete_ts: Vec<u64> = Vec::new();
             let mut batches = std::pin::pin!(batches);
@@ -630,6 +747,18 @@ impl Store {
         change: &Change,
         keys: Option<(&HashSet<u64>, &[ArrayRef])>,
     ) -> Result<Arc<Manifest>> {
+        self.commit_and(name, change, keys, || {}).await
+    }
+
+    /// [`Store::commit`], running `finish` together with publishing the new
+    /// version (no query sees one without the other).
+    pub(crate) async fn commit_and(
+        &self,
+        name: &str,
+        change: &Change,
+        keys: Option<(&HashSet<u64>, &[ArrayRef])>,
+        finish: impl FnOnce(),
+    ) -> Result<Arc<Manifest>> {
         let result = async {
             // Start from the store's latest version, not our cache: another
             // process may have committed since.
@@ -692,6 +821,7 @@ impl Store {
         } else {
             map.remove(name);
         }
+        finish();
         Ok(committed)
     }
 }
@@ -709,16 +839,19 @@ struct Written {
 
 /// Answers "may this key already exist?" from segments' key ranges and
 /// Bloom filters.
-struct KeyChecker {
+#[derive(Debug)]
+pub(crate) struct KeyChecker {
     /// (min, max, filter) per segment; a segment without a filter or range
     /// may hold any key.
     segments: Vec<(Option<Key>, Option<Key>, Option<Arc<KeyBloom>>)>,
+    /// Growing segments (exact key sets).
+    mems: Vec<Arc<Memtable>>,
     pk: String,
     int_keys: bool,
 }
 
 impl KeyChecker {
-    async fn load(
+    pub(crate) async fn load(
         store: &Store,
         collection: &str,
         schema: &CollectionSchema,
@@ -736,6 +869,7 @@ impl KeyChecker {
         }
         Ok(Self {
             segments: out,
+            mems: Vec::new(),
             pk,
             int_keys,
         })
@@ -766,7 +900,10 @@ impl KeyChecker {
         self.segments.push(entry);
     }
 
-    fn may_contain(&self, k: KeyRef<'_>) -> bool {
+    pub(crate) fn may_contain(&self, k: KeyRef<'_>) -> bool {
+        if self.mems.iter().any(|m| m.has_key(k)) {
+            return true;
+        }
         let owned: Key = k.into();
         self.segments.iter().any(|(min, max, bloom)| {
             let in_range = min.as_ref().is_none_or(|m| &owned >= m)
@@ -778,7 +915,7 @@ impl KeyChecker {
 
 /// Keeps only the last row of every primary key (the newest wins within a
 /// write, as with separate writes).
-fn keep_last_per_key(batches: Vec<RecordBatch>, pk_idx: usize) -> Result<Vec<RecordBatch>> {
+pub(crate) fn keep_last_per_key(batches: Vec<RecordBatch>, pk_idx: usize) -> Result<Vec<RecordBatch>> {
     let mut seen: HashSet<Key> = HashSet::new();
     let mut dup = false;
     let mut keeps: Vec<Vec<bool>> = Vec::with_capacity(batches.len());

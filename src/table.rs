@@ -29,7 +29,9 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -43,7 +45,8 @@ use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream
 use parquet::arrow::ProjectionMask;
 
 use crate::error::Error;
-use crate::keys::{key_at, DeleteMap};
+use crate::growing::MemView;
+use crate::keys::{key_at, DeleteMap, DeleteSet};
 use crate::manifest::{DataFile, Manifest, SegmentMeta};
 use crate::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
 use crate::segment::text_to_scalar;
@@ -103,16 +106,14 @@ impl SchemaProvider for QuiverSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        let Some(m) = self.store.snapshot(name) else {
+        let Some((m, mems)) = self.store.snapshot_with_mem(name) else {
             return Ok(None);
         };
         let deletes = self.store.delete_map(&m).await?;
-        Ok(Some(Arc::new(CollectionTable::new(
-            self.store.clone(),
-            m,
-            deletes,
-            self.system_columns,
-        ))))
+        Ok(Some(Arc::new(
+            CollectionTable::new(self.store.clone(), m, deletes, self.system_columns)
+                .with_growing(mems),
+        )))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -125,7 +126,10 @@ impl SchemaProvider for QuiverSchema {
 pub struct CollectionTable {
     store: Arc<Store>,
     manifest: Arc<Manifest>,
-    deletes: Arc<DeleteMap>,
+    /// Deletes of the committed version and of the growing segments.
+    deletes: DeleteSet,
+    /// Published rows of the growing segments (not yet flushed).
+    growing: Vec<RecordBatch>,
     schema: CollectionSchema,
     arrow_schema: SchemaRef,
     constraints: Constraints,
@@ -158,15 +162,79 @@ impl CollectionTable {
         Self {
             store,
             manifest,
-            deletes,
+            deletes: DeleteSet::new([deletes]),
+            growing: Vec::new(),
             schema,
             arrow_schema,
             constraints: Constraints::new_unverified(vec![Constraint::PrimaryKey(vec![pk])]),
         }
     }
 
+    /// Adds the rows and deletes of growing segments to what the table shows.
+    pub fn with_growing(mut self, mems: Vec<MemView>) -> Self {
+        let mut maps: Vec<Arc<DeleteMap>> = self.deletes_maps();
+        for m in mems {
+            maps.push(m.deletes);
+            self.growing.extend(m.batches);
+        }
+        self.deletes = DeleteSet::new(maps);
+        self
+    }
+
+    fn deletes_maps(&self) -> Vec<Arc<DeleteMap>> {
+        self.deletes.maps().to_vec()
+    }
+
     pub fn manifest(&self) -> &Arc<Manifest> {
         &self.manifest
+    }
+
+    /// The growing rows a scan of `projection` returns: those no delete
+    /// hides, with `_seg` 0 and `_row` their position.
+    fn growing_batches(&self, projection: &[usize], schema: &SchemaRef) -> DFResult<Vec<RecordBatch>> {
+        let n_user = self.schema.fields().len();
+        let pk = self
+            .schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == self.schema.primary_key())
+            .unwrap_or(0);
+        let mut out = Vec::with_capacity(self.growing.len());
+        let mut row = 0u32;
+        for b in &self.growing {
+            let ts = b.column(n_user).as_primitive::<UInt64Type>();
+            let keys = b.column(pk);
+            let keep = BooleanArray::from_iter(
+                (0..b.num_rows())
+                    .map(|i| Some(!self.deletes.hides(key_at(keys.as_ref(), i), ts.value(i)))),
+            );
+            let n = b.num_rows() as u32;
+            let positions: ArrayRef =
+                Arc::new(arrow::array::UInt32Array::from_iter_values(row..row + n));
+            row += n;
+            let mut cols = Vec::with_capacity(projection.len());
+            for &i in projection {
+                let name = self.arrow_schema.field(i).name();
+                cols.push(match name.as_str() {
+                    TS_COLUMN => b.column(n_user).clone(),
+                    SEG_COLUMN => Arc::new(UInt64Array::from(vec![0u64; b.num_rows()])) as ArrayRef,
+                    ROW_COLUMN => positions.clone(),
+                    _ => b.column(i).clone(),
+                });
+            }
+            let opts =
+                arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+            let full = RecordBatch::try_new_with_options(schema.clone(), cols, &opts)?;
+            let kept = if keep.true_count() == full.num_rows() {
+                full
+            } else {
+                arrow::compute::filter_record_batch(&full, &keep)?
+            };
+            if kept.num_rows() > 0 {
+                out.push(kept);
+            }
+        }
+        Ok(out)
     }
 
     fn name(&self) -> &str {
@@ -246,6 +314,39 @@ impl TableProvider for CollectionTable {
             .cloned()
             .unwrap_or_else(|| (0..self.arrow_schema.fields().len()).collect());
         let projected = Arc::new(self.arrow_schema.project(&projection)?);
+        let sealed = self
+            .scan_sealed(state, &projection, projected.clone(), filters, limit)
+            .await?;
+        if self.growing.is_empty() {
+            return Ok(sealed);
+        }
+        // Rows of the growing segments (in memory) join the sealed ones;
+        // the filters run above the scan (they are Inexact).
+        let growing = self.growing_batches(&projection, &projected)?;
+        let mem = MemorySourceConfig::try_new_exec(&[growing], projected.clone(), None)?;
+        UnionExec::try_new(vec![sealed, mem])
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.insert_plan(input, op)
+    }
+}
+
+impl CollectionTable {
+    /// The scan of the sealed segments of the pinned version.
+    async fn scan_sealed(
+        &self,
+        state: &dyn Session,
+        projection: &[usize],
+        projected: SchemaRef,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let segments = self.prune_segments(state, filters)?;
         if segments.is_empty() {
             return Ok(Arc::new(EmptyExec::new(projected)));
@@ -267,7 +368,7 @@ impl TableProvider for CollectionTable {
             })
         };
         let mut sources = Vec::with_capacity(projection.len());
-        for &i in &projection {
+        for &i in projection {
             let name = self.arrow_schema.field(i).name();
             if self.schema.is_vector(name) {
                 sources.push(ColumnSource::Vector(name.clone()));
@@ -352,9 +453,8 @@ impl TableProvider for CollectionTable {
         Ok(Arc::new(MaterializeExec::new(scan, Arc::new(materialize))))
     }
 
-    async fn insert_into(
+    fn insert_plan(
         &self,
-        _state: &dyn Session,
         input: Arc<dyn ExecutionPlan>,
         op: InsertOp,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
@@ -457,7 +557,7 @@ enum ColumnSource {
 /// Drops rows hidden by a delete with a larger `_ts` (MVCC).
 #[derive(Debug)]
 struct DeleteFilter {
-    map: Arc<DeleteMap>,
+    map: DeleteSet,
     pk_idx: usize,
     ts_idx: usize,
 }
