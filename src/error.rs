@@ -96,7 +96,9 @@ impl Error {
             Error::Config(_) => Status::failed_precondition(msg),
             Error::DataFusion(e) => datafusion_status(e, msg),
             Error::Arrow(_) => Status::invalid_argument(msg),
-            Error::ObjectStore(_) | Error::Parquet(_) | Error::Io(_) | Error::Wal(_) => Status::unavailable(msg),
+            Error::ObjectStore(_) | Error::Parquet(_) | Error::Io(_) | Error::Wal(_) => {
+                Status::unavailable(msg)
+            }
             Error::Internal(_) => Status::internal(msg),
         }
     }

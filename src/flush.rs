@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,6 +111,10 @@ pub(crate) struct CollWal {
     sync_lock: tokio::sync::Mutex<()>,
     sync: Mutex<SyncState>,
     mems: RwLock<Mems>,
+    /// Records appended and `fsync` calls made (group commit makes the
+    /// second smaller than the first under concurrent writers).
+    appends: AtomicU64,
+    syncs: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -169,6 +174,8 @@ impl CollWal {
                 growing: Memtable::new(),
                 flushing: Vec::new(),
             }),
+            appends: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
         }
     }
 
@@ -240,6 +247,7 @@ impl CollWal {
             self.sync.lock().failed = Some(e.to_string());
             return Err(e);
         }
+        self.appends.fetch_add(1, Ordering::Relaxed);
         let mut s = self.sync.lock();
         s.written += 1;
         let lsn = s.written;
@@ -261,6 +269,7 @@ impl CollWal {
             (s.written, s.file.clone())
         };
         let file = file.ok_or_else(|| Error::internal("records written without a log file"))?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         let synced = tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(|e| Error::internal(e.to_string()))
@@ -534,7 +543,12 @@ impl Store {
         Ok(rows)
     }
 
-    async fn flush_memtable(&self, name: &str, cw: &CollWal, frozen: &Arc<Memtable>) -> Result<u64> {
+    async fn flush_memtable(
+        &self,
+        name: &str,
+        cw: &CollWal,
+        frozen: &Arc<Memtable>,
+    ) -> Result<u64> {
         let view = frozen.view();
         let stats = frozen.stats();
         let m = self.require(name)?;
@@ -595,8 +609,11 @@ impl Store {
                 );
             }
             if !view.delete_entries.is_empty() {
-                let refs: Vec<&dyn Array> =
-                    view.delete_entries.iter().map(|(k, _)| k.as_ref()).collect();
+                let refs: Vec<&dyn Array> = view
+                    .delete_entries
+                    .iter()
+                    .map(|(k, _)| k.as_ref())
+                    .collect();
                 let keys = arrow::compute::concat(&refs)?;
                 let ts: Vec<u64> = view
                     .delete_entries
@@ -622,13 +639,15 @@ impl Store {
         };
         let _writes = self.lock_writes().await;
         self.commit_and(name, &change, None, || {
-            cw.mems
-                .write()
-                .flushing
-                .retain(|x| !Arc::ptr_eq(x, frozen));
+            cw.mems.write().flushing.retain(|x| !Arc::ptr_eq(x, frozen));
         })
         .await?;
-        tracing::info!(collection = name, rows, deletes = stats.deletes, "flushed the growing segment");
+        tracing::info!(
+            collection = name,
+            rows,
+            deletes = stats.deletes,
+            "flushed the growing segment"
+        );
         Ok(rows)
     }
 
@@ -644,7 +663,8 @@ impl Store {
             let retry = !cw.mems.read().flushing.is_empty();
             let due = s.rows >= w.opts.flush_rows
                 || s.bytes >= w.opts.flush_bytes
-                || s.first_write.is_some_and(|t| t.elapsed() >= w.opts.flush_age);
+                || s.first_write
+                    .is_some_and(|t| t.elapsed() >= w.opts.flush_age);
             if due || retry {
                 if let Err(e) = self.flush(&name).await {
                     tracing::warn!(collection = %name, error = %e, "flush failed; will retry");
@@ -678,6 +698,19 @@ impl Store {
             }
             None => (0, 0, 0),
         }
+    }
+
+    /// Records appended to the log and `fsync`s made, over all collections.
+    pub fn wal_counters(&self) -> (u64, u64) {
+        let Some(w) = &self.wal else {
+            return (0, 0);
+        };
+        w.all().iter().fold((0, 0), |(a, s), (_, c)| {
+            (
+                a + c.appends.load(Ordering::Relaxed),
+                s + c.syncs.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// The write-ahead log directory, if this store has one.

@@ -220,7 +220,6 @@ mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray, UInt64Array};
 
-
     #[test]
     fn bloom_round_trips_and_has_no_false_negatives() {
         let keys: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));

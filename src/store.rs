@@ -138,7 +138,9 @@ impl Store {
         url: String,
         config: StoreConfig,
     ) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self::build(object_store, url, config, None).await?))
+        Ok(Arc::new(
+            Self::build(object_store, url, config, None).await?,
+        ))
     }
 
     pub(crate) async fn build(
@@ -915,7 +917,10 @@ impl KeyChecker {
 
 /// Keeps only the last row of every primary key (the newest wins within a
 /// write, as with separate writes).
-pub(crate) fn keep_last_per_key(batches: Vec<RecordBatch>, pk_idx: usize) -> Result<Vec<RecordBatch>> {
+pub(crate) fn keep_last_per_key(
+    batches: Vec<RecordBatch>,
+    pk_idx: usize,
+) -> Result<Vec<RecordBatch>> {
     let mut seen: HashSet<Key> = HashSet::new();
     let mut dup = false;
     let mut keeps: Vec<Vec<bool>> = Vec::with_capacity(batches.len());

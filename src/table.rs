@@ -17,6 +17,7 @@ use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Column, Constraint, Constraints, DFSchema, DataFusionError, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
@@ -29,11 +30,10 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
     SendableRecordBatchStream,
@@ -191,7 +191,11 @@ impl CollectionTable {
 
     /// The growing rows a scan of `projection` returns: those no delete
     /// hides, with `_seg` 0 and `_row` their position.
-    fn growing_batches(&self, projection: &[usize], schema: &SchemaRef) -> DFResult<Vec<RecordBatch>> {
+    fn growing_batches(
+        &self,
+        projection: &[usize],
+        schema: &SchemaRef,
+    ) -> DFResult<Vec<RecordBatch>> {
         let n_user = self.schema.fields().len();
         let pk = self
             .schema
@@ -222,8 +226,7 @@ impl CollectionTable {
                     _ => b.column(i).clone(),
                 });
             }
-            let opts =
-                arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+            let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
             let full = RecordBatch::try_new_with_options(schema.clone(), cols, &opts)?;
             let kept = if keep.true_count() == full.num_rows() {
                 full

@@ -7,3 +7,4 @@ mod failpoints;
 mod flight;
 mod model;
 mod slt;
+mod wal;
