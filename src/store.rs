@@ -841,11 +841,14 @@ struct Written {
 
 /// Answers "may this key already exist?" from segments' key ranges and
 /// Bloom filters.
+/// A segment's key range and filter, as far as known.
+type KeyRange = (Option<Key>, Option<Key>, Option<Arc<KeyBloom>>);
+
 #[derive(Debug)]
 pub(crate) struct KeyChecker {
     /// (min, max, filter) per segment; a segment without a filter or range
     /// may hold any key.
-    segments: Vec<(Option<Key>, Option<Key>, Option<Arc<KeyBloom>>)>,
+    segments: Vec<KeyRange>,
     /// Growing segments (exact key sets).
     mems: Vec<Arc<Memtable>>,
     pk: String,
@@ -882,7 +885,7 @@ impl KeyChecker {
         pk: &str,
         int_keys: bool,
         bloom: Option<Arc<KeyBloom>>,
-    ) -> (Option<Key>, Option<Key>, Option<Arc<KeyBloom>>) {
+    ) -> KeyRange {
         let stats = s.stats.get(pk);
         // A range that cannot be read is no range: the segment may hold any key.
         let parse = |t: &Option<String>| -> Option<Key> {

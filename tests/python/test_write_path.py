@@ -62,3 +62,53 @@ def test_writes_survive_kill_9(fresh_server):
         cur.adbc_ingest("k9", pa.table({"id": pa.array([0], pa.int64())}), mode="append")
         cur.execute("SELECT _ts FROM k9 WHERE id = 0")
         assert cur.fetchone()[0] > ts_before
+
+
+def inspect(server, name):
+    import json
+    import subprocess
+
+    from conftest import quiver_bin
+
+    out = subprocess.run(
+        [quiver_bin(), "inspect", "--data-dir", str(server.data_dir), name, "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_small_writes_go_through_the_log_and_are_flushed_on_shutdown(fresh_server):
+    import subprocess
+
+    from conftest import quiver_bin
+
+    fresh_server.start()
+    with fresh_server.connect() as conn, conn.cursor() as cur:
+        cur.adbc_ingest("logged", make_table(n=100, seed=7), mode="create")
+        version = inspect(fresh_server, "logged")["version"]
+        cur.adbc_ingest("logged", make_table(n=10, seed=8, id_offset=100), mode="append")
+        cur.execute("DELETE FROM logged WHERE id < 5")
+        assert count(conn, "logged") == 105
+    # Acknowledged, in the growing segment behind the log: no new version.
+    info = inspect(fresh_server, "logged")
+    assert info["version"] == version
+    assert (info["growing_rows"], info["growing_deletes"]) == (10, 5)
+    assert info["wal_bytes"] > 0
+    # The log belongs to the server; a second writer is turned away.
+    other = subprocess.run(
+        [quiver_bin(), "sql", "--data-dir", str(fresh_server.data_dir), "SELECT 1"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert other.returncode != 0
+    assert "in use by another quiver process" in other.stderr
+    # kill -9: replayed on restart.
+    fresh_server.stop(signal.SIGKILL)
+    fresh_server.start()
+    with fresh_server.connect() as conn:
+        assert count(conn, "logged") == 105
+    # A clean shutdown flushes: one new version, nothing left growing.
+    assert fresh_server.stop() == 0
+    info = inspect(fresh_server, "logged")
+    assert info["version"] == version + 1
+    assert (info["growing_rows"], info["growing_deletes"]) == (0, 0)
+    assert info["visible_rows"] == 105
