@@ -307,7 +307,25 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             Ok(())
         }
         Command::Sql(args) => {
-            let store = args.store.open_logged(&args.flush).await?;
+            let store = match args.store.open_logged(&args.flush).await {
+                Ok(store) => store,
+                // A server holds the log: a query can still read the
+                // committed data beside it; a write must go to the server.
+                Err(quiver::Error::Config(msg)) if msg.contains("in use by another") => {
+                    let engine = Engine::new(args.store.open().await?)?;
+                    if !engine.plan(&args.sql).await?.is_query() {
+                        return Err(quiver::Error::Config(msg));
+                    }
+                    tracing::warn!(
+                        "a running server holds the write-ahead log: showing committed data only \
+                         (rows still in its growing segment are not included)"
+                    );
+                    let batches = engine.sql(&args.sql).await?;
+                    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             let engine = Engine::new(store.clone())?;
             let result = engine.sql(&args.sql).await;
             store.flush_all().await?;

@@ -94,13 +94,20 @@ def test_small_writes_go_through_the_log_and_are_flushed_on_shutdown(fresh_serve
     assert info["version"] == version
     assert (info["growing_rows"], info["growing_deletes"]) == (10, 5)
     assert info["wal_bytes"] > 0
-    # The log belongs to the server; a second writer is turned away.
-    other = subprocess.run(
-        [quiver_bin(), "sql", "--data-dir", str(fresh_server.data_dir), "SELECT 1"],
-        capture_output=True, text=True, timeout=60,
-    )
+    # The log belongs to the server: a second writer is turned away, a
+    # query beside it reads the committed rows only.
+    def cli_sql(sql):
+        return subprocess.run(
+            [quiver_bin(), "sql", "--data-dir", str(fresh_server.data_dir), sql],
+            capture_output=True, text=True, timeout=60,
+        )
+
+    other = cli_sql("INSERT INTO logged (id) VALUES (9999)")
     assert other.returncode != 0
     assert "in use by another quiver process" in other.stderr
+    reader = cli_sql("SELECT count(*) AS n FROM logged")
+    assert reader.returncode == 0, reader.stderr
+    assert " 100 " in reader.stdout and "committed data only" in reader.stderr
     # kill -9: replayed on restart.
     fresh_server.stop(signal.SIGKILL)
     fresh_server.start()
