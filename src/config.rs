@@ -24,6 +24,11 @@ pub struct StoreConfig {
     pub segment_max_rows: usize,
     pub segment_max_bytes: usize,
     pub compression: Compression,
+    /// Bytes of segment-file blocks kept in memory in front of the object
+    /// store (0: off).
+    pub cache_bytes: u64,
+    /// Size of one cached block.
+    pub cache_block_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -33,6 +38,8 @@ impl Default for StoreConfig {
             segment_max_rows: DEFAULT_SEGMENT_MAX_ROWS,
             segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
             compression: Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")),
+            cache_bytes: crate::cache::DEFAULT_CACHE_BYTES,
+            cache_block_bytes: crate::cache::DEFAULT_BLOCK_BYTES,
         }
     }
 }

@@ -113,6 +113,8 @@ pub struct Store {
     /// The write-ahead log and growing segments (`None`: every write is
     /// sealed and committed before it is acknowledged).
     pub(crate) wal: Option<crate::flush::WalState>,
+    /// Blocks of segment files in memory; `object_store` reads through it.
+    cache: Arc<crate::cache::ChunkCache>,
 }
 
 /// Bytes of segment key filters kept in memory (256 MiB).
@@ -151,6 +153,12 @@ impl Store {
     ) -> Result<Self> {
         let store_url = Url::parse(&format!("quiver://{}", uuid::Uuid::new_v4().simple()))
             .map_err(|e| Error::internal(e.to_string()))?;
+        let cache = Arc::new(crate::cache::ChunkCache::new(
+            object_store,
+            config.cache_bytes,
+            config.cache_block_bytes,
+        ));
+        let object_store: Arc<dyn ObjectStore> = cache.clone();
         let store = Store {
             object_store,
             url,
@@ -179,6 +187,7 @@ impl Store {
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
             wal,
+            cache,
         };
         store.reload().await?;
         Ok(store)
@@ -201,6 +210,11 @@ impl Store {
         }
         *self.collections.write() = found;
         Ok(())
+    }
+
+    /// Hits, misses, requests and bytes of the chunk cache.
+    pub fn cache_stats(&self) -> crate::cache::CacheStats {
+        self.cache.stats()
     }
 
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
@@ -880,12 +894,7 @@ impl KeyChecker {
         })
     }
 
-    fn entry(
-        s: &SegmentMeta,
-        pk: &str,
-        int_keys: bool,
-        bloom: Option<Arc<KeyBloom>>,
-    ) -> KeyRange {
+    fn entry(s: &SegmentMeta, pk: &str, int_keys: bool, bloom: Option<Arc<KeyBloom>>) -> KeyRange {
         let stats = s.stats.get(pk);
         // A range that cannot be read is no range: the segment may hold any key.
         let parse = |t: &Option<String>| -> Option<Key> {

@@ -1,0 +1,110 @@
+//! The chunk cache in front of the object store: a warm query makes no
+//! object-store request, answers are the same with the cache on and off, and
+//! a small cache stays within its capacity.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::util::pretty::pretty_format_batches;
+use quiver::schema::vector_item_field;
+use quiver::{Engine, IngestMode, Store, StoreConfig};
+
+fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+    let n = (ids.end - ids.start) as usize;
+    let emb = FixedSizeListArray::new(
+        vector_item_field(),
+        16,
+        Arc::new(Float32Array::from_iter_values(
+            ids.clone()
+                .flat_map(|i| (0..16).map(move |j| ((i * 7 + j) % 101) as f32)),
+        )),
+        None,
+    );
+    let cat: Vec<&str> = ids
+        .clone()
+        .map(|i| if i % 3 == 0 { "a" } else { "b" })
+        .collect();
+    assert_eq!(cat.len(), n);
+    RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef,
+        ),
+        ("cat", Arc::new(StringArray::from(cat)) as ArrayRef),
+        ("embedding", Arc::new(emb) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+async fn engine(dir: &std::path::Path, cache_bytes: u64) -> Engine {
+    let config = StoreConfig {
+        cache_bytes,
+        cache_block_bytes: 64 * 1024,
+        row_group_rows: 1000,
+        ..StoreConfig::default()
+    };
+    Engine::new(Store::open(dir.to_str().unwrap(), config).await.unwrap()).unwrap()
+}
+
+const QUERIES: [&str; 3] = [
+    "SELECT id, l2_distance(embedding, [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]) AS d \
+     FROM t WHERE cat = 'a' ORDER BY d, id LIMIT 10",
+    "SELECT id, embedding FROM t WHERE id BETWEEN 1000 AND 1010 ORDER BY id",
+    "SELECT cat, count(*) FROM t GROUP BY cat ORDER BY cat",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_queries_make_no_requests_and_answers_match_without_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), 64 * 1024 * 1024).await;
+    let b = batch(0..10_000);
+    e.store()
+        .ingest(
+            "t",
+            b.schema(),
+            futures::stream::iter(vec![Ok(b)]),
+            IngestMode::CREATE,
+            None,
+        )
+        .await
+        .unwrap();
+    drop(e);
+    // A fresh process: nothing cached yet.
+    let e = engine(dir.path(), 64 * 1024 * 1024).await;
+    let mut cold = Vec::new();
+    for q in QUERIES {
+        cold.push(
+            pretty_format_batches(&e.sql(q).await.unwrap())
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let after_cold = e.store().cache_stats();
+    assert!(after_cold.misses > 0);
+    for (q, want) in QUERIES.iter().zip(&cold) {
+        let got = pretty_format_batches(&e.sql(q).await.unwrap())
+            .unwrap()
+            .to_string();
+        assert_eq!(&got, want);
+    }
+    let warm = e.store().cache_stats();
+    assert_eq!(
+        warm.requests, after_cold.requests,
+        "warm queries went to the object store: {after_cold:?} -> {warm:?}"
+    );
+    assert!(warm.hits > after_cold.hits);
+
+    // Cache off: same answers, and every run reads the store.
+    let off = engine(dir.path(), 0).await;
+    for (q, want) in QUERIES.iter().zip(&cold) {
+        let got = pretty_format_batches(&off.sql(q).await.unwrap())
+            .unwrap()
+            .to_string();
+        assert_eq!(&got, want, "{q}");
+    }
+    let s = off.store().cache_stats();
+    assert_eq!((s.hits, s.misses, s.cached_bytes), (0, 0, 0));
+    assert!(s.requests > 0);
+}
