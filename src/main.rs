@@ -85,6 +85,12 @@ struct StoreArgs {
     /// Rows per sealed segment.
     #[arg(long, env = "QUIVER_SEGMENT_MAX_ROWS", default_value_t = DEFAULT_SEGMENT_MAX_ROWS)]
     segment_max_rows: usize,
+    /// Bytes of segment-file blocks cached in memory in front of the store (0: off).
+    #[arg(long, env = "QUIVER_CACHE_BYTES", default_value_t = quiver::cache::DEFAULT_CACHE_BYTES)]
+    cache_bytes: u64,
+    /// Size of one cached block.
+    #[arg(long, env = "QUIVER_CACHE_BLOCK_BYTES", default_value_t = quiver::cache::DEFAULT_BLOCK_BYTES)]
+    cache_block_bytes: u64,
     /// Directory of the write-ahead log (a local disk; default: <data-dir>/_wal, also with --store).
     #[arg(long, env = "QUIVER_WAL_DIR")]
     wal_dir: Option<std::path::PathBuf>,
@@ -147,6 +153,8 @@ impl StoreArgs {
             row_group_rows: self.row_group_rows,
             segment_max_rows: self.segment_max_rows,
             compression: parse_compression(&self.compression)?,
+            cache_bytes: self.cache_bytes,
+            cache_block_bytes: self.cache_block_bytes,
             ..StoreConfig::default()
         })
     }
