@@ -21,6 +21,7 @@ pub mod gc;
 pub mod growing;
 pub mod inspect;
 pub mod keys;
+pub mod layout;
 pub mod manifest;
 pub mod schema;
 pub mod segment;

@@ -19,7 +19,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::scalar::ScalarValue;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Encoding;
+use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -111,11 +111,15 @@ pub async fn write_segment_with_ts(
         .filter(|(_, f)| matches!(schema.kind(f), ColumnKind::Vector { .. }))
         .enumerate()
     {
-        let gs = Arc::new(Schema::new(vec![f.clone()]));
+        // Vectors are stored as fixed-size binary (see `layout`).
+        let gs = Arc::new(Schema::new(vec![crate::layout::stored_field(f)?]));
         let gb = batches
             .iter()
-            .map(|b| RecordBatch::try_new(gs.clone(), vec![b.column(i).clone()]))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|b| {
+                let stored = crate::layout::to_stored(b.column(i))?;
+                Ok(RecordBatch::try_new(gs.clone(), vec![stored])?)
+            })
+            .collect::<Result<Vec<_>>>()?;
         groups.push((g as u32 + 1, gs, gb));
     }
 
@@ -272,8 +276,12 @@ fn encode_parquet(
             .set_column_dictionary_enabled(ColumnPath::from(TS_COLUMN), false)
             .set_column_encoding(ColumnPath::from(TS_COLUMN), Encoding::DELTA_BINARY_PACKED);
     } else {
-        // Random floats: dictionaries and min/max only cost space.
+        // Vectors: plain, uncompressed fixed-size binary decodes at memory
+        // speed; random floats gain little from compression, dictionaries
+        // or min/max.
         props = props
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_encoding(Encoding::PLAIN)
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::None);
     }

@@ -876,8 +876,9 @@ impl Materialize {
                 reason: format!("expected {} rows, read {}", positions.len(), out.len()),
             })));
         }
-        // The file may carry a differently named element field; present the
-        // collection's type.
+        // Stored as fixed-size binary (or, in older files, a list with a
+        // differently named element field): present the collection's type.
+        let out = crate::layout::from_stored(&out)?;
         if &want != out.data_type() {
             return Ok(arrow::compute::cast(&out, &want)?);
         }

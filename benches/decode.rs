@@ -1,0 +1,99 @@
+//! Decode speed of a vector column read back from Parquet, one core, data in
+//! memory: the layout quiver writes (`FixedSizeBinary(4*d)`, plain,
+//! uncompressed, turned back into `FixedSizeList<Float32>` without a copy)
+//! against a `FixedSizeList<Float32>` column written plain/uncompressed and
+//! with zstd (the layout before). Reported as GB/s of vector data and as
+//! time ratios against the zstd list, measured in the same run.
+//!
+//! Run: `cargo bench --bench decode`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+use arrow::datatypes::{Field, Schema};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use quiver::schema::vector_item_field;
+
+fn encode(batch: &RecordBatch, compression: Compression) -> Bytes {
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_encoding(Encoding::PLAIN)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_max_row_group_row_count(Some(65_536))
+        .build();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    Bytes::from(buf)
+}
+
+/// Best of 5 full decodes; returns seconds.
+fn decode(bytes: &Bytes, convert: bool) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap()
+            .with_batch_size(65_536)
+            .build()
+            .unwrap();
+        let mut rows = 0;
+        for b in reader {
+            let col = b.unwrap().column(0).clone();
+            let col = if convert {
+                quiver::layout::from_stored(&col).unwrap()
+            } else {
+                col
+            };
+            rows += std::hint::black_box(col).len();
+        }
+        std::hint::black_box(rows);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn main() {
+    for (n, dim) in [(1_000_000usize, 128usize), (200_000, 768)] {
+        let mut seed = 7u64;
+        let values = Float32Array::from_iter_values((0..n * dim).map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        }));
+        let list: ArrayRef = Arc::new(FixedSizeListArray::new(
+            vector_item_field(),
+            dim as i32,
+            Arc::new(values),
+            None,
+        ));
+        let gb = (n * dim * 4) as f64 / 1e9;
+        let field = Field::new("embedding", list.data_type().clone(), true);
+        let as_list = RecordBatch::try_new(Arc::new(Schema::new(vec![field.clone()])), vec![list.clone()]).unwrap();
+        let stored_field = quiver::layout::stored_field(&field).unwrap();
+        let as_binary = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![stored_field])),
+            vec![quiver::layout::to_stored(&list).unwrap()],
+        )
+        .unwrap();
+        let zstd = Compression::ZSTD(ZstdLevel::try_new(1).unwrap());
+        let list_zstd = decode(&encode(&as_list, zstd), false);
+        let list_plain = decode(&encode(&as_list, Compression::UNCOMPRESSED), false);
+        let binary_plain = decode(&encode(&as_binary, Compression::UNCOMPRESSED), true);
+        println!(
+            "decode {n} x {dim} ({gb:.2} GB): FixedSizeList zstd {:.2} GB/s; FixedSizeList plain {:.2} GB/s (time ratio {:.2}); \
+             quiver FixedSizeBinary plain {:.2} GB/s (time ratio {:.2})",
+            gb / list_zstd,
+            gb / list_plain,
+            list_plain / list_zstd,
+            gb / binary_plain,
+            binary_plain / list_zstd,
+        );
+    }
+}
