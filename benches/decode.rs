@@ -75,7 +75,11 @@ fn main() {
         ));
         let gb = (n * dim * 4) as f64 / 1e9;
         let field = Field::new("embedding", list.data_type().clone(), true);
-        let as_list = RecordBatch::try_new(Arc::new(Schema::new(vec![field.clone()])), vec![list.clone()]).unwrap();
+        let as_list = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![field.clone()])),
+            vec![list.clone()],
+        )
+        .unwrap();
         let stored_field = quiver::layout::stored_field(&field).unwrap();
         let as_binary = RecordBatch::try_new(
             Arc::new(Schema::new(vec![stored_field])),

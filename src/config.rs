@@ -17,6 +17,10 @@ pub const DEFAULT_SEGMENT_MAX_ROWS: usize = 1024 * 1024;
 /// limit is reached first.
 pub const DEFAULT_SEGMENT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
+/// Default memory for decoded vector chunks (2 GiB: 1M x 128-d float32
+/// vectors are 512 MiB).
+pub const DEFAULT_DECODED_CACHE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 /// How segments are written.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -29,6 +33,9 @@ pub struct StoreConfig {
     pub cache_bytes: u64,
     /// Size of one cached block.
     pub cache_block_bytes: u64,
+    /// Bytes of decoded vector columns (per row group) kept in memory
+    /// (0: off).
+    pub decoded_cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -40,6 +47,7 @@ impl Default for StoreConfig {
             compression: Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")),
             cache_bytes: crate::cache::DEFAULT_CACHE_BYTES,
             cache_block_bytes: crate::cache::DEFAULT_BLOCK_BYTES,
+            decoded_cache_bytes: DEFAULT_DECODED_CACHE_BYTES,
         }
     }
 }

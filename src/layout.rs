@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, FixedSizeListArray, Float32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeBinaryArray, FixedSizeListArray, Float32Array,
+};
 use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef};
 
@@ -28,7 +30,10 @@ pub const VECTOR_TAG: &str = "quiver.vector";
 /// The stored field of vector column `f` (`FixedSizeList<Float32, d>`).
 pub fn stored_field(f: &Field) -> Result<FieldRef> {
     let DataType::FixedSizeList(_, d) = f.data_type() else {
-        return Err(Error::internal(format!("'{}' is not a vector column", f.name())));
+        return Err(Error::internal(format!(
+            "'{}' is not a vector column",
+            f.name()
+        )));
     };
     let meta = HashMap::from([(VECTOR_TAG.to_string(), format!("float32[{d}]"))]);
     Ok(Arc::new(
@@ -75,15 +80,16 @@ pub fn from_stored(a: &ArrayRef) -> Result<ArrayRef> {
     let n = bin.len();
     // `values()` is already this array's window of the data.
     let buffer = bin.values().slice_with_length(0, n * width as usize);
-    let floats: ScalarBuffer<f32> = if buffer.as_ptr().align_offset(std::mem::align_of::<f32>()) == 0 {
-        ScalarBuffer::new(buffer, 0, n * d as usize)
-    } else {
-        buffer
-            .as_slice()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
+    let floats: ScalarBuffer<f32> =
+        if buffer.as_ptr().align_offset(std::mem::align_of::<f32>()) == 0 {
+            ScalarBuffer::new(buffer, 0, n * d as usize)
+        } else {
+            buffer
+                .as_slice()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
     let values = Float32Array::new(floats, None);
     Ok(Arc::new(FixedSizeListArray::try_new(
         vector_item_field(),
@@ -114,8 +120,14 @@ mod tests {
         }
         let stored = to_stored(&list).unwrap();
         let back = from_stored(&stored).unwrap();
-        let src = list.as_fixed_size_list().values().as_primitive::<arrow::datatypes::Float32Type>();
-        let dst = back.as_fixed_size_list().values().as_primitive::<arrow::datatypes::Float32Type>();
+        let src = list
+            .as_fixed_size_list()
+            .values()
+            .as_primitive::<arrow::datatypes::Float32Type>();
+        let dst = back
+            .as_fixed_size_list()
+            .values()
+            .as_primitive::<arrow::datatypes::Float32Type>();
         assert_eq!(src.values().as_ptr(), dst.values().as_ptr(), "no copy");
     }
 }

@@ -91,6 +91,9 @@ struct StoreArgs {
     /// Size of one cached block.
     #[arg(long, env = "QUIVER_CACHE_BLOCK_BYTES", default_value_t = quiver::cache::DEFAULT_BLOCK_BYTES)]
     cache_block_bytes: u64,
+    /// Bytes of decoded vector columns (per row group) kept in memory, so warm searches skip decoding (0: off).
+    #[arg(long, env = "QUIVER_VECTOR_CACHE_BYTES", default_value_t = quiver::config::DEFAULT_DECODED_CACHE_BYTES)]
+    vector_cache_bytes: u64,
     /// Directory of the write-ahead log (a local disk; default: <data-dir>/_wal, also with --store).
     #[arg(long, env = "QUIVER_WAL_DIR")]
     wal_dir: Option<std::path::PathBuf>,
@@ -155,6 +158,7 @@ impl StoreArgs {
             compression: parse_compression(&self.compression)?,
             cache_bytes: self.cache_bytes,
             cache_block_bytes: self.cache_block_bytes,
+            decoded_cache_bytes: self.vector_cache_bytes,
             ..StoreConfig::default()
         })
     }

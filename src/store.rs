@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::{path::Path, ObjectStore, ObjectStoreExt};
 use parking_lot::RwLock;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -108,6 +108,11 @@ pub struct Store {
     blooms: moka::future::Cache<Path, Arc<KeyBloom>>,
     /// Merged delete logs per (collection, version).
     delete_maps: moka::future::Cache<(String, u64), Arc<DeleteMap>>,
+    /// Decoded vector columns per (file, row group), as `FixedSizeList`
+    /// arrays, weighed by their memory (Milvus's ChunkCache).
+    decoded: moka::future::Cache<(Path, usize), ArrayRef>,
+    decoded_hits: AtomicU64,
+    decoded_misses: AtomicU64,
     /// Older versions pinned for time-travel queries.
     pinned: moka::sync::Cache<(String, u64), (Arc<Manifest>, Arc<DeleteMap>)>,
     /// The write-ahead log and growing segments (`None`: every write is
@@ -159,6 +164,7 @@ impl Store {
             config.cache_block_bytes,
         ));
         let object_store: Arc<dyn ObjectStore> = cache.clone();
+        let decoded_capacity = config.decoded_cache_bytes;
         let store = Store {
             object_store,
             url,
@@ -182,6 +188,14 @@ impl Store {
             delete_maps: moka::future::Cache::builder()
                 .max_capacity(DELETE_MAP_CACHE_ENTRIES)
                 .build(),
+            decoded: moka::future::Cache::builder()
+                .max_capacity(decoded_capacity)
+                .weigher(|_k: &(Path, usize), v: &ArrayRef| {
+                    v.get_array_memory_size().try_into().unwrap_or(u32::MAX)
+                })
+                .build(),
+            decoded_hits: AtomicU64::new(0),
+            decoded_misses: AtomicU64::new(0),
             pinned: moka::sync::Cache::builder()
                 .max_capacity(DELETE_MAP_CACHE_ENTRIES)
                 .time_to_idle(std::time::Duration::from_secs(600))
@@ -210,6 +224,111 @@ impl Store {
         }
         *self.collections.write() = found;
         Ok(())
+    }
+
+    /// Rows `selection` (positions inside the row group; all rows if
+    /// `None`) of row group `rg` of a one-column vector file, decoded to
+    /// `FixedSizeList<Float32>`.
+    pub(crate) async fn load_chunk(
+        &self,
+        path: &Path,
+        size: u64,
+        meta: &ArrowReaderMetadata,
+        rg: usize,
+        selection: Option<&[u32]>,
+    ) -> Result<ArrayRef> {
+        use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+        let rows = meta.metadata().row_group(rg).num_rows() as usize;
+        #[allow(deprecated)]
+        let reader =
+            ParquetObjectReader::new(self.object_store.clone(), path.clone()).with_file_size(size);
+        let mut builder =
+            parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new_with_metadata(
+                reader,
+                meta.clone(),
+            )
+            .with_row_groups(vec![rg])
+            .with_batch_size(rows.max(1));
+        if let Some(sel) = selection {
+            let mut selectors = Vec::new();
+            let mut cursor = 0usize;
+            let mut k = 0;
+            while k < sel.len() {
+                let p = sel[k] as usize;
+                let mut run = 1;
+                while k + run < sel.len() && sel[k + run] as usize == p + run {
+                    run += 1;
+                }
+                if p > cursor {
+                    selectors.push(RowSelector::skip(p - cursor));
+                }
+                selectors.push(RowSelector::select(run));
+                cursor = p + run;
+                k += run;
+            }
+            if cursor < rows {
+                selectors.push(RowSelector::skip(rows - cursor));
+            }
+            builder = builder
+                .with_row_selection(RowSelection::from(selectors))
+                .with_batch_size(sel.len().max(1));
+        }
+        let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+        let arrays: Vec<ArrayRef> = batches
+            .iter()
+            .map(|b| crate::layout::from_stored(b.column(0)))
+            .collect::<Result<_>>()?;
+        Ok(match arrays.len() {
+            0 => {
+                return Err(Error::Corrupt {
+                    path: path.to_string(),
+                    reason: format!("row group {rg} returned no rows"),
+                })
+            }
+            1 => arrays.into_iter().next().expect("one array"),
+            _ => {
+                let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+                arrow::compute::concat(&refs)?
+            }
+        })
+    }
+
+    /// The decoded vector column of row group `rg` of a file: from the
+    /// cache, or (when `load` is set) decoded whole and cached; `None` if it
+    /// is not cached and `load` is not set.
+    pub(crate) async fn decoded_chunk(
+        &self,
+        path: &Path,
+        size: u64,
+        meta: &ArrowReaderMetadata,
+        rg: usize,
+        load: bool,
+    ) -> Result<Option<ArrayRef>> {
+        let key = (path.clone(), rg);
+        if let Some(a) = self.decoded.get(&key).await {
+            self.decoded_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(a));
+        }
+        self.decoded_misses.fetch_add(1, Ordering::Relaxed);
+        if !load || self.config.decoded_cache_bytes == 0 {
+            return Ok(None);
+        }
+        let a = self
+            .decoded
+            .try_get_with(key, self.load_chunk(path, size, meta, rg, None))
+            .await
+            .map_err(unwrap_shared)?;
+        Ok(Some(a))
+    }
+
+    /// Hits and misses of the decoded-chunk cache, and the bytes it holds.
+    pub async fn decoded_cache_stats(&self) -> (u64, u64, u64) {
+        self.decoded.run_pending_tasks().await;
+        (
+            self.decoded_hits.load(Ordering::Relaxed),
+            self.decoded_misses.load(Ordering::Relaxed),
+            self.decoded.weighted_size(),
+        )
     }
 
     /// Hits, misses, requests and bytes of the chunk cache.

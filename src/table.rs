@@ -39,10 +39,6 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-#[allow(deprecated)]
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
-use parquet::arrow::ProjectionMask;
 
 use crate::error::Error;
 use crate::growing::MemView;
@@ -802,6 +798,11 @@ impl Materialize {
     }
 
     /// Reads the rows at `positions` (ascending) of a one-column file.
+    ///
+    /// Row groups whose decoded column is cached, or of which the query
+    /// wants at least 1/8 of the rows, are taken from the decoded-chunk cache
+    /// (decoding the whole row group on a miss); sparser selections decode
+    /// only the selected rows.
     async fn read_rows(
         &self,
         file: &DataFile,
@@ -809,66 +810,55 @@ impl Materialize {
         positions: &[u32],
     ) -> DFResult<ArrayRef> {
         let want = self.schema.field(out_idx).data_type().clone();
-        let (Some(&first), Some(&last)) = (positions.first(), positions.last()) else {
+        if positions.is_empty() {
             return Ok(arrow::array::new_empty_array(&want));
-        };
+        }
         let path = Store::file_path(&self.collection, &file.path);
         let meta = self.store.reader_metadata(&path, file.size).await?;
-        // Only the row groups spanning [first, last], and inside them only the
-        // selected rows.
-        let mut row_groups = Vec::new();
-        let mut base = None;
-        let mut total = 0usize;
+        let mut parts: Vec<ArrayRef> = Vec::new();
         let mut start = 0u64;
+        let mut k = 0usize;
         for (i, rg) in meta.metadata().row_groups().iter().enumerate() {
             let n = rg.num_rows() as u64;
-            if start + n > first as u64 && start <= last as u64 {
-                row_groups.push(i);
-                base.get_or_insert(start);
-                total += n as usize;
+            let end = start + n;
+            let from = k;
+            while k < positions.len() && (positions[k] as u64) < end {
+                k += 1;
             }
-            start += n;
+            if k > from {
+                let local: Vec<u32> = positions[from..k]
+                    .iter()
+                    .map(|&p| (p as u64 - start) as u32)
+                    .collect();
+                let dense = (local.len() as u64) * 8 >= n;
+                let part = match self
+                    .store
+                    .decoded_chunk(&path, file.size, &meta, i, dense)
+                    .await?
+                {
+                    Some(chunk) => {
+                        let idx = arrow::array::UInt32Array::from(local);
+                        arrow::compute::take(chunk.as_ref(), &idx, None)?
+                    }
+                    None => {
+                        self.store
+                            .load_chunk(&path, file.size, &meta, i, Some(&local))
+                            .await?
+                    }
+                };
+                parts.push(part);
+            }
+            start = end;
+            if k == positions.len() {
+                break;
+            }
         }
-        let base = base.unwrap_or(0);
-        let mut selectors = Vec::new();
-        let mut cursor = 0usize;
-        let mut k = 0;
-        while k < positions.len() {
-            let p = (positions[k] as u64 - base) as usize;
-            let mut run = 1;
-            while k + run < positions.len() && positions[k + run] as u64 - base == (p + run) as u64
-            {
-                run += 1;
+        let out = match parts.len() {
+            1 => parts.pop().expect("one part"),
+            _ => {
+                let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                concat(&refs)?
             }
-            if p > cursor {
-                selectors.push(RowSelector::skip(p - cursor));
-            }
-            selectors.push(RowSelector::select(run));
-            cursor = p + run;
-            k += run;
-        }
-        if cursor < total {
-            selectors.push(RowSelector::skip(total - cursor));
-        }
-        #[allow(deprecated)]
-        let reader = ParquetObjectReader::new(self.store.object_store().clone(), path)
-            .with_file_size(file.size);
-        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
-            .with_projection(ProjectionMask::all())
-            .with_row_groups(row_groups)
-            .with_row_selection(RowSelection::from(selectors))
-            .with_batch_size(positions.len().max(1))
-            .build()?;
-        let batches: Vec<RecordBatch> = stream.try_collect().await?;
-        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
-        let out = match arrays.len() {
-            0 => {
-                return Err(DataFusionError::Internal(
-                    "vector fetch returned no rows".into(),
-                ))
-            }
-            1 => batches[0].column(0).clone(),
-            _ => concat(&arrays)?,
         };
         if out.len() != positions.len() {
             return Err(DataFusionError::External(Box::new(Error::Corrupt {
@@ -876,9 +866,8 @@ impl Materialize {
                 reason: format!("expected {} rows, read {}", positions.len(), out.len()),
             })));
         }
-        // Stored as fixed-size binary (or, in older files, a list with a
-        // differently named element field): present the collection's type.
-        let out = crate::layout::from_stored(&out)?;
+        // Older files may carry a differently named list element field:
+        // present the collection's type.
         if &want != out.data_type() {
             return Ok(arrow::compute::cast(&out, &want)?);
         }

@@ -1,6 +1,8 @@
-//! The chunk cache in front of the object store: a warm query makes no
-//! object-store request, answers are the same with the cache on and off, and
-//! a small cache stays within its capacity.
+//! The two cache tiers: blocks of files in front of the object store and
+//! decoded vector chunks. A warm query makes no object-store request,
+//! answers are the same with the caches on and off, a sparse selection
+//! decodes only its rows (and caches nothing), a dense one caches whole
+//! decoded row groups.
 
 use std::sync::Arc;
 
@@ -41,6 +43,7 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
 async fn engine(dir: &std::path::Path, cache_bytes: u64) -> Engine {
     let config = StoreConfig {
         cache_bytes,
+        decoded_cache_bytes: cache_bytes,
         cache_block_bytes: 64 * 1024,
         row_group_rows: 1000,
         ..StoreConfig::default()
@@ -107,4 +110,54 @@ async fn warm_queries_make_no_requests_and_answers_match_without_cache() {
     let s = off.store().cache_stats();
     assert_eq!((s.hits, s.misses, s.cached_bytes), (0, 0, 0));
     assert!(s.requests > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dense_reads_fill_the_decoded_cache_and_sparse_reads_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), 64 * 1024 * 1024).await;
+    let b = batch(0..10_000);
+    e.store()
+        .ingest(
+            "t",
+            b.schema(),
+            futures::stream::iter(vec![Ok(b)]),
+            IngestMode::CREATE,
+            None,
+        )
+        .await
+        .unwrap();
+    // 11 rows of one 1000-row row group: read row by row, nothing cached.
+    let sparse = "SELECT id, embedding FROM t WHERE id BETWEEN 4000 AND 4010 ORDER BY id";
+    let want = pretty_format_batches(&e.sql(sparse).await.unwrap())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e.store().decoded_cache_stats().await.2,
+        0,
+        "a sparse read cached a whole row group"
+    );
+    // Every row: decoded whole, cached, and then served from memory.
+    let dense = QUERIES[0];
+    let first = pretty_format_batches(&e.sql(dense).await.unwrap())
+        .unwrap()
+        .to_string();
+    let (hits0, _, bytes) = e.store().decoded_cache_stats().await;
+    assert!(
+        bytes >= 10_000 * 16 * 4,
+        "decoded cache holds {bytes} bytes"
+    );
+    let again = pretty_format_batches(&e.sql(dense).await.unwrap())
+        .unwrap()
+        .to_string();
+    assert_eq!(first, again);
+    assert!(
+        e.store().decoded_cache_stats().await.0 >= hits0 + 10,
+        "warm run hit the decoded cache"
+    );
+    // Now cached, the sparse query is answered from the decoded chunk: same rows.
+    let got = pretty_format_batches(&e.sql(sparse).await.unwrap())
+        .unwrap()
+        .to_string();
+    assert_eq!(got, want);
 }
