@@ -226,31 +226,28 @@ impl Store {
         Ok(())
     }
 
-    /// Rows `selection` (positions inside the row group; all rows if
-    /// `None`) of row group `rg` of a one-column vector file, decoded to
-    /// `FixedSizeList<Float32>`.
-    pub(crate) async fn load_chunk(
+    /// Rows of several row groups of a one-column vector file, decoded to
+    /// `FixedSizeList<Float32>` in one read: for each `(row group,
+    /// selection)`, the rows at the ascending positions inside the row group
+    /// (all rows if `None`).
+    pub(crate) async fn load_rows(
         &self,
         path: &Path,
         size: u64,
         meta: &ArrowReaderMetadata,
-        rg: usize,
-        selection: Option<&[u32]>,
+        groups: &[(usize, Option<&[u32]>)],
     ) -> Result<ArrayRef> {
         use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-        let rows = meta.metadata().row_group(rg).num_rows() as usize;
-        #[allow(deprecated)]
-        let reader =
-            ParquetObjectReader::new(self.object_store.clone(), path.clone()).with_file_size(size);
-        let mut builder =
-            parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new_with_metadata(
-                reader,
-                meta.clone(),
-            )
-            .with_row_groups(vec![rg])
-            .with_batch_size(rows.max(1));
-        if let Some(sel) = selection {
-            let mut selectors = Vec::new();
+        let mut selectors = Vec::new();
+        let mut wanted = 0usize;
+        for (rg, sel) in groups {
+            let rows = meta.metadata().row_group(*rg).num_rows() as usize;
+            let Some(sel) = sel else {
+                selectors.push(RowSelector::select(rows));
+                wanted += rows;
+                continue;
+            };
+            wanted += sel.len();
             let mut cursor = 0usize;
             let mut k = 0;
             while k < sel.len() {
@@ -269,28 +266,39 @@ impl Store {
             if cursor < rows {
                 selectors.push(RowSelector::skip(rows - cursor));
             }
-            builder = builder
-                .with_row_selection(RowSelection::from(selectors))
-                .with_batch_size(sel.len().max(1));
         }
-        let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+        #[allow(deprecated)]
+        let reader =
+            ParquetObjectReader::new(self.object_store.clone(), path.clone()).with_file_size(size);
+        let batches: Vec<RecordBatch> =
+            parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new_with_metadata(
+                reader,
+                meta.clone(),
+            )
+            .with_row_groups(groups.iter().map(|(rg, _)| *rg).collect())
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size(wanted.max(1))
+            .build()?
+            .try_collect()
+            .await?;
         let arrays: Vec<ArrayRef> = batches
             .iter()
             .map(|b| crate::layout::from_stored(b.column(0)))
             .collect::<Result<_>>()?;
-        Ok(match arrays.len() {
-            0 => {
-                return Err(Error::Corrupt {
-                    path: path.to_string(),
-                    reason: format!("row group {rg} returned no rows"),
-                })
-            }
+        let out = match arrays.len() {
             1 => arrays.into_iter().next().expect("one array"),
             _ => {
                 let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
                 arrow::compute::concat(&refs)?
             }
-        })
+        };
+        if out.len() != wanted {
+            return Err(Error::Corrupt {
+                path: path.to_string(),
+                reason: format!("expected {wanted} vector rows, read {}", out.len()),
+            });
+        }
+        Ok(out)
     }
 
     /// The decoded vector column of row group `rg` of a file: from the
@@ -315,7 +323,7 @@ impl Store {
         }
         let a = self
             .decoded
-            .try_get_with(key, self.load_chunk(path, size, meta, rg, None))
+            .try_get_with(key, self.load_rows(path, size, meta, &[(rg, None)]))
             .await
             .map_err(unwrap_shared)?;
         Ok(Some(a))

@@ -32,6 +32,9 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSor
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
@@ -584,6 +587,9 @@ pub struct MaterializeExec {
     input: Arc<dyn ExecutionPlan>,
     work: Arc<Materialize>,
     properties: Arc<PlanProperties>,
+    /// `vector_fetches` (reads of a segment's vector file) and
+    /// `vector_rows` (rows fetched), shown by EXPLAIN ANALYZE.
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl MaterializeExec {
@@ -625,6 +631,7 @@ impl MaterializeExec {
             input,
             work,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 }
@@ -691,17 +698,25 @@ impl ExecutionPlan for MaterializeExec {
         vec![true]
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
+        let batch_size = context.session_config().batch_size();
+        let input = coalesce(self.input.execute(partition, context)?, batch_size);
         let work = self.work.clone();
+        let fetches = MetricBuilder::new(&self.metrics).counter("vector_fetches", partition);
+        let fetched = MetricBuilder::new(&self.metrics).counter("vector_rows", partition);
         let stream = input
             .map(move |batch| {
                 let work = work.clone();
-                async move { work.process(batch?).await }
+                let counters = (fetches.clone(), fetched.clone());
+                async move { work.process(batch?, &counters).await }
             })
             // Overlap object-store reads of consecutive batches, in order.
             .buffered(4);
@@ -712,8 +727,55 @@ impl ExecutionPlan for MaterializeExec {
     }
 }
 
+/// Joins the small batches a selective scan yields (one per row group or
+/// page) into batches of about `target` rows, in order, so vectors are
+/// fetched once per batch rather than once per sliver.
+fn coalesce(
+    input: SendableRecordBatchStream,
+    target: usize,
+) -> futures::stream::BoxStream<'static, DFResult<RecordBatch>> {
+    let schema = input.schema();
+    futures::stream::unfold((input, false), move |(mut input, done)| {
+        let schema = schema.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let mut pending: Vec<RecordBatch> = Vec::new();
+            let mut rows = 0usize;
+            let mut finished = false;
+            while rows < target {
+                match input.next().await {
+                    Some(Ok(b)) => {
+                        if b.num_rows() > 0 {
+                            rows += b.num_rows();
+                            pending.push(b);
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(e), (input, true))),
+                    None => {
+                        finished = true;
+                        break;
+                    }
+                }
+            }
+            let out = match pending.len() {
+                0 => return None,
+                1 => Ok(pending.pop().expect("one batch")),
+                _ => arrow::compute::concat_batches(&schema, &pending).map_err(Into::into),
+            };
+            Some((out, (input, finished)))
+        }
+    })
+    .boxed()
+}
+
 impl Materialize {
-    async fn process(&self, batch: RecordBatch) -> DFResult<RecordBatch> {
+    async fn process(
+        &self,
+        batch: RecordBatch,
+        (fetches, fetched): &(Count, Count),
+    ) -> DFResult<RecordBatch> {
         let batch = match &self.deletes {
             Some(d) => {
                 let keys = batch.column(d.pk_idx);
@@ -773,6 +835,8 @@ impl Materialize {
                                     }))
                                 })?;
                         let positions: Vec<u32> = members.iter().map(|(p, _)| *p).collect();
+                        fetches.add(1);
+                        fetched.add(positions.len());
                         parts.push(self.read_rows(file, out_idx, &positions).await?);
                     }
                     match parts.len() {
@@ -815,7 +879,9 @@ impl Materialize {
         }
         let path = Store::file_path(&self.collection, &file.path);
         let meta = self.store.reader_metadata(&path, file.size).await?;
-        let mut parts: Vec<ArrayRef> = Vec::new();
+        // (row group, rows) parts, and the row groups to read row by row.
+        let mut parts: Vec<(usize, ArrayRef)> = Vec::new();
+        let mut sparse: Vec<(usize, Vec<u32>)> = Vec::new();
         let mut start = 0u64;
         let mut k = 0usize;
         for (i, rg) in meta.metadata().row_groups().iter().enumerate() {
@@ -831,32 +897,50 @@ impl Materialize {
                     .map(|&p| (p as u64 - start) as u32)
                     .collect();
                 let dense = (local.len() as u64) * 8 >= n;
-                let part = match self
+                match self
                     .store
                     .decoded_chunk(&path, file.size, &meta, i, dense)
                     .await?
                 {
                     Some(chunk) => {
-                        let idx = arrow::array::UInt32Array::from(local);
-                        arrow::compute::take(chunk.as_ref(), &idx, None)?
+                        let (lo, hi) = (local[0] as usize, local[local.len() - 1] as usize);
+                        let part = if hi - lo + 1 == local.len() {
+                            // A run of rows (ascending, no gaps): no copy.
+                            chunk.slice(lo, local.len())
+                        } else {
+                            let idx = arrow::array::UInt32Array::from(local);
+                            arrow::compute::take(chunk.as_ref(), &idx, None)?
+                        };
+                        parts.push((i, part));
                     }
-                    None => {
-                        self.store
-                            .load_chunk(&path, file.size, &meta, i, Some(&local))
-                            .await?
-                    }
-                };
-                parts.push(part);
+                    None => sparse.push((i, local)),
+                }
             }
             start = end;
             if k == positions.len() {
                 break;
             }
         }
+        if !sparse.is_empty() {
+            let groups: Vec<(usize, Option<&[u32]>)> = sparse
+                .iter()
+                .map(|(rg, sel)| (*rg, Some(sel.as_slice())))
+                .collect();
+            let rows = self
+                .store
+                .load_rows(&path, file.size, &meta, &groups)
+                .await?;
+            let mut offset = 0;
+            for (rg, sel) in &sparse {
+                parts.push((*rg, rows.slice(offset, sel.len())));
+                offset += sel.len();
+            }
+            parts.sort_by_key(|(rg, _)| *rg);
+        }
         let out = match parts.len() {
-            1 => parts.pop().expect("one part"),
+            1 => parts.pop().expect("one part").1,
             _ => {
-                let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                let refs: Vec<&dyn Array> = parts.iter().map(|(_, a)| a.as_ref()).collect();
                 concat(&refs)?
             }
         };

@@ -161,3 +161,75 @@ async fn dense_reads_fill_the_decoded_cache_and_sparse_reads_do_not() {
         .to_string();
     assert_eq!(got, want);
 }
+
+/// A selective filter yields a sliver of rows per row group; they are
+/// gathered before vectors are fetched (one fetch per segment and batch, not
+/// one per row group), with the same answers as fetching sliver by sliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selective_scans_fetch_vectors_in_few_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two segments: two file groups scanned straight into the operator
+    // (no repartitioning in between that would gather batches itself).
+    let config = StoreConfig {
+        row_group_rows: 100,
+        decoded_cache_bytes: 0,
+        ..StoreConfig::default()
+    };
+    let e = Engine::new(
+        Store::open(dir.path().to_str().unwrap(), config)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for (ids, mode) in [
+        (0..5_000, IngestMode::CREATE),
+        (5_000..10_000, IngestMode::APPEND),
+    ] {
+        let b = batch(ids);
+        e.store()
+            .ingest(
+                "t",
+                b.schema(),
+                futures::stream::iter(vec![Ok(b)]),
+                mode,
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let q = "SELECT id, embedding FROM t WHERE id % 100 = 7 ORDER BY id";
+    let rows = e.sql(q).await.unwrap();
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(ids, (0..100).map(|i| i * 100 + 7).collect::<Vec<_>>());
+    // The vectors are the ingested ones.
+    let first = rows[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
+        .unwrap()
+        .value(0);
+    let first = first.as_any().downcast_ref::<Float32Array>().unwrap();
+    assert_eq!(first.value(0), ((7 * 7) % 101) as f32);
+    let plan = e.sql(&format!("EXPLAIN ANALYZE {q}")).await.unwrap();
+    let text = pretty_format_batches(&plan).unwrap().to_string();
+    let fetches: usize = text
+        .split("vector_fetches=")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no vector_fetches metric in:\n{text}"));
+    assert!(
+        (1..=4).contains(&fetches),
+        "{fetches} vector reads for 100 rows in 100 row groups:\n{text}"
+    );
+}

@@ -1,0 +1,138 @@
+"""Exact top-10 search latency, quiver over Flight SQL (ADBC) against faiss
+IndexFlatL2, numpy and DuckDB on the same vectors, measured in the same run
+and reported as ratios. 1M x 128-d float32 and a `bucket` column (0..999) for
+filters at 50% / 10% / 1% / 0.1% selectivity.
+
+Run (release binary; faiss and DuckDB from benches/requirements.txt):
+    cargo build --release
+    .venv/bin/pip install -r benches/requirements.txt
+    .venv/bin/python benches/search.py
+"""
+
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+os.environ.setdefault(
+    "QUIVER_BIN",
+    str(pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "quiver"),
+)
+from conftest import Server  # noqa: E402
+
+ROWS, DIM, K = 1_000_000, 128, 10
+RUNS = 15
+SELECTIVITY = [(None, "all"), (500, "50%"), (100, "10%"), (10, "1%"), (1, "0.1%")]
+
+
+def literal(q):
+    return "[" + ", ".join(f"{x:.9g}" for x in q) + "]"
+
+
+def p50_p99(samples):
+    s = sorted(samples)
+    return statistics.median(s), s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
+
+
+def main():
+    import duckdb
+    import faiss
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((ROWS, DIM), dtype=np.float32)
+    bucket = rng.integers(0, 1000, ROWS).astype(np.int32)
+    ids = np.arange(ROWS, dtype=np.int64)
+    table = pa.table(
+        {
+            "id": pa.array(ids),
+            "bucket": pa.array(bucket),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM),
+        }
+    )
+    queries = rng.standard_normal((RUNS, DIM), dtype=np.float32)
+
+    index = faiss.IndexFlatL2(DIM)
+    index.add(emb)
+    norms = (emb * emb).sum(1)
+
+    def faiss_search(q, limit):
+        if limit is None:
+            return index.search(q[None, :], K)[1][0]
+        mask = np.packbits(bucket < limit, bitorder="little")
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(mask))
+        return index.search(q[None, :], K, params=params)[1][0]
+
+    def numpy_search(q, limit):
+        d = norms - 2.0 * (emb @ q)
+        if limit is not None:
+            d = np.where(bucket < limit, d, np.inf)
+        top = np.argpartition(d, K)[:K]
+        return top[np.argsort(d[top])]
+
+    def timed(fn, limit):
+        out = []
+        for q in queries:
+            t = time.perf_counter()
+            fn(q, limit)
+            out.append(time.perf_counter() - t)
+        return p50_p99(out)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        parquet = f"{tmp}/vectors.parquet"
+        pq.write_table(table, parquet)
+        duck = duckdb.connect()
+        server = Server(pathlib.Path(tmp) / "data", ["--compact-interval", "0s", "--gc-interval", "0s"]).start()
+        try:
+            with server.connect() as conn, conn.cursor() as cur:
+                cur.adbc_ingest("s", table.to_reader(max_chunksize=16_384), mode="create")
+
+                def quiver_sql(q, limit):
+                    where = "" if limit is None else f" WHERE bucket < {limit}"
+                    return (f"SELECT id, l2_distance(embedding, {literal(q)}) AS d FROM s{where} "
+                            f"ORDER BY d LIMIT {K}")
+
+                def quiver_search(q, limit):
+                    cur.execute(quiver_sql(q, limit))
+                    return cur.fetch_arrow_table().column("id").to_numpy()
+
+                def duck_search(q, limit):
+                    where = "" if limit is None else f" WHERE bucket < {limit}"
+                    return duck.execute(
+                        f"SELECT id FROM read_parquet('{parquet}'){where} "
+                        f"ORDER BY array_distance(embedding::FLOAT[{DIM}], {literal(q)}::FLOAT[{DIM}]) LIMIT {K}"
+                    ).fetchnumpy()["id"]
+
+                print(f"top-{K} over {ROWS:,} x {DIM} float32, {RUNS} queries each, p50 (p99) in ms")
+                unfiltered = None
+                for limit, label in SELECTIVITY:
+                    # Same answers first (also warms quiver's caches).
+                    for q in queries[:3]:
+                        got = quiver_search(q, limit)
+                        want = faiss_search(q, limit)
+                        assert list(got) == list(want), (label, got, want)
+                    qv = timed(quiver_search, limit)
+                    fs = timed(faiss_search, limit)
+                    npy = timed(numpy_search, limit)
+                    t = time.perf_counter()
+                    duck_search(queries[0], limit)
+                    dk = time.perf_counter() - t
+                    if limit is None:
+                        unfiltered = qv[0]
+                    print(f"  {label:>5}: quiver {qv[0] * 1e3:7.1f} ({qv[1] * 1e3:.1f})  faiss {fs[0] * 1e3:6.1f}  "
+                          f"numpy {npy[0] * 1e3:6.1f}  duckdb(parquet) {dk * 1e3:7.1f}  |  quiver/faiss {qv[0] / fs[0]:.2f}  "
+                          f"quiver/numpy {qv[0] / npy[0]:.2f}  quiver/duckdb {qv[0] / dk:.2f}  "
+                          f"vs unfiltered {qv[0] / unfiltered:.2f}")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
