@@ -2,7 +2,8 @@
 //! memory: the layout quiver writes (`FixedSizeBinary(4*d)`, plain,
 //! uncompressed, turned back into `FixedSizeList<Float32>` without a copy)
 //! against a `FixedSizeList<Float32>` column written plain/uncompressed and
-//! with zstd (the layout before). Reported as GB/s of vector data and as
+//! with zstd (the layout before); and gathering half the vectors of a decoded
+//! chunk with arrow's `take` against quiver's row-slice gather. Reported as GB/s of vector data and as
 //! time ratios against the zstd list, measured in the same run.
 //!
 //! Run: `cargo bench --bench decode`
@@ -86,6 +87,29 @@ fn main() {
             vec![quiver::layout::to_stored(&list).unwrap()],
         )
         .unwrap();
+        // Gathering every other vector out of a decoded chunk (a 50% filter).
+        let idx: Vec<u32> = (0..n as u32).step_by(2).collect();
+        let best = |f: &dyn Fn() -> ArrayRef| {
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    std::hint::black_box(f());
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let take_s = best(&|| {
+            arrow::compute::take(list.as_ref(), &arrow::array::UInt32Array::from(idx.clone()), None)
+                .unwrap()
+        });
+        let gather_s = best(&|| quiver::layout::gather(&list, &idx).unwrap());
+        println!(
+            "gather {} of {n} x {dim}: arrow take {:.1} ms, quiver gather {:.1} ms (time ratio {:.2})",
+            idx.len(),
+            take_s * 1e3,
+            gather_s * 1e3,
+            gather_s / take_s
+        );
         let zstd = Compression::ZSTD(ZstdLevel::try_new(1).unwrap());
         let list_zstd = decode(&encode(&as_list, zstd), false);
         let list_plain = decode(&encode(&as_list, Compression::UNCOMPRESSED), false);

@@ -99,9 +99,65 @@ pub fn from_stored(a: &ArrayRef) -> Result<ArrayRef> {
     )?))
 }
 
+/// Rows `indices` of a `FixedSizeList<Float32>` array, copying each row's
+/// floats as one slice (arrow's `take` expands every row into `d` child
+/// indices, several times slower for wide vectors). Arrays with nulls or
+/// another element type go through `take`.
+pub fn gather(a: &ArrayRef, indices: &[u32]) -> Result<ArrayRef> {
+    let fast = a.as_fixed_size_list_opt().and_then(|l| {
+        let values = l
+            .values()
+            .as_primitive_opt::<arrow::datatypes::Float32Type>()?;
+        (l.null_count() == 0 && values.null_count() == 0).then_some((l, values))
+    });
+    let Some((list, values)) = fast else {
+        let idx = arrow::array::UInt32Array::from(indices.to_vec());
+        return Ok(arrow::compute::take(a.as_ref(), &idx, None)?);
+    };
+    let d = list.value_length() as usize;
+    let base = list.offset() * d;
+    let src = &values.values()[base..];
+    let mut out: Vec<f32> = Vec::with_capacity(indices.len() * d);
+    for &i in indices {
+        let start = i as usize * d;
+        let row = src.get(start..start + d).ok_or_else(|| {
+            Error::internal(format!("row {i} out of bounds of {} vectors", list.len()))
+        })?;
+        out.extend_from_slice(row);
+    }
+    Ok(Arc::new(FixedSizeListArray::try_new(
+        vector_item_field(),
+        d as i32,
+        Arc::new(Float32Array::from(out)),
+        None,
+    )?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gather_matches_take() {
+        let values = Float32Array::from_iter_values((0..60).map(|i| i as f32));
+        let list: ArrayRef = Arc::new(FixedSizeListArray::new(
+            vector_item_field(),
+            3,
+            Arc::new(values),
+            None,
+        ));
+        for a in [list.clone(), list.slice(4, 12)] {
+            let idx = [0u32, 2, 3, 7, 11, 11];
+            let want = arrow::compute::take(
+                a.as_ref(),
+                &arrow::array::UInt32Array::from(idx.to_vec()),
+                None,
+            )
+            .unwrap();
+            assert_eq!(gather(&a, &idx).unwrap().as_ref(), want.as_ref());
+        }
+        assert!(gather(&list, &[20]).is_err());
+    }
 
     #[test]
     fn round_trips_without_copying_including_slices_and_nulls() {

@@ -908,8 +908,7 @@ impl Materialize {
                             // A run of rows (ascending, no gaps): no copy.
                             chunk.slice(lo, local.len())
                         } else {
-                            let idx = arrow::array::UInt32Array::from(local);
-                            arrow::compute::take(chunk.as_ref(), &idx, None)?
+                            crate::layout::gather(&chunk, &local)?
                         };
                         parts.push((i, part));
                     }
