@@ -99,8 +99,12 @@ fn main() {
                 .fold(f64::MAX, f64::min)
         };
         let take_s = best(&|| {
-            arrow::compute::take(list.as_ref(), &arrow::array::UInt32Array::from(idx.clone()), None)
-                .unwrap()
+            arrow::compute::take(
+                list.as_ref(),
+                &arrow::array::UInt32Array::from(idx.clone()),
+                None,
+            )
+            .unwrap()
         });
         let gather_s = best(&|| quiver::layout::gather(&list, &idx).unwrap());
         println!(

@@ -301,9 +301,9 @@ impl Store {
         Ok(out)
     }
 
-    /// The decoded vector column of row group `rg` of a file: from the
-    /// cache, or (when `load` is set) decoded whole and cached; `None` if it
-    /// is not cached and `load` is not set.
+    /// The decoded vector column of row group `rg` of a file, and whether
+    /// the cache had it: from the cache, or (when `load` is set) decoded
+    /// whole and cached; `None` if it is not cached and `load` is not set.
     pub(crate) async fn decoded_chunk(
         &self,
         path: &Path,
@@ -311,11 +311,11 @@ impl Store {
         meta: &ArrowReaderMetadata,
         rg: usize,
         load: bool,
-    ) -> Result<Option<ArrayRef>> {
+    ) -> Result<Option<(ArrayRef, bool)>> {
         let key = (path.clone(), rg);
         if let Some(a) = self.decoded.get(&key).await {
             self.decoded_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(a));
+            return Ok(Some((a, true)));
         }
         self.decoded_misses.fetch_add(1, Ordering::Relaxed);
         if !load || self.config.decoded_cache_bytes == 0 {
@@ -326,7 +326,7 @@ impl Store {
             .try_get_with(key, self.load_rows(path, size, meta, &[(rg, None)]))
             .await
             .map_err(unwrap_shared)?;
-        Ok(Some(a))
+        Ok(Some((a, false)))
     }
 
     /// Hits and misses of the decoded-chunk cache, and the bytes it holds.

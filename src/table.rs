@@ -710,12 +710,17 @@ impl ExecutionPlan for MaterializeExec {
         let batch_size = context.session_config().batch_size();
         let input = coalesce(self.input.execute(partition, context)?, batch_size);
         let work = self.work.clone();
-        let fetches = MetricBuilder::new(&self.metrics).counter("vector_fetches", partition);
-        let fetched = MetricBuilder::new(&self.metrics).counter("vector_rows", partition);
+        let counters = FetchCounters {
+            fetches: MetricBuilder::new(&self.metrics).counter("vector_fetches", partition),
+            rows: MetricBuilder::new(&self.metrics).counter("vector_rows", partition),
+            chunk_hits: MetricBuilder::new(&self.metrics).counter("chunk_cache_hits", partition),
+            chunk_misses: MetricBuilder::new(&self.metrics)
+                .counter("chunk_cache_misses", partition),
+        };
         let stream = input
             .map(move |batch| {
                 let work = work.clone();
-                let counters = (fetches.clone(), fetched.clone());
+                let counters = counters.clone();
                 async move { work.process(batch?, &counters).await }
             })
             // Overlap object-store reads of consecutive batches, in order.
@@ -725,6 +730,17 @@ impl ExecutionPlan for MaterializeExec {
             stream,
         )))
     }
+}
+
+/// Per-partition metrics of [`MaterializeExec`], shown by EXPLAIN ANALYZE:
+/// vector file reads and rows, and decoded-chunk cache hits and misses (a
+/// miss decodes a whole row group; sparse reads use neither).
+#[derive(Debug, Clone)]
+struct FetchCounters {
+    fetches: Count,
+    rows: Count,
+    chunk_hits: Count,
+    chunk_misses: Count,
 }
 
 /// Joins the small batches a selective scan yields (one per row group or
@@ -771,11 +787,7 @@ fn coalesce(
 }
 
 impl Materialize {
-    async fn process(
-        &self,
-        batch: RecordBatch,
-        (fetches, fetched): &(Count, Count),
-    ) -> DFResult<RecordBatch> {
+    async fn process(&self, batch: RecordBatch, counters: &FetchCounters) -> DFResult<RecordBatch> {
         let batch = match &self.deletes {
             Some(d) => {
                 let keys = batch.column(d.pk_idx);
@@ -835,9 +847,9 @@ impl Materialize {
                                     }))
                                 })?;
                         let positions: Vec<u32> = members.iter().map(|(p, _)| *p).collect();
-                        fetches.add(1);
-                        fetched.add(positions.len());
-                        parts.push(self.read_rows(file, out_idx, &positions).await?);
+                        counters.fetches.add(1);
+                        counters.rows.add(positions.len());
+                        parts.push(self.read_rows(file, out_idx, &positions, counters).await?);
                     }
                     match parts.len() {
                         0 => arrow::array::new_empty_array(self.schema.field(out_idx).data_type()),
@@ -872,6 +884,7 @@ impl Materialize {
         file: &DataFile,
         out_idx: usize,
         positions: &[u32],
+        counters: &FetchCounters,
     ) -> DFResult<ArrayRef> {
         let want = self.schema.field(out_idx).data_type().clone();
         if positions.is_empty() {
@@ -902,7 +915,12 @@ impl Materialize {
                     .decoded_chunk(&path, file.size, &meta, i, dense)
                     .await?
                 {
-                    Some(chunk) => {
+                    Some((chunk, hit)) => {
+                        if hit {
+                            counters.chunk_hits.add(1);
+                        } else {
+                            counters.chunk_misses.add(1);
+                        }
                         let (lo, hi) = (local[0] as usize, local[local.len() - 1] as usize);
                         let part = if hi - lo + 1 == local.len() {
                             // A run of rows (ascending, no gaps): no copy.

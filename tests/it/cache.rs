@@ -155,6 +155,11 @@ async fn dense_reads_fill_the_decoded_cache_and_sparse_reads_do_not() {
         e.store().decoded_cache_stats().await.0 >= hits0 + 10,
         "warm run hit the decoded cache"
     );
+    // EXPLAIN ANALYZE counts it per query: all hits, no miss.
+    let plan = e.sql(&format!("EXPLAIN ANALYZE {dense}")).await.unwrap();
+    let text = pretty_format_batches(&plan).unwrap().to_string();
+    assert_eq!(metric(&text, "chunk_cache_misses"), 0, "{text}");
+    assert!(metric(&text, "chunk_cache_hits") >= 10, "{text}");
     // Now cached, the sparse query is answered from the decoded chunk: same rows.
     let got = pretty_format_batches(&e.sql(sparse).await.unwrap())
         .unwrap()
@@ -222,14 +227,18 @@ async fn selective_scans_fetch_vectors_in_few_reads() {
     assert_eq!(first.value(0), ((7 * 7) % 101) as f32);
     let plan = e.sql(&format!("EXPLAIN ANALYZE {q}")).await.unwrap();
     let text = pretty_format_batches(&plan).unwrap().to_string();
-    let fetches: usize = text
-        .split("vector_fetches=")
-        .nth(1)
-        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no vector_fetches metric in:\n{text}"));
+    let fetches = metric(&text, "vector_fetches");
     assert!(
         (1..=4).contains(&fetches),
         "{fetches} vector reads for 100 rows in 100 row groups:\n{text}"
     );
+}
+
+/// The value of metric `name` in EXPLAIN ANALYZE text.
+fn metric(text: &str, name: &str) -> usize {
+    text.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} metric in:\n{text}"))
 }
