@@ -130,6 +130,51 @@ def main():
                           f"numpy {npy[0] * 1e3:6.1f}  duckdb(parquet) {dk * 1e3:7.1f}  |  quiver/faiss {qv[0] / fs[0]:.2f}  "
                           f"quiver/numpy {qv[0] / npy[0]:.2f}  quiver/duckdb {qv[0] / dk:.2f}  "
                           f"vs unfiltered {qv[0] / unfiltered:.2f}")
+                # 8 concurrent clients against 1, unfiltered, same queries.
+                def client_loop(n):
+                    with server.connect() as c, c.cursor() as k:
+                        for i in range(n):
+                            q = queries[i % RUNS]
+                            k.execute(quiver_sql(q, None))
+                            k.fetch_arrow_table()
+
+                import threading
+
+                per_client = 20
+                t = time.perf_counter()
+                client_loop(per_client)
+                one = per_client / (time.perf_counter() - t)
+                threads = [threading.Thread(target=client_loop, args=(per_client,)) for _ in range(8)]
+                t = time.perf_counter()
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+                eight = 8 * per_client / (time.perf_counter() - t)
+                print(f"throughput unfiltered: 1 client {one:.1f} q/s, 8 clients {eight:.1f} q/s "
+                      f"(ratio {eight / one:.2f}; the machine has {os.cpu_count()} cores)")
+
+                # Memory: RSS after 100 and after 1,000 queries (mixed selectivity).
+                def rss_mb():
+                    with open(f"/proc/{server.proc.pid}/status") as f:
+                        for line in f:
+                            if line.startswith("VmRSS:"):
+                                return int(line.split()[1]) / 1024
+                    return float("nan")
+
+                def run_queries(n):
+                    for i in range(n):
+                        limit = SELECTIVITY[i % len(SELECTIVITY)][0]
+                        cur.execute(quiver_sql(queries[i % RUNS], limit))
+                        cur.fetch_arrow_table()
+
+                run_queries(100)
+                at100 = rss_mb()
+                run_queries(900)
+                at1000 = rss_mb()
+                print(f"server RSS: {at100:.0f} MB after 100 queries, {at1000:.0f} MB after 1,000 "
+                      f"(ratio {at1000 / at100:.3f}); vectors are {emb.nbytes / 1e6:.0f} MB, "
+                      f"caches are capped by --cache-bytes and --vector-cache-bytes")
         finally:
             server.stop()
 
