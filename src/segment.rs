@@ -257,6 +257,9 @@ pub async fn write_delete_log(
 /// Column name of the key in a delete log.
 pub const DELETE_KEY_COLUMN: &str = "pk";
 
+/// Target size of a data page of a vector column.
+const VECTOR_PAGE_BYTES: usize = 64 * 1024;
+
 fn encode_parquet(
     cfg: &StoreConfig,
     group: u32,
@@ -279,11 +282,23 @@ fn encode_parquet(
         // Vectors: plain, uncompressed fixed-size binary decodes at memory
         // speed; random floats gain little from compression, dictionaries
         // or min/max.
+        // Small pages (about 64 KiB, located by the offset index) let a
+        // selective read fetch and decode only the pages holding its rows.
+        let width = schema
+            .fields()
+            .first()
+            .and_then(|f| match f.data_type() {
+                DataType::FixedSizeBinary(w) => Some(*w as usize),
+                _ => None,
+            })
+            .unwrap_or(VECTOR_PAGE_BYTES);
         props = props
             .set_compression(Compression::UNCOMPRESSED)
             .set_encoding(Encoding::PLAIN)
             .set_dictionary_enabled(false)
-            .set_statistics_enabled(EnabledStatistics::None);
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_data_page_size_limit(VECTOR_PAGE_BYTES)
+            .set_write_batch_size((VECTOR_PAGE_BYTES / width.max(1)).max(1));
     }
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props.build()))?;

@@ -242,3 +242,99 @@ fn metric(text: &str, name: &str) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {name} metric in:\n{text}"))
 }
+
+/// Vector pages are small (about 64 KiB) and indexed, so a read of a few
+/// rows fetches a few pages, not the whole column chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_vector_reads_fetch_only_their_pages() {
+    const D: usize = 256; // 1 KiB per vector: 64 vectors per page
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        row_group_rows: 4_000,
+        cache_block_bytes: 16 * 1024,
+        decoded_cache_bytes: 0,
+        ..StoreConfig::default()
+    };
+    let e = Engine::new(
+        Store::open(dir.path().to_str().unwrap(), config)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let n = 4_000i64;
+    let emb = FixedSizeListArray::new(
+        vector_item_field(),
+        D as i32,
+        Arc::new(Float32Array::from_iter_values(
+            (0..n as usize * D).map(|i| i as f32),
+        )),
+        None,
+    );
+    let b = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+        ),
+        ("embedding", Arc::new(emb) as ArrayRef),
+    ])
+    .unwrap();
+    e.store()
+        .ingest(
+            "t",
+            b.schema(),
+            futures::stream::iter(vec![Ok(b)]),
+            IngestMode::CREATE,
+            None,
+        )
+        .await
+        .unwrap();
+    let m = e.store().snapshot("t").unwrap();
+    let vector_file = m.segments[0]
+        .files
+        .iter()
+        .find(|f| f.group == 1)
+        .unwrap()
+        .clone();
+
+    // The layout: one row group, many small pages.
+    let bytes = std::fs::read(dir.path().join("t").join(&vector_file.path)).unwrap();
+    let reader =
+        parquet::file::serialized_reader::SerializedFileReader::new(bytes::Bytes::from(bytes))
+            .unwrap();
+    use parquet::file::reader::{FileReader, RowGroupReader};
+    let rg = reader.get_row_group(0).unwrap();
+    let pages: Vec<usize> = rg
+        .get_column_page_reader(0)
+        .unwrap()
+        .map(|p| p.unwrap().buffer().len())
+        .collect();
+    assert!(pages.len() >= 50, "{} pages", pages.len());
+    assert!(
+        pages.iter().all(|&p| p <= 80 * 1024),
+        "page sizes {pages:?}"
+    );
+
+    // Three rows: a few pages' worth of bytes from the store, not 4 MB.
+    let before = e.store().cache_stats().fetched_bytes;
+    let rows = e
+        .sql("SELECT id, embedding FROM t WHERE id IN (5, 2000, 3990) ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    let v = rows[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
+        .unwrap()
+        .value(2);
+    assert_eq!(
+        v.as_any().downcast_ref::<Float32Array>().unwrap().value(0),
+        (3990 * D) as f32
+    );
+    let fetched = e.store().cache_stats().fetched_bytes - before;
+    assert!(
+        fetched < vector_file.size / 4,
+        "fetched {fetched} bytes for 3 rows of a {} byte vector file",
+        vector_file.size
+    );
+}
