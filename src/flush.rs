@@ -365,13 +365,14 @@ impl Store {
         config: StoreConfig,
         opts: WalOptions,
     ) -> Result<Arc<Self>> {
+        // A bad store URL is reported before anything is created locally.
+        let object_store = crate::store::open_object_store(url)?;
         let lock = wal::lock(&opts.dir)?;
         let state = WalState {
             opts,
             _lock: lock,
             colls: Mutex::new(HashMap::new()),
         };
-        let object_store = crate::store::open_object_store(url)?;
         let store = Store::build(object_store, url.to_string(), config, Some(state)).await?;
         store.replay().await?;
         Ok(Arc::new(store))

@@ -89,6 +89,15 @@ fn errors_name_what_is_wrong_and_exit_non_zero() {
         "SELECT 1",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown compression 'brotli'"));
+    let out = quiver(&["sql", "--data-dir", d, "--flush-rows", "0", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--flush-rows and --flush-bytes must be positive"));
+    let out = quiver(&["sql", "--data-dir", d, "--flush-age", "soon", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--flush-age"));
+    // The bad store URL above created no write-ahead log in the working directory.
+    assert!(!std::path::Path::new("quiver-data/_wal").exists());
 }
 
 #[test]
