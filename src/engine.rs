@@ -186,6 +186,7 @@ fn register_with(ctx: &SessionContext, store: Arc<Store>, system_columns: bool) 
         )),
     );
     register_distance_functions(ctx);
+    crate::bits::register_bit_functions(ctx);
 }
 
 /// The session configuration quiver runs queries with.

@@ -9,6 +9,7 @@
 //! - [`engine`]: client SQL, gated; DDL and DML handled by quiver.
 //! - [`flight`], [`server`]: the Arrow Flight SQL service.
 
+pub mod bits;
 pub mod cache;
 pub mod compact;
 pub mod config;
