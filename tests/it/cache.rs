@@ -13,6 +13,8 @@ use arrow::util::pretty::pretty_format_batches;
 use quiver::schema::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
+use crate::util::ingest;
+
 fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
     let n = (ids.end - ids.start) as usize;
     let emb = FixedSizeListArray::new(
@@ -63,16 +65,7 @@ async fn warm_queries_make_no_requests_and_answers_match_without_cache() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path(), 64 * 1024 * 1024).await;
     let b = batch(0..10_000);
-    e.store()
-        .ingest(
-            "t",
-            b.schema(),
-            futures::stream::iter(vec![Ok(b)]),
-            IngestMode::CREATE,
-            None,
-        )
-        .await
-        .unwrap();
+    ingest(e.store(), "t", b, IngestMode::CREATE).await.unwrap();
     drop(e);
     // A fresh process: nothing cached yet.
     let e = engine(dir.path(), 64 * 1024 * 1024).await;
@@ -117,16 +110,7 @@ async fn dense_reads_fill_the_decoded_cache_and_sparse_reads_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path(), 64 * 1024 * 1024).await;
     let b = batch(0..10_000);
-    e.store()
-        .ingest(
-            "t",
-            b.schema(),
-            futures::stream::iter(vec![Ok(b)]),
-            IngestMode::CREATE,
-            None,
-        )
-        .await
-        .unwrap();
+    ingest(e.store(), "t", b, IngestMode::CREATE).await.unwrap();
     // 11 rows of one 1000-row row group: read row by row, nothing cached.
     let sparse = "SELECT id, embedding FROM t WHERE id BETWEEN 4000 AND 4010 ORDER BY id";
     let want = pretty_format_batches(&e.sql(sparse).await.unwrap())
@@ -191,16 +175,7 @@ async fn selective_scans_fetch_vectors_in_few_reads() {
         (5_000..10_000, IngestMode::APPEND),
     ] {
         let b = batch(ids);
-        e.store()
-            .ingest(
-                "t",
-                b.schema(),
-                futures::stream::iter(vec![Ok(b)]),
-                mode,
-                None,
-            )
-            .await
-            .unwrap();
+        ingest(e.store(), "t", b, mode).await.unwrap();
     }
     let q = "SELECT id, embedding FROM t WHERE id % 100 = 7 ORDER BY id";
     let rows = e.sql(q).await.unwrap();
@@ -278,16 +253,7 @@ async fn sparse_vector_reads_fetch_only_their_pages() {
         ("embedding", Arc::new(emb) as ArrayRef),
     ])
     .unwrap();
-    e.store()
-        .ingest(
-            "t",
-            b.schema(),
-            futures::stream::iter(vec![Ok(b)]),
-            IngestMode::CREATE,
-            None,
-        )
-        .await
-        .unwrap();
+    ingest(e.store(), "t", b, IngestMode::CREATE).await.unwrap();
     let m = e.store().snapshot("t").unwrap();
     let vector_file = m.segments[0]
         .files

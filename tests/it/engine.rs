@@ -11,6 +11,8 @@ use arrow::datatypes::{Float64Type, Int64Type, Schema};
 use quiver::schema::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
+use crate::util::ingest;
+
 const DIM: usize = 4;
 
 fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
@@ -38,18 +40,6 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
         ("embedding", Arc::new(emb) as ArrayRef),
     ])
     .unwrap()
-}
-
-async fn ingest(
-    store: &Store,
-    name: &str,
-    b: RecordBatch,
-    mode: IngestMode,
-) -> quiver::Result<u64> {
-    let schema = b.schema();
-    store
-        .ingest(name, schema, futures::stream::iter(vec![Ok(b)]), mode, None)
-        .await
 }
 
 async fn open(dir: &std::path::Path) -> Arc<Store> {

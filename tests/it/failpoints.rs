@@ -9,6 +9,8 @@ use arrow::datatypes::Int64Type;
 use quiver::schema::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
+use crate::util::ingest;
+
 /// Failpoints are process-global: one scenario at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -31,16 +33,7 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
 }
 
 async fn write(store: &Store, ids: std::ops::Range<i64>, mode: IngestMode) -> quiver::Result<u64> {
-    let b = batch(ids);
-    store
-        .ingest(
-            "t",
-            b.schema(),
-            futures::stream::iter(vec![Ok(b)]),
-            mode,
-            None,
-        )
-        .await
+    ingest(store, "t", batch(ids), mode).await
 }
 
 async fn state(engine: &Engine) -> (u64, Vec<i64>) {

@@ -8,4 +8,5 @@ mod failpoints;
 mod flight;
 mod model;
 mod slt;
+mod util;
 mod wal;

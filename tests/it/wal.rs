@@ -11,6 +11,8 @@ use arrow::datatypes::{Float64Type, Int64Type};
 use quiver::flush::WalOptions;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
+use crate::util::ingest;
+
 fn batch(ids: std::ops::Range<i64>, price: f64) -> RecordBatch {
     let n = (ids.end - ids.start) as usize;
     let emb = arrow::array::FixedSizeListArray::new(
@@ -52,17 +54,7 @@ async fn open_logged(dir: &Path, flush_bytes: usize) -> Engine {
 }
 
 async fn write(engine: &Engine, b: RecordBatch, mode: IngestMode) -> u64 {
-    engine
-        .store()
-        .ingest(
-            "t",
-            b.schema(),
-            futures::stream::iter(vec![Ok(b)]),
-            mode,
-            None,
-        )
-        .await
-        .unwrap()
+    ingest(engine.store(), "t", b, mode).await.unwrap()
 }
 
 async fn ids(engine: &Engine) -> Vec<i64> {
