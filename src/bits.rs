@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Float64Builder};
+use arrow::array::{Array, AsArray, BinaryArray, Float64Builder};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, Result};
@@ -137,14 +137,7 @@ impl ScalarUDFImpl for BitDistanceUdf {
             }
             out.append_value(self.metric.eval(x, y));
         }
-        let arr: ArrayRef = Arc::new(out.finish());
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::scalar::ScalarValue::try_from_array(&arr, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(arr))
-        }
+        crate::distance::columnar(Arc::new(out.finish()), all_scalar)
     }
 }
 

@@ -238,14 +238,19 @@ impl ScalarUDFImpl for DistanceUdf {
                 _ => out.append_null(),
             }
         }
-        let arr: ArrayRef = Arc::new(out.finish());
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::scalar::ScalarValue::try_from_array(&arr, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(arr))
-        }
+        columnar(Arc::new(out.finish()), all_scalar)
+    }
+}
+
+/// A function's result: one scalar when every argument was a scalar, else
+/// the array.
+pub(crate) fn columnar(arr: ArrayRef, all_scalar: bool) -> Result<ColumnarValue> {
+    if all_scalar {
+        Ok(ColumnarValue::Scalar(
+            datafusion::scalar::ScalarValue::try_from_array(&arr, 0)?,
+        ))
+    } else {
+        Ok(ColumnarValue::Array(arr))
     }
 }
 

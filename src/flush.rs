@@ -223,13 +223,7 @@ impl CollWal {
     }
 
     fn check_failed(&self) -> Result<()> {
-        match &self.sync.lock().failed {
-            Some(reason) => Err(Error::Wal(format!(
-                "the write-ahead log of this collection failed earlier ({reason}); \
-                 writes are refused until the server restarts and replays it"
-            ))),
-            None => Ok(()),
-        }
+        Self::check_failed_locked(&self.sync.lock())
     }
 
     /// Appends a record (not yet durable) and returns its sequence number.
@@ -265,7 +259,7 @@ impl CollWal {
             if s.synced >= lsn {
                 return Ok(());
             }
-            self.check_failed_locked(&s)?;
+            Self::check_failed_locked(&s)?;
             (s.written, s.file.clone())
         };
         let file = file.ok_or_else(|| Error::internal("records written without a log file"))?;
@@ -288,7 +282,7 @@ impl CollWal {
         Ok(())
     }
 
-    fn check_failed_locked(&self, s: &SyncState) -> Result<()> {
+    fn check_failed_locked(s: &SyncState) -> Result<()> {
         match &s.failed {
             Some(reason) => Err(Error::Wal(format!(
                 "the write-ahead log of this collection failed earlier ({reason}); \

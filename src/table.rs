@@ -171,17 +171,13 @@ impl CollectionTable {
 
     /// Adds the rows and deletes of growing segments to what the table shows.
     pub fn with_growing(mut self, mems: Vec<MemView>) -> Self {
-        let mut maps: Vec<Arc<DeleteMap>> = self.deletes_maps();
+        let mut maps: Vec<Arc<DeleteMap>> = self.deletes.maps().to_vec();
         for m in mems {
             maps.push(m.deletes);
             self.growing.extend(m.batches);
         }
         self.deletes = DeleteSet::new(maps);
         self
-    }
-
-    fn deletes_maps(&self) -> Vec<Arc<DeleteMap>> {
-        self.deletes.maps().to_vec()
     }
 
     pub fn manifest(&self) -> &Arc<Manifest> {
