@@ -10,14 +10,13 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
 use arrow::compute::concat;
-use arrow::datatypes::{FieldRef, Schema, SchemaRef, UInt32Type, UInt64Type};
+use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef, UInt32Type, UInt64Type};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Column, Constraint, Constraints, DFSchema, DataFusionError, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
@@ -36,9 +35,9 @@ use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
     SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
@@ -184,20 +183,16 @@ impl CollectionTable {
         &self.manifest
     }
 
-    /// The growing rows a scan of `projection` returns: those no delete
-    /// hides, with `_seg` 0 and `_row` their position.
+    /// The growing rows a scan of `projection` returns, those no delete
+    /// hides, with `_seg` 0 and `_row` their position, and the primary key
+    /// appended as a last column (see [`MaterializeExec`]'s keyed batches).
     fn growing_batches(
         &self,
         projection: &[usize],
-        schema: &SchemaRef,
+        keyed_schema: &SchemaRef,
     ) -> DFResult<Vec<RecordBatch>> {
         let n_user = self.schema.fields().len();
-        let pk = self
-            .schema
-            .fields()
-            .iter()
-            .position(|f| f.name() == self.schema.primary_key())
-            .unwrap_or(0);
+        let pk = self.pk_index();
         let mut out = Vec::with_capacity(self.growing.len());
         let mut row = 0u32;
         for b in &self.growing {
@@ -211,7 +206,7 @@ impl CollectionTable {
             let positions: ArrayRef =
                 Arc::new(arrow::array::UInt32Array::from_iter_values(row..row + n));
             row += n;
-            let mut cols = Vec::with_capacity(projection.len());
+            let mut cols = Vec::with_capacity(projection.len() + 1);
             for &i in projection {
                 let name = self.arrow_schema.field(i).name();
                 cols.push(match name.as_str() {
@@ -221,8 +216,9 @@ impl CollectionTable {
                     _ => b.column(i).clone(),
                 });
             }
+            cols.push(keys.clone());
             let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
-            let full = RecordBatch::try_new_with_options(schema.clone(), cols, &opts)?;
+            let full = RecordBatch::try_new_with_options(keyed_schema.clone(), cols, &opts)?;
             let kept = if keep.true_count() == full.num_rows() {
                 full
             } else {
@@ -233,6 +229,15 @@ impl CollectionTable {
             }
         }
         Ok(out)
+    }
+
+    /// Index of the primary key among the user columns.
+    fn pk_index(&self) -> usize {
+        self.schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == self.schema.primary_key())
+            .unwrap_or(0)
     }
 
     fn name(&self) -> &str {
@@ -312,17 +317,8 @@ impl TableProvider for CollectionTable {
             .cloned()
             .unwrap_or_else(|| (0..self.arrow_schema.fields().len()).collect());
         let projected = Arc::new(self.arrow_schema.project(&projection)?);
-        let sealed = self
-            .scan_sealed(state, &projection, projected.clone(), filters, limit)
-            .await?;
-        if self.growing.is_empty() {
-            return Ok(sealed);
-        }
-        // Rows of the growing segments (in memory) join the sealed ones;
-        // the filters run above the scan (they are Inexact).
-        let growing = self.growing_batches(&projection, &projected)?;
-        let mem = MemorySourceConfig::try_new_exec(&[growing], projected.clone(), None)?;
-        UnionExec::try_new(vec![sealed, mem])
+        self.scan_collection(state, &projection, projected, filters, limit)
+            .await
     }
 
     async fn insert_into(
@@ -336,8 +332,11 @@ impl TableProvider for CollectionTable {
 }
 
 impl CollectionTable {
-    /// The scan of the sealed segments of the pinned version.
-    async fn scan_sealed(
+    /// The scan of the pinned version: the sealed segments' group-0 files,
+    /// under a [`MaterializeExec`] that drops deleted rows, fetches vectors
+    /// and adds the rows of the growing segments, unless none of that is
+    /// needed.
+    async fn scan_collection(
         &self,
         state: &dyn Session,
         projection: &[usize],
@@ -346,7 +345,7 @@ impl CollectionTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let segments = self.prune_segments(state, filters)?;
-        if segments.is_empty() {
+        if segments.is_empty() && self.growing.is_empty() {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
 
@@ -393,6 +392,15 @@ impl CollectionTable {
             })
         };
 
+        let plain = !has_vectors && deletes.is_none() && self.growing.is_empty();
+        // The key travels with every row, for deletes and for the tie-break
+        // of the fused top-k (see `MaterializeExec::execute_keyed`).
+        let key_idx = if plain {
+            0
+        } else {
+            need(self.schema.primary_key(), &mut file_projection)?
+        };
+
         let url = ObjectStoreUrl::parse(self.store.store_url().as_str())?;
         let mut source = ParquetSource::new(file_schema.clone())
             .with_table_parquet_options(state.default_table_options().parquet);
@@ -413,17 +421,20 @@ impl CollectionTable {
                 PartitionedFile::new(Store::file_path(self.name(), &f.path).to_string(), f.size)
             })
             .collect();
-        let partitions = state.config().target_partitions().max(1);
-        let groups = FileGroup::new(files).split_files(partitions);
-        let plain = !has_vectors && deletes.is_none();
-        let conf = FileScanConfigBuilder::new(url, Arc::new(source))
-            .with_file_groups(groups)
-            .with_projection_indices(Some(file_projection))?
-            // Deleted rows are dropped above the scan, so a limit inside it
-            // could stop short.
-            .with_limit(if deletes.is_none() { limit } else { None })
-            .build();
-        let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(conf);
+        let scan: Arc<dyn ExecutionPlan> = if files.is_empty() {
+            Arc::new(EmptyExec::new(Arc::new(file_schema.project(&file_projection)?)))
+        } else {
+            let partitions = state.config().target_partitions().max(1);
+            let groups = FileGroup::new(files).split_files(partitions);
+            let conf = FileScanConfigBuilder::new(url, Arc::new(source))
+                .with_file_groups(groups)
+                .with_projection_indices(Some(file_projection))?
+                // Deleted rows are dropped above the scan, so a limit inside
+                // it could stop short.
+                .with_limit(if deletes.is_none() { limit } else { None })
+                .build();
+            DataSourceExec::from_data_source(conf)
+        };
         if plain {
             return Ok(scan);
         }
@@ -439,16 +450,31 @@ impl CollectionTable {
                 }
             }
         }
+        let mut keyed: Vec<FieldRef> = projected.fields().to_vec();
+        keyed.push(Arc::new(Field::new(
+            KEY_COLUMN,
+            self.arrow_schema.field(self.pk_index()).data_type().clone(),
+            false,
+        )));
+        let keyed_schema = Arc::new(Schema::new(keyed));
+        let growing = self.growing_batches(projection, &keyed_schema)?;
         let materialize = Materialize {
             store: self.store.clone(),
             collection: self.name().to_string(),
             schema: projected,
+            keyed_schema,
+            key_idx,
+            key_name: self.schema.primary_key().to_string(),
             sources,
             address,
             deletes,
             files,
         };
-        Ok(Arc::new(MaterializeExec::new(scan, Arc::new(materialize))))
+        Ok(Arc::new(MaterializeExec::new(
+            scan,
+            Arc::new(materialize),
+            Arc::new(growing),
+        )))
     }
 
     fn insert_plan(
@@ -567,6 +593,11 @@ struct Materialize {
     collection: String,
     /// Output schema.
     schema: SchemaRef,
+    /// The output schema with the primary key appended as [`KEY_COLUMN`].
+    keyed_schema: SchemaRef,
+    /// Input index of the primary key, and its name.
+    key_idx: usize,
+    key_name: String,
     sources: Vec<ColumnSource>,
     /// Input indices of `_seg` and `_row`, when vectors are fetched.
     address: Option<(usize, usize)>,
@@ -575,13 +606,20 @@ struct Materialize {
     files: HashMap<u64, HashMap<String, DataFile>>,
 }
 
+/// Name of the primary-key column appended to keyed batches.
+pub const KEY_COLUMN: &str = "__quiver_key";
+
 /// Turns rows of the key + scalar column group into result rows: drops
 /// deleted rows, then reads the vector columns of exactly the surviving rows
 /// (by `_seg`, `_row`) from their column-group files (late materialization).
+/// The rows of the growing segments (in memory, deletes applied) form one
+/// more partition after the input's.
 #[derive(Debug)]
 pub struct MaterializeExec {
     input: Arc<dyn ExecutionPlan>,
     work: Arc<Materialize>,
+    /// Growing rows in the keyed schema.
+    growing: Arc<Vec<RecordBatch>>,
     properties: Arc<PlanProperties>,
     /// `vector_fetches` (reads of a segment's vector file) and
     /// `vector_rows` (rows fetched), shown by EXPLAIN ANALYZE.
@@ -589,13 +627,18 @@ pub struct MaterializeExec {
 }
 
 impl MaterializeExec {
-    fn new(input: Arc<dyn ExecutionPlan>, work: Arc<Materialize>) -> Self {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        work: Arc<Materialize>,
+        growing: Arc<Vec<RecordBatch>>,
+    ) -> Self {
         let schema = work.schema.clone();
         // Rows keep their order, so an ordering of the input on columns we
         // pass through is an ordering of the output (sorts can run below
-        // this operator, on rows without vectors).
+        // this operator, on rows without vectors); the growing partition
+        // has no order.
         let mut ordering = Vec::new();
-        if let Some(input_ordering) = input.output_ordering() {
+        if let (Some(input_ordering), true) = (input.output_ordering(), growing.is_empty()) {
             for sort in input_ordering.iter() {
                 let Some(col) = sort.expr.downcast_ref::<PhysicalColumn>() else {
                     break;
@@ -617,18 +660,99 @@ impl MaterializeExec {
         } else {
             EquivalenceProperties::new_with_orderings(schema.clone(), [ordering])
         };
+        let partitioning = if growing.is_empty() {
+            input.output_partitioning().clone()
+        } else {
+            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count() + 1)
+        };
         let properties = Arc::new(PlanProperties::new(
             eq,
-            input.output_partitioning().clone(),
+            partitioning,
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
         Self {
             input,
             work,
+            growing,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// The output schema with the primary key appended (as [`KEY_COLUMN`]).
+    pub fn keyed_schema(&self) -> &SchemaRef {
+        &self.work.keyed_schema
+    }
+
+    /// Name of the collection's primary key.
+    pub fn primary_key(&self) -> &str {
+        &self.work.key_name
+    }
+
+    /// Whether output column `i` is a vector column of the collection.
+    pub fn is_vector_column(&self, i: usize) -> bool {
+        matches!(self.work.sources.get(i), Some(ColumnSource::Vector(_)))
+    }
+
+    /// Like `execute`, with the primary key appended to every batch.
+    pub fn execute_keyed(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        self.stream(partition, context, true)
+    }
+
+    fn stream(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+        keyed: bool,
+    ) -> DFResult<SendableRecordBatchStream> {
+        let schema = if keyed {
+            self.work.keyed_schema.clone()
+        } else {
+            self.work.schema.clone()
+        };
+        let n_input = self.input.output_partitioning().partition_count();
+        if partition >= n_input {
+            let width = self.work.schema.fields().len();
+            let batches: Vec<DFResult<RecordBatch>> = self
+                .growing
+                .iter()
+                .map(|b| {
+                    if keyed {
+                        Ok(b.clone())
+                    } else {
+                        Ok(b.project(&(0..width).collect::<Vec<_>>())?)
+                    }
+                })
+                .collect();
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::iter(batches),
+            )));
+        }
+        let batch_size = context.session_config().batch_size();
+        let input = coalesce(self.input.execute(partition, context)?, batch_size);
+        let work = self.work.clone();
+        let counters = FetchCounters {
+            fetches: MetricBuilder::new(&self.metrics).counter("vector_fetches", partition),
+            rows: MetricBuilder::new(&self.metrics).counter("vector_rows", partition),
+            chunk_hits: MetricBuilder::new(&self.metrics).counter("chunk_cache_hits", partition),
+            chunk_misses: MetricBuilder::new(&self.metrics)
+                .counter("chunk_cache_misses", partition),
+        };
+        let stream = input
+            .map(move |batch| {
+                let work = work.clone();
+                let counters = counters.clone();
+                async move { work.process(batch?, &counters, keyed).await }
+            })
+            // Overlap object-store reads of consecutive batches, in order.
+            .buffered(4);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
 
@@ -654,6 +778,10 @@ impl DisplayAs for MaterializeExec {
         }
         if let Some(d) = &self.work.deletes {
             write!(f, ", deleted_keys={}", d.map.len())?;
+        }
+        if !self.growing.is_empty() {
+            let rows: usize = self.growing.iter().map(|b| b.num_rows()).sum();
+            write!(f, ", growing_rows={rows}")?;
         }
         Ok(())
     }
@@ -687,11 +815,16 @@ impl ExecutionPlan for MaterializeExec {
         let [input] = children.try_into().map_err(|_| {
             DataFusionError::Internal("MaterializeExec takes exactly one child".into())
         })?;
-        Ok(Arc::new(MaterializeExec::new(input, self.work.clone())))
+        Ok(Arc::new(MaterializeExec::new(
+            input,
+            self.work.clone(),
+            self.growing.clone(),
+        )))
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        // The growing partition has no order.
+        vec![self.growing.is_empty()]
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -703,28 +836,7 @@ impl ExecutionPlan for MaterializeExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        let batch_size = context.session_config().batch_size();
-        let input = coalesce(self.input.execute(partition, context)?, batch_size);
-        let work = self.work.clone();
-        let counters = FetchCounters {
-            fetches: MetricBuilder::new(&self.metrics).counter("vector_fetches", partition),
-            rows: MetricBuilder::new(&self.metrics).counter("vector_rows", partition),
-            chunk_hits: MetricBuilder::new(&self.metrics).counter("chunk_cache_hits", partition),
-            chunk_misses: MetricBuilder::new(&self.metrics)
-                .counter("chunk_cache_misses", partition),
-        };
-        let stream = input
-            .map(move |batch| {
-                let work = work.clone();
-                let counters = counters.clone();
-                async move { work.process(batch?, &counters).await }
-            })
-            // Overlap object-store reads of consecutive batches, in order.
-            .buffered(4);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.work.schema.clone(),
-            stream,
-        )))
+        self.stream(partition, context, false)
     }
 }
 
@@ -783,7 +895,12 @@ fn coalesce(
 }
 
 impl Materialize {
-    async fn process(&self, batch: RecordBatch, counters: &FetchCounters) -> DFResult<RecordBatch> {
+    async fn process(
+        &self,
+        batch: RecordBatch,
+        counters: &FetchCounters,
+        keyed: bool,
+    ) -> DFResult<RecordBatch> {
         let batch = match &self.deletes {
             Some(d) => {
                 let keys = batch.column(d.pk_idx);
@@ -861,12 +978,14 @@ impl Materialize {
             };
             columns.push(col);
         }
+        let schema = if keyed {
+            columns.push(batch.column(self.key_idx).clone());
+            self.keyed_schema.clone()
+        } else {
+            self.schema.clone()
+        };
         let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &opts,
-        )?)
+        Ok(RecordBatch::try_new_with_options(schema, columns, &opts)?)
     }
 
     /// Reads the rows at `positions` (ascending) of a one-column file.
