@@ -143,6 +143,21 @@ fn param_index(name: &str) -> usize {
     name.trim_start_matches('$').parse().unwrap_or(usize::MAX)
 }
 
+/// How an [`Engine`] plans queries.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Plan `ORDER BY <distance> LIMIT k` over a collection as the fused
+    /// [`crate::topk::VectorTopKExec`] (default on; off runs DataFusion's
+    /// own sort, for comparison).
+    pub fused_topk: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { fused_topk: true }
+    }
+}
+
 /// Plans and executes SQL for one store.
 #[derive(Clone)]
 pub struct Engine {
@@ -206,13 +221,21 @@ pub fn session_config() -> SessionConfig {
 
 impl Engine {
     pub fn new(store: Arc<Store>) -> Result<Self> {
+        Self::with_options(store, EngineOptions::default())
+    }
+
+    pub fn with_options(store: Arc<Store>, options: EngineOptions) -> Result<Self> {
         let runtime = RuntimeEnvBuilder::new().build_arc()?;
         let context = |system_columns: bool| {
-            let state = SessionStateBuilder::new()
+            let mut builder = SessionStateBuilder::new()
                 .with_config(session_config())
                 .with_runtime_env(runtime.clone())
-                .with_default_features()
-                .build();
+                .with_default_features();
+            if options.fused_topk {
+                builder =
+                    builder.with_physical_optimizer_rule(Arc::new(crate::topk::FuseVectorTopK));
+            }
+            let state = builder.build();
             let ctx = SessionContext::new_with_state(state);
             register_with(&ctx, store.clone(), system_columns);
             ctx

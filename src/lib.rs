@@ -30,10 +30,11 @@ pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod table;
+pub mod topk;
 pub mod verify;
 pub mod wal;
 
 pub use config::StoreConfig;
-pub use engine::{register, Engine};
+pub use engine::{register, Engine, EngineOptions};
 pub use error::{Error, Result};
 pub use store::{IngestMode, Store};

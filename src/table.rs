@@ -37,8 +37,7 @@ use datafusion::physical_plan::metrics::{
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
-    PlanProperties,
-    SendableRecordBatchStream,
+    PlanProperties, SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
 
@@ -422,7 +421,9 @@ impl CollectionTable {
             })
             .collect();
         let scan: Arc<dyn ExecutionPlan> = if files.is_empty() {
-            Arc::new(EmptyExec::new(Arc::new(file_schema.project(&file_projection)?)))
+            Arc::new(EmptyExec::new(Arc::new(
+                file_schema.project(&file_projection)?,
+            )))
         } else {
             let partitions = state.config().target_partitions().max(1);
             let groups = FileGroup::new(files).split_files(partitions);

@@ -8,5 +8,6 @@ mod failpoints;
 mod flight;
 mod model;
 mod slt;
+mod topk;
 mod util;
 mod wal;

@@ -1,0 +1,553 @@
+//! Fused vector top-k: `ORDER BY <distance>(vec, <constant>) LIMIT k` over a
+//! quiver scan runs as one operator, [`VectorTopKExec`].
+//!
+//! The physical optimizer rule [`FuseVectorTopK`] looks for a `SortExec`
+//! with a fetch (and the `SortPreservingMergeExec` above it, if any) whose
+//! first sort key is a quiver distance function of a column and a literal
+//! query vector, over a chain of projections, filters and repartitions that
+//! ends at a collection scan ([`MaterializeExec`]). It replaces the chain
+//! with a `VectorTopKExec` that, for every partition of the scan in
+//! parallel, applies the filters, scores the surviving rows, drops rows
+//! that cannot beat the current k-th best (one SIMD comparison per row) and
+//! keeps the k best; the partitions' winners are merged and only then are
+//! the projection's expressions evaluated, on k rows. Ties break by the
+//! primary key (ascending), so results are deterministic.
+//!
+//! Where the rule does not apply (no LIMIT, a query vector that is a column,
+//! a first sort key that is not a distance, a plan it does not know), the
+//! plan is left as DataFusion built it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, Scalar};
+use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
+use arrow::compute::{
+    concat, concat_batches, filter, filter_record_batch, is_null, lexsort_to_indices, or_kleene,
+    take, take_record_batch, SortColumn, SortOptions,
+};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::runtime::SpawnedTask;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::{
+    EquivalenceProperties, LexOrdering, PhysicalExpr, PhysicalSortExpr, ScalarFunctionExpr,
+};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties, SendableRecordBatchStream,
+};
+use futures::StreamExt;
+
+use crate::bits::BitDistanceUdf;
+use crate::distance::DistanceUdf;
+use crate::table::MaterializeExec;
+
+/// The physical optimizer rule that plans [`VectorTopKExec`].
+#[derive(Debug, Default)]
+pub struct FuseVectorTopK;
+
+impl PhysicalOptimizerRule for FuseVectorTopK {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_down(|node| {
+            // A merge of per-partition top-k sorts: the fused operator
+            // replaces both.
+            if let Some(merge) = node.downcast_ref::<SortPreservingMergeExec>() {
+                if let Some(sort) = merge.input().downcast_ref::<SortExec>() {
+                    if merge.fetch().is_some()
+                        && merge.fetch() == sort.fetch()
+                        && merge.expr() == sort.expr()
+                    {
+                        if let Some(fused) = fuse(sort)? {
+                            return Ok(Transformed::new(fused, true, TreeNodeRecursion::Jump));
+                        }
+                    }
+                }
+                return Ok(Transformed::no(node));
+            }
+            if let Some(sort) = node.downcast_ref::<SortExec>() {
+                // One output partition is what the sort's parent sees
+                // either way (a merge above a single partition is a no-op).
+                if let Some(fused) = fuse(sort)? {
+                    return Ok(Transformed::new(fused, true, TreeNodeRecursion::Jump));
+                }
+            }
+            Ok(Transformed::no(node))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "fuse_vector_topk"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Rewrites `expr` (over a node's output) to an expression over the node's
+/// input, given the expressions that produce each output column.
+fn substitute(
+    expr: &Arc<dyn PhysicalExpr>,
+    outputs: &[Arc<dyn PhysicalExpr>],
+) -> Result<Arc<dyn PhysicalExpr>> {
+    expr.clone()
+        .transform(|e| {
+            if let Some(c) = e.downcast_ref::<Column>() {
+                let Some(src) = outputs.get(c.index()) else {
+                    return Err(DataFusionError::Internal(format!(
+                        "column {c} is out of range while fusing a vector top-k"
+                    )));
+                };
+                return Ok(Transformed::yes(src.clone()));
+            }
+            Ok(Transformed::no(e))
+        })
+        .map(|t| t.data)
+}
+
+/// The expressions the rule carries down the plan, all over the schema of
+/// the node it is looking at.
+struct Carried {
+    sort: Vec<PhysicalSortExpr>,
+    outputs: Vec<Arc<dyn PhysicalExpr>>,
+    filters: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl Carried {
+    fn rewrite(&mut self, through: &[Arc<dyn PhysicalExpr>]) -> Result<()> {
+        for s in &mut self.sort {
+            s.expr = substitute(&s.expr, through)?;
+        }
+        for e in self.outputs.iter_mut().chain(self.filters.iter_mut()) {
+            *e = substitute(e, through)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `expr` is a quiver distance of a column and a literal.
+fn is_vector_distance(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    let Some(f) = expr.downcast_ref::<ScalarFunctionExpr>() else {
+        return false;
+    };
+    let inner = f.fun().inner();
+    if inner.downcast_ref::<DistanceUdf>().is_none()
+        && inner.downcast_ref::<BitDistanceUdf>().is_none()
+    {
+        return false;
+    }
+    let [a, b] = f.args() else {
+        return false;
+    };
+    let is_col = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Column>().is_some();
+    let is_lit = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Literal>().is_some();
+    (is_col(a) && is_lit(b)) || (is_lit(a) && is_col(b))
+}
+
+/// The fused operator for `sort`, if its plan has a shape the rule knows.
+fn fuse(sort: &SortExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(fetch) = sort.fetch() else {
+        return Ok(None);
+    };
+    let input_schema = sort.input().schema();
+    let mut carried = Carried {
+        sort: sort.expr().iter().cloned().collect(),
+        outputs: input_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect(),
+        filters: Vec::new(),
+    };
+    let mut node = sort.input().clone();
+    let leaf = loop {
+        if node.downcast_ref::<MaterializeExec>().is_some() {
+            break node;
+        }
+        let next = if let Some(p) = node.downcast_ref::<ProjectionExec>() {
+            let through: Vec<_> = p.expr().iter().map(|e| e.expr.clone()).collect();
+            carried.rewrite(&through)?;
+            p.input().clone()
+        } else if let Some(f) = node.downcast_ref::<FilterExec>() {
+            let in_schema = f.input().schema();
+            if let Some(projection) = f.projection() {
+                let through: Vec<Arc<dyn PhysicalExpr>> = projection
+                    .iter()
+                    .map(|&i| {
+                        Arc::new(Column::new(in_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
+                    })
+                    .collect();
+                carried.rewrite(&through)?;
+            }
+            carried.filters.push(f.predicate().clone());
+            f.input().clone()
+        } else if let Some(r) = node.downcast_ref::<RepartitionExec>() {
+            r.input().clone()
+        } else if let Some(c) = node.downcast_ref::<CoalescePartitionsExec>() {
+            if c.fetch().is_some() {
+                return Ok(None);
+            }
+            c.input().clone()
+        } else if let Some(c) = node.downcast_ref::<CooperativeExec>() {
+            c.input().clone()
+        } else {
+            return Ok(None);
+        };
+        node = next;
+    };
+    if !is_vector_distance(&carried.sort[0].expr) {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(VectorTopKExec::try_new(
+        leaf,
+        carried.filters,
+        carried.sort,
+        carried.outputs,
+        sort.expr().clone(),
+        sort.schema(),
+        fetch,
+    )?)))
+}
+
+/// The fused filtered top-k over a collection scan (see the module docs).
+#[derive(Debug)]
+pub struct VectorTopKExec {
+    /// The collection scan ([`MaterializeExec`]).
+    input: Arc<dyn ExecutionPlan>,
+    /// Row filters, over the scan's schema.
+    filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// Sort keys over the scan's schema; the first is the distance.
+    sort: Arc<[PhysicalSortExpr]>,
+    /// The output columns, as expressions over the scan's schema.
+    outputs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The sort keys over the output (for display and the plan's ordering).
+    ordering: LexOrdering,
+    fetch: usize,
+    /// Index of the primary key in the scan's keyed batches.
+    key_idx: usize,
+    key_name: String,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl VectorTopKExec {
+    fn try_new(
+        input: Arc<dyn ExecutionPlan>,
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        sort: Vec<PhysicalSortExpr>,
+        outputs: Vec<Arc<dyn PhysicalExpr>>,
+        ordering: LexOrdering,
+        schema: arrow::datatypes::SchemaRef,
+        fetch: usize,
+    ) -> Result<Self> {
+        let scan = input.downcast_ref::<MaterializeExec>().ok_or_else(|| {
+            DataFusionError::Internal("VectorTopKExec runs over a collection scan".into())
+        })?;
+        let key_idx = scan.keyed_schema().fields().len() - 1;
+        let key_name = scan.primary_key().to_string();
+        let eq = EquivalenceProperties::new_with_orderings(
+            schema.clone(),
+            [ordering.iter().cloned().collect::<Vec<_>>()],
+        );
+        let properties = Arc::new(PlanProperties::new(
+            eq,
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Ok(Self {
+            input,
+            filters,
+            sort: sort.into(),
+            outputs,
+            ordering,
+            fetch,
+            key_idx,
+            key_name,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+}
+
+impl DisplayAs for VectorTopKExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let sort: Vec<String> = self.sort.iter().map(|s| s.to_string()).collect();
+        write!(
+            f,
+            "VectorTopKExec: fetch={}, expr=[{}]",
+            self.fetch,
+            sort.join(", ")
+        )?;
+        write!(f, ", tie_break={} ASC", self.key_name)?;
+        if !self.filters.is_empty() {
+            let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
+            write!(f, ", filter=[{}]", filters.join(" AND "))?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for VectorTopKExec {
+    fn name(&self) -> &str {
+        "VectorTopKExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for e in self
+            .filters
+            .iter()
+            .chain(self.sort.iter().map(|s| &s.expr))
+            .chain(self.outputs.iter())
+        {
+            if f(e)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = children.try_into().map_err(|_| {
+            DataFusionError::Internal("VectorTopKExec takes exactly one child".into())
+        })?;
+        Ok(Arc::new(VectorTopKExec::try_new(
+            input,
+            self.filters.clone(),
+            self.sort.to_vec(),
+            self.outputs.clone(),
+            self.ordering.clone(),
+            self.schema(),
+            self.fetch,
+        )?))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "VectorTopKExec has one partition, not {partition}"
+            )));
+        }
+        let scan = self
+            .input
+            .downcast_ref::<MaterializeExec>()
+            .expect("checked in try_new");
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let mut tasks = Vec::new();
+        for p in 0..self.input.output_partitioning().partition_count() {
+            let stream = scan.execute_keyed(p, context.clone())?;
+            let mut best = Best::new(self.sort.clone(), self.key_idx, self.fetch);
+            let filters = self.filters.clone();
+            let scored = MetricBuilder::new(&self.metrics).counter("rows_scored", p);
+            let skipped = MetricBuilder::new(&self.metrics).counter("rows_below_threshold", p);
+            tasks.push(SpawnedTask::spawn(async move {
+                let mut stream = stream;
+                while let Some(batch) = stream.next().await {
+                    let batch = apply_filters(batch?, &filters)?;
+                    best.offer(batch, &scored, &skipped)?;
+                }
+                Ok::<_, DataFusionError>(best)
+            }));
+        }
+        let sort = self.sort.clone();
+        let (key_idx, fetch) = (self.key_idx, self.fetch);
+        let outputs = self.outputs.clone();
+        let keyed_schema = scan.keyed_schema().clone();
+        let schema = self.schema();
+        let out_schema = schema.clone();
+        let fut = async move {
+            let mut all = Best::new(sort, key_idx, fetch);
+            let none = Count::new();
+            for t in tasks {
+                let best = t
+                    .join_unwind()
+                    .await
+                    .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
+                if let Some((batch, _)) = best.best {
+                    all.offer(batch, &none, &none)?;
+                }
+            }
+            let timer = baseline.elapsed_compute().timer();
+            let winners = match all.best {
+                Some((b, _)) => b,
+                None => RecordBatch::new_empty(keyed_schema),
+            };
+            let n = winners.num_rows();
+            let columns = outputs
+                .iter()
+                .map(|e| e.evaluate(&winners)?.into_array(n))
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
+            let out = RecordBatch::try_new_with_options(out_schema, columns, &opts)?;
+            timer.done();
+            baseline.record_output(out.num_rows());
+            Ok(out)
+        };
+        // An empty result is no batch, like DataFusion's own operators.
+        let stream = futures::stream::once(fut)
+            .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.num_rows() == 0)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+/// Rows of `batch` for which every filter is true.
+fn apply_filters(batch: RecordBatch, filters: &[Arc<dyn PhysicalExpr>]) -> Result<RecordBatch> {
+    let mut batch = batch;
+    for f in filters {
+        if batch.num_rows() == 0 {
+            break;
+        }
+        let mask = f.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = mask.as_boolean_opt().ok_or_else(|| {
+            DataFusionError::Internal(format!("filter {f} did not give booleans"))
+        })?;
+        if mask.true_count() != batch.num_rows() {
+            batch = filter_record_batch(&batch, mask)?;
+        }
+    }
+    Ok(batch)
+}
+
+/// The k best rows seen so far, in order, with their sort-key values.
+struct Best {
+    sort: Arc<[PhysicalSortExpr]>,
+    key_idx: usize,
+    fetch: usize,
+    best: Option<(RecordBatch, Vec<ArrayRef>)>,
+    /// The k-th best value of the first sort key, once there are k rows.
+    threshold: Option<Scalar<ArrayRef>>,
+}
+
+impl Best {
+    fn new(sort: Arc<[PhysicalSortExpr]>, key_idx: usize, fetch: usize) -> Self {
+        Self {
+            sort,
+            key_idx,
+            fetch,
+            best: None,
+            threshold: None,
+        }
+    }
+
+    fn options(&self) -> Vec<SortOptions> {
+        let mut o: Vec<SortOptions> = self.sort.iter().map(|s| s.options).collect();
+        // The tie-break: the primary key, ascending.
+        o.push(SortOptions::new(false, false));
+        o
+    }
+
+    /// Scores `batch` and keeps the rows that belong among the best.
+    fn offer(&mut self, batch: RecordBatch, scored: &Count, skipped: &Count) -> Result<()> {
+        let rows = batch.num_rows();
+        if rows == 0 || self.fetch == 0 {
+            return Ok(());
+        }
+        scored.add(rows);
+        let mut keys = Vec::with_capacity(self.sort.len() + 1);
+        // The first key (the distance) decides most rows: compute it, and
+        // drop rows that cannot beat the current k-th best before the rest.
+        let first = self.sort[0].expr.evaluate(&batch)?.into_array(rows)?;
+        let opts = self.sort[0].options;
+        let mut batch = batch;
+        let mut first = first;
+        if let Some(t) = &self.threshold {
+            let mut keep = if opts.descending {
+                gt_eq(&first, t)?
+            } else {
+                lt_eq(&first, t)?
+            };
+            if opts.nulls_first && first.null_count() > 0 {
+                keep = or_kleene(&keep, &is_null(&first)?)?;
+            }
+            let kept = keep.true_count();
+            skipped.add(rows - kept);
+            if kept == 0 {
+                return Ok(());
+            }
+            if kept < rows {
+                batch = filter_record_batch(&batch, &keep)?;
+                first = filter(&first, &keep)?;
+            }
+        }
+        keys.push(first);
+        for s in &self.sort[1..] {
+            keys.push(s.expr.evaluate(&batch)?.into_array(batch.num_rows())?);
+        }
+        keys.push(batch.column(self.key_idx).clone());
+        let (batch, keys) = match self.best.take() {
+            None => (batch, keys),
+            Some((b, k)) => {
+                let merged = concat_batches(&b.schema(), [&b, &batch])?;
+                let keys = k
+                    .iter()
+                    .zip(&keys)
+                    .map(|(a, b)| concat(&[a.as_ref(), b.as_ref()]))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                (merged, keys)
+            }
+        };
+        let columns: Vec<SortColumn> = keys
+            .iter()
+            .zip(self.options())
+            .map(|(values, o)| SortColumn {
+                values: values.clone(),
+                options: Some(o),
+            })
+            .collect();
+        let idx = lexsort_to_indices(&columns, Some(self.fetch))?;
+        let top = take_record_batch(&batch, &idx)?;
+        let keys = keys
+            .iter()
+            .map(|k| take(k.as_ref(), &idx, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        self.threshold = (top.num_rows() >= self.fetch && keys[0].is_valid(self.fetch - 1))
+            .then(|| Scalar::new(keys[0].slice(self.fetch - 1, 1)));
+        self.best = Some((top, keys));
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! The fused vector top-k (`VectorTopKExec`): thousands of random queries
+//! give the same rows with the rule on as DataFusion's own sort with the
+//! primary key as the last sort key (the fused operator's tie-break), over
+//! sealed segments, committed deletes, growing rows and growing deletes;
+//! EXPLAIN shows the operator for every plan shape it must handle and not
+//! where it must not fire.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch,
+    StringArray,
+};
+use arrow::util::pretty::pretty_format_batches;
+use quiver::flush::WalOptions;
+use quiver::{Engine, EngineOptions, IngestMode, Store, StoreConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::util::ingest;
+
+const DIM: usize = 8;
+
+/// Rows `ids` with small integer coordinates, so many distances tie.
+fn rows(ids: std::ops::Range<i64>, rng: &mut StdRng) -> RecordBatch {
+    let n = (ids.end - ids.start) as usize;
+    let vec = |d: usize, rng: &mut StdRng| {
+        Arc::new(FixedSizeListArray::new(
+            quiver::schema::vector_item_field(),
+            d as i32,
+            Arc::new(Float32Array::from_iter_values(
+                (0..n * d).map(|_| rng.random_range(0..3) as f32),
+            )),
+            None,
+        )) as ArrayRef
+    };
+    let v = vec(DIM, rng);
+    let w = vec(4, rng);
+    let codes: Vec<Option<Vec<u8>>> = (0..n)
+        .map(|_| {
+            (!rng.random_bool(0.1)).then(|| vec![rng.random::<u8>() & 0x0f, rng.random::<u8>()])
+        })
+        .collect();
+    RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(ids.clone())) as ArrayRef,
+        ),
+        (
+            "cat",
+            Arc::new(Int32Array::from_iter_values(
+                (0..n).map(|_| rng.random_range(0..10)),
+            )) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from_iter_values(ids.map(|i| format!("n{i}")))) as ArrayRef,
+        ),
+        ("v", v),
+        ("w", w),
+        (
+            "code",
+            Arc::new(BinaryArray::from_iter(codes.iter().map(|c| c.as_deref()))) as ArrayRef,
+        ),
+    ])
+    .unwrap()
+}
+
+/// A store whose collection `t` has three sealed segments, committed
+/// deletes, and growing rows and deletes in the write-ahead log; and a
+/// collection `g` whose rows are all growing.
+async fn fixture(dir: &Path) -> Arc<Store> {
+    let opts = WalOptions {
+        flush_bytes: 32 * 1024,
+        ..WalOptions::new(dir.join("_wal"))
+    };
+    let store = Store::open_with_wal(dir.to_str().unwrap(), StoreConfig::default(), opts)
+        .await
+        .unwrap();
+    let engine = Engine::new(store.clone()).unwrap();
+    let mut rng = StdRng::seed_from_u64(0x70b4);
+    ingest(&store, "t", rows(0..1500, &mut rng), IngestMode::CREATE)
+        .await
+        .unwrap();
+    ingest(&store, "t", rows(1500..3000, &mut rng), IngestMode::APPEND)
+        .await
+        .unwrap();
+    engine.sql("DELETE FROM t WHERE id % 7 = 0").await.unwrap();
+    // Replaced rows: the old versions are hidden by the new ones.
+    ingest(&store, "t", rows(2500..4000, &mut rng), IngestMode::APPEND)
+        .await
+        .unwrap();
+    store.flush_all().await.unwrap();
+    // Growing rows (small writes go to the log), some of them upserts.
+    for start in [4000, 4100, 2900, 100] {
+        ingest(
+            &store,
+            "t",
+            rows(start..start + 100, &mut rng),
+            IngestMode::APPEND,
+        )
+        .await
+        .unwrap();
+    }
+    engine.sql("DELETE FROM t WHERE id % 11 = 0").await.unwrap();
+    let (growing_rows, growing_deletes, _) = store.growing_status("t");
+    assert!(growing_rows > 0 && growing_deletes > 0);
+    assert!(store.snapshot("t").unwrap().segments.len() >= 3);
+
+    engine
+        .sql("CREATE TABLE g (id BIGINT NOT NULL, cat INT, name VARCHAR, v FLOAT[8], w FLOAT[4], code BYTEA, PRIMARY KEY (id))")
+        .await
+        .unwrap();
+    for start in [0, 50, 25] {
+        ingest(
+            &store,
+            "g",
+            rows(start..start + 50, &mut rng),
+            IngestMode::APPEND,
+        )
+        .await
+        .unwrap();
+    }
+    engine.sql("DELETE FROM g WHERE id % 5 = 0").await.unwrap();
+    assert!(store.snapshot("g").unwrap().segments.is_empty());
+    store
+}
+
+fn vector(rng: &mut StdRng, d: usize) -> String {
+    let xs: Vec<String> = (0..d)
+        .map(|_| format!("{}", rng.random_range(0..3)))
+        .collect();
+    format!("[{}]", xs.join(", "))
+}
+
+/// One random top-k query, and the same query with the primary key as the
+/// last sort key (what the fused operator's tie-break must equal).
+fn random_query(rng: &mut StdRng) -> (String, String) {
+    let table = if rng.random_bool(0.15) { "g" } else { "t" };
+    let metrics = [
+        "l2_distance",
+        "cosine_distance",
+        "inner_product",
+        "negative_inner_product",
+        "l1_distance",
+        "array_distance",
+    ];
+    let f = metrics[rng.random_range(0..metrics.len())];
+    let (dist, dist2) = match rng.random_range(0..8) {
+        0 => (
+            format!(
+                "hamming_distance(code, X'{:02x}{:02x}')",
+                rng.random::<u8>() & 0x0f,
+                rng.random::<u8>()
+            ),
+            format!("l2_distance(w, {})", vector(rng, 4)),
+        ),
+        1 => (
+            format!("{f}(w, {})", vector(rng, 4)),
+            format!("l1_distance(v, {})", vector(rng, DIM)),
+        ),
+        _ => (
+            format!("{f}({}, v)", vector(rng, DIM)),
+            format!("l2_distance(w, {})", vector(rng, 4)),
+        ),
+    };
+    let filters = [
+        String::new(),
+        format!("cat = {}", rng.random_range(0..10)),
+        format!("cat < {}", rng.random_range(0..10)),
+        format!(
+            "cat IN ({}, {})",
+            rng.random_range(0..10),
+            rng.random_range(0..10)
+        ),
+        format!("name LIKE 'n{}%'", rng.random_range(1..10)),
+        "id % 3 = 0".to_string(),
+        format!(
+            "cat = {} AND id > {}",
+            rng.random_range(0..10),
+            rng.random_range(0..4000)
+        ),
+        format!("{dist2} < {}", rng.random_range(1..6)),
+        "code IS NOT NULL".to_string(),
+    ];
+    let filter = &filters[rng.random_range(0..filters.len())];
+    let wher = if filter.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {filter}")
+    };
+    let dir = if rng.random_bool(0.3) { " DESC" } else { "" };
+    let k = [1, 3, 10, 57, 500, 10_000][rng.random_range(0..6)];
+    let offset = if rng.random_bool(0.2) {
+        format!(" OFFSET {}", rng.random_range(1..20))
+    } else {
+        String::new()
+    };
+    let (select, key, from) = match rng.random_range(0..5) {
+        0 => (
+            format!("id, {dist} AS d"),
+            "d".to_string(),
+            table.to_string(),
+        ),
+        1 => ("id, name".to_string(), dist.clone(), table.to_string()),
+        2 => (
+            format!("*, {dist} AS d"),
+            "d".to_string(),
+            table.to_string(),
+        ),
+        3 => (
+            format!("id, cat, {dist} AS d, {dist2} AS d2"),
+            "d".to_string(),
+            table.to_string(),
+        ),
+        _ => (
+            "id, d".to_string(),
+            "d".to_string(),
+            format!("(SELECT id, cat, name, code, v, w, {dist} AS d FROM {table})"),
+        ),
+    };
+    let fused = format!("SELECT {select} FROM {from}{wher} ORDER BY {key}{dir} LIMIT {k}{offset}");
+    let reference =
+        format!("SELECT {select} FROM {from}{wher} ORDER BY {key}{dir}, id LIMIT {k}{offset}");
+    (fused, reference)
+}
+
+async fn run(engine: &Engine, sql: &str) -> String {
+    let batches = engine
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+async fn explain(engine: &Engine, sql: &str) -> String {
+    run(engine, &format!("EXPLAIN {sql}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fused_topk_gives_the_same_rows_as_a_sort_by_distance_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(dir.path()).await;
+    let on = Engine::new(store.clone()).unwrap();
+    let off = Engine::with_options(store.clone(), EngineOptions { fused_topk: false }).unwrap();
+    let mut rng = StdRng::seed_from_u64(0x5eed_70b4);
+    let mut non_empty = 0;
+    let queries = 1500;
+    for _ in 0..queries {
+        let (fused, reference) = random_query(&mut rng);
+        let plan = explain(&on, &fused).await;
+        assert!(plan.contains("VectorTopKExec"), "{fused}\n{plan}");
+        assert!(!explain(&off, &reference).await.contains("VectorTopKExec"));
+        let got = run(&on, &fused).await;
+        let want = run(&off, &reference).await;
+        assert_eq!(got, want, "{fused}");
+        if got.lines().count() > 4 {
+            non_empty += 1;
+        }
+    }
+    // The queries are not all trivially empty.
+    assert!(non_empty > queries * 3 / 4, "{non_empty} of {queries}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_where_the_fused_topk_fires_and_where_it_must_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(dir.path()).await;
+    let engine = Engine::new(store).unwrap();
+    let q = "[1, 0, 2, 1, 0, 0, 1, 2]";
+    let fires = [
+        // distance in the SELECT list, ordered by its alias
+        format!("SELECT id, l2_distance(v, {q}) AS d FROM t ORDER BY d LIMIT 5"),
+        // distance only in ORDER BY
+        format!("SELECT id, name FROM t ORDER BY cosine_distance(v, {q}) LIMIT 5"),
+        // the query vector first
+        format!("SELECT id FROM t ORDER BY l2_distance({q}, v) LIMIT 5"),
+        // filters pushed into the scan and one on another distance
+        format!("SELECT id FROM t WHERE cat = 3 AND l1_distance(v, {q}) < 9 ORDER BY l2_distance(v, {q}) LIMIT 5"),
+        // descending, with OFFSET
+        format!("SELECT id, inner_product(v, {q}) AS s FROM t ORDER BY s DESC LIMIT 5 OFFSET 3"),
+        // a join above the top-k
+        format!("SELECT x.id, x.d, t.name FROM (SELECT id, l2_distance(v, {q}) AS d FROM t ORDER BY d LIMIT 5) x JOIN t ON t.id = x.id"),
+        // all columns
+        format!("SELECT * FROM t ORDER BY l2_distance(v, {q}) LIMIT 5"),
+        // a collection whose rows are all in the growing segment
+        format!("SELECT id FROM g ORDER BY l2_distance(v, {q}) LIMIT 5"),
+        // binary vectors
+        "SELECT id FROM t ORDER BY hamming_distance(code, X'0f0f') LIMIT 5".to_string(),
+        // a second sort key after the distance
+        format!("SELECT id, cat FROM t ORDER BY l2_distance(v, {q}), cat DESC LIMIT 5"),
+    ];
+    for sql in &fires {
+        let plan = explain(&engine, sql).await;
+        assert!(plan.contains("VectorTopKExec"), "{sql}\n{plan}");
+        assert!(!plan.contains("SortExec"), "{sql}\n{plan}");
+        // and it runs
+        run(&engine, sql).await;
+    }
+    let does_not_fire = [
+        // no LIMIT: a full sort
+        format!("SELECT id FROM t ORDER BY l2_distance(v, {q})"),
+        // the query vector is a column of each row
+        "SELECT id FROM t ORDER BY l2_distance(v, v) LIMIT 5".to_string(),
+        // the first key is not a distance
+        format!("SELECT id FROM t ORDER BY cat, l2_distance(v, {q}) LIMIT 5"),
+        // a top-k over a join
+        format!(
+            "SELECT a.id FROM t a JOIN t b ON a.id = b.id ORDER BY l2_distance(a.v, {q}) LIMIT 5"
+        ),
+    ];
+    for sql in &does_not_fire {
+        let plan = explain(&engine, sql).await;
+        assert!(!plan.contains("VectorTopKExec"), "{sql}\n{plan}");
+        run(&engine, sql).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fused_topk_reports_its_work_in_explain_analyze() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(dir.path()).await;
+    let engine = Engine::new(store).unwrap();
+    let plan = run(
+        &engine,
+        "EXPLAIN ANALYZE SELECT id FROM t WHERE cat = 3 ORDER BY l2_distance(v, [1, 0, 2, 1, 0, 0, 1, 2]) LIMIT 5",
+    )
+    .await;
+    let line = plan
+        .lines()
+        .find(|l| l.contains("VectorTopKExec"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    let scored: u64 = line
+        .split("rows_scored=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // Only the rows of category 3 (about a tenth) are scored.
+    let live: u64 = run(&engine, "SELECT count(*) FROM t WHERE cat = 3")
+        .await
+        .lines()
+        .nth(3)
+        .and_then(|l| l.trim_matches(|c: char| c == '|' || c == ' ').parse().ok())
+        .unwrap();
+    assert_eq!(scored, live, "{line}");
+    assert!(line.contains("output_rows=5"), "{line}");
+}
