@@ -244,6 +244,50 @@ impl ScalarUDFImpl for DistanceUdf {
 
 /// A function's result: one scalar when every argument was a scalar, else
 /// the array.
+/// The query vector of a literal argument (a list of numbers), as `f32`.
+pub(crate) fn query_vector(v: &datafusion::scalar::ScalarValue) -> Option<Vec<f32>> {
+    let vectors = Vectors::new(&ColumnarValue::Scalar(v.clone())).ok()?;
+    vectors.get(0).map(|x| x.to_vec())
+}
+
+/// `metric` between `query` and the vectors at `rows` of `vectors`, exactly
+/// as the SQL function computes it, arguments in the same order
+/// (`query_first`); null for a null vector.
+pub(crate) fn score_rows(
+    metric: Metric,
+    vectors: &FixedSizeListArray,
+    query: &[f32],
+    query_first: bool,
+    rows: &[u32],
+) -> Result<arrow::array::Float64Array> {
+    let d = vectors.value_length() as usize;
+    if d != query.len() {
+        return exec_err!(
+            "{}: the vectors have different dimensions ({d} and {})",
+            metric.name(),
+            query.len()
+        );
+    }
+    let values = vectors.values().as_primitive::<Float32Type>().values();
+    let base = vectors.offset();
+    let mut out = Float64Builder::with_capacity(rows.len());
+    for &r in rows {
+        let r = r as usize;
+        if vectors.is_null(r) {
+            out.append_null();
+        } else {
+            let start = (base + r) * d;
+            let v = &values[start..start + d];
+            out.append_value(if query_first {
+                metric.eval(query, v)
+            } else {
+                metric.eval(v, query)
+            });
+        }
+    }
+    Ok(out.finish())
+}
+
 pub(crate) fn columnar(arr: ArrayRef, all_scalar: bool) -> Result<ColumnarValue> {
     if all_scalar {
         Ok(ColumnarValue::Scalar(

@@ -9,7 +9,7 @@ use quiver::config::{
 };
 use quiver::flush::{WalOptions, DEFAULT_FLUSH_BYTES, DEFAULT_FLUSH_ROWS};
 use quiver::server::{self, ServerOptions, DEFAULT_MAX_REQUEST_BYTES};
-use quiver::{Engine, Store};
+use quiver::{Engine, EngineOptions, Store};
 
 #[derive(Parser)]
 #[command(
@@ -164,12 +164,34 @@ impl StoreArgs {
     }
 }
 
+/// How queries are planned.
+#[derive(Args)]
+struct QueryArgs {
+    /// Run `ORDER BY <distance>(vector, <constant>) LIMIT k` as the fused
+    /// VectorTopKExec (false: DataFusion's own sort, for comparison).
+    #[arg(long, env = "QUIVER_FUSED_TOPK", default_value_t = true, action = clap::ArgAction::Set)]
+    fused_topk: bool,
+}
+
+impl QueryArgs {
+    fn engine(&self, store: std::sync::Arc<Store>) -> quiver::Result<Engine> {
+        Engine::with_options(
+            store,
+            EngineOptions {
+                fused_topk: self.fused_topk,
+            },
+        )
+    }
+}
+
 #[derive(Args)]
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
     flush: FlushArgs,
+    #[command(flatten)]
+    query: QueryArgs,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "QUIVER_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
@@ -193,6 +215,8 @@ struct SqlArgs {
     store: StoreArgs,
     #[command(flatten)]
     flush: FlushArgs,
+    #[command(flatten)]
+    query: QueryArgs,
     /// The SQL statement.
     sql: String,
 }
@@ -229,7 +253,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let store = args.store.open_logged(&args.flush).await?;
-            let engine = Engine::new(store.clone())?;
+            let engine = args.query.engine(store.clone())?;
             let listener = server::bind(args.listen).await?;
             let addr = listener.local_addr()?;
             tracing::info!(
@@ -324,7 +348,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 // A server holds the log: a query can still read the
                 // committed data beside it; a write must go to the server.
                 Err(quiver::Error::Config(msg)) if msg.contains("in use by another") => {
-                    let engine = Engine::new(args.store.open().await?)?;
+                    let engine = args.query.engine(args.store.open().await?)?;
                     if !engine.plan(&args.sql).await?.is_query() {
                         return Err(quiver::Error::Config(msg));
                     }
@@ -338,7 +362,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 }
                 Err(e) => return Err(e),
             };
-            let engine = Engine::new(store.clone())?;
+            let engine = args.query.engine(store.clone())?;
             let result = engine.sql(&args.sql).await;
             store.flush_all().await?;
             println!("{}", arrow::util::pretty::pretty_format_batches(&result?)?);

@@ -27,7 +27,7 @@ use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::keys::KeyBloom;
 use crate::manifest::{ColumnStats, DataFile, DeleteLog, SegmentMeta, StatsFile};
-use crate::schema::{CollectionSchema, ColumnKind, ROW_COLUMN, TS_COLUMN};
+use crate::schema::{CollectionSchema, ColumnKind, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
 
 /// A fresh segment id: random, so concurrent writers never collide.
 pub fn new_segment_id() -> u64 {
@@ -278,6 +278,12 @@ fn encode_parquet(
             .set_column_encoding(ColumnPath::from(ROW_COLUMN), Encoding::DELTA_BINARY_PACKED)
             .set_column_dictionary_enabled(ColumnPath::from(TS_COLUMN), false)
             .set_column_encoding(ColumnPath::from(TS_COLUMN), Encoding::DELTA_BINARY_PACKED);
+        // The system columns are read by every query and encode small
+        // (delta, run-length dictionary): compressing them again costs
+        // more time than it saves bytes.
+        for c in [SEG_COLUMN, ROW_COLUMN, TS_COLUMN] {
+            props = props.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
+        }
     } else {
         // Vectors: plain, uncompressed fixed-size binary decodes at memory
         // speed; random floats gain little from compression, dictionaries

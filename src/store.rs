@@ -110,7 +110,8 @@ pub struct Store {
     delete_maps: moka::future::Cache<(String, u64), Arc<DeleteMap>>,
     /// Decoded vector columns per (file, row group), as `FixedSizeList`
     /// arrays, weighed by their memory (Milvus's ChunkCache).
-    decoded: moka::future::Cache<(Path, usize), ArrayRef>,
+    /// Decoded columns by (file, row group, root column).
+    decoded: moka::future::Cache<(Path, usize, usize), ArrayRef>,
     decoded_hits: AtomicU64,
     decoded_misses: AtomicU64,
     /// Older versions pinned for time-travel queries.
@@ -190,7 +191,7 @@ impl Store {
                 .build(),
             decoded: moka::future::Cache::builder()
                 .max_capacity(decoded_capacity)
-                .weigher(|_k: &(Path, usize), v: &ArrayRef| {
+                .weigher(|_k: &(Path, usize, usize), v: &ArrayRef| {
                     v.get_array_memory_size().try_into().unwrap_or(u32::MAX)
                 })
                 .build(),
@@ -312,7 +313,7 @@ impl Store {
         rg: usize,
         load: bool,
     ) -> Result<Option<(ArrayRef, bool)>> {
-        let key = (path.clone(), rg);
+        let key = (path.clone(), rg, 0);
         if let Some(a) = self.decoded.get(&key).await {
             self.decoded_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some((a, true)));
@@ -327,6 +328,83 @@ impl Store {
             .await
             .map_err(unwrap_shared)?;
         Ok(Some((a, false)))
+    }
+
+    /// Root columns `cols` of row group `rg` of a (group-0) file, decoded:
+    /// from the decoded-chunk cache, the missing ones read in one request
+    /// and cached. The cache must be enabled (`decoded_cache_bytes` > 0).
+    pub(crate) async fn decoded_columns(
+        &self,
+        path: &Path,
+        size: u64,
+        meta: &ArrowReaderMetadata,
+        rg: usize,
+        cols: &[usize],
+    ) -> Result<Vec<ArrayRef>> {
+        let mut out: Vec<Option<ArrayRef>> = Vec::with_capacity(cols.len());
+        let mut missing = Vec::new();
+        for &c in cols {
+            let a = self.decoded.get(&(path.clone(), rg, c)).await;
+            if a.is_none() && !missing.contains(&c) {
+                missing.push(c);
+            }
+            out.push(a);
+        }
+        if !missing.is_empty() {
+            self.decoded_misses
+                .fetch_add(missing.len() as u64, Ordering::Relaxed);
+            missing.sort_unstable();
+            let mask = parquet::arrow::ProjectionMask::roots(
+                meta.metadata().file_metadata().schema_descr(),
+                missing.iter().copied(),
+            );
+            #[allow(deprecated)]
+            let reader = ParquetObjectReader::new(self.object_store.clone(), path.clone())
+                .with_file_size(size);
+            let rows = meta.metadata().row_group(rg).num_rows() as usize;
+            let batches: Vec<RecordBatch> =
+                parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new_with_metadata(
+                    reader,
+                    meta.clone(),
+                )
+                .with_row_groups(vec![rg])
+                .with_projection(mask)
+                .with_batch_size(rows.max(1))
+                .build()?
+                .try_collect()
+                .await?;
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => Arc::new(meta.schema().project(&missing)?),
+            };
+            let batch = arrow::compute::concat_batches(&schema, &batches)?;
+            if batch.num_rows() != rows || batch.num_columns() != missing.len() {
+                return Err(Error::Corrupt {
+                    path: path.to_string(),
+                    reason: format!(
+                        "row group {rg}: expected {rows} rows of {} columns, read {} of {}",
+                        missing.len(),
+                        batch.num_rows(),
+                        batch.num_columns()
+                    ),
+                });
+            }
+            for (i, &c) in missing.iter().enumerate() {
+                let a = batch.column(i).clone();
+                self.decoded.insert((path.clone(), rg, c), a.clone()).await;
+                for (slot, &want) in out.iter_mut().zip(cols) {
+                    if want == c && slot.is_none() {
+                        *slot = Some(a.clone());
+                    }
+                }
+            }
+        }
+        let hits = cols.len() - missing.len();
+        self.decoded_hits.fetch_add(hits as u64, Ordering::Relaxed);
+        Ok(out
+            .into_iter()
+            .map(|a| a.expect("every column loaded"))
+            .collect())
     }
 
     /// Hits and misses of the decoded-chunk cache, and the bytes it holds.

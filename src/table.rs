@@ -420,6 +420,10 @@ impl CollectionTable {
                 PartitionedFile::new(Store::file_path(self.name(), &f.path).to_string(), f.size)
             })
             .collect();
+        let input_names: Vec<String> = file_projection
+            .iter()
+            .map(|&i| file_schema.field(i).name().clone())
+            .collect();
         let scan: Arc<dyn ExecutionPlan> = if files.is_empty() {
             Arc::new(EmptyExec::new(Arc::new(
                 file_schema.project(&file_projection)?,
@@ -440,6 +444,15 @@ impl CollectionTable {
             return Ok(scan);
         }
 
+        let group0: Vec<(u64, DataFile)> = segments
+            .iter()
+            .filter_map(|s| {
+                s.files
+                    .iter()
+                    .find(|f| f.group == 0)
+                    .map(|f| (s.id, f.clone()))
+            })
+            .collect();
         let mut files: HashMap<u64, HashMap<String, DataFile>> = HashMap::new();
         if has_vectors {
             for s in &segments {
@@ -466,6 +479,8 @@ impl CollectionTable {
             keyed_schema,
             key_idx,
             key_name: self.schema.primary_key().to_string(),
+            input_names,
+            group0,
             sources,
             address,
             deletes,
@@ -599,12 +614,30 @@ struct Materialize {
     /// Input index of the primary key, and its name.
     key_idx: usize,
     key_name: String,
+    /// Names of the input (group-0 scan) columns.
+    input_names: Vec<String>,
+    /// The group-0 file of each scanned segment.
+    group0: Vec<(u64, DataFile)>,
     sources: Vec<ColumnSource>,
     /// Input indices of `_seg` and `_row`, when vectors are fetched.
     address: Option<(usize, usize)>,
     deletes: Option<DeleteFilter>,
     /// segment id -> vector column -> file.
     files: HashMap<u64, HashMap<String, DataFile>>,
+}
+
+/// A unit of work of a resident scan (see [`MaterializeExec::units`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ScanUnit {
+    /// Row group `rg` of the `segment`-th scanned segment, whose first row
+    /// is row `start` of the segment.
+    RowGroup {
+        segment: usize,
+        rg: usize,
+        start: u64,
+    },
+    /// The rows of the growing segments.
+    Growing,
 }
 
 /// Name of the primary-key column appended to keyed batches.
@@ -625,6 +658,8 @@ pub struct MaterializeExec {
     /// `vector_fetches` (reads of a segment's vector file) and
     /// `vector_rows` (rows fetched), shown by EXPLAIN ANALYZE.
     metrics: ExecutionPlanMetricsSet,
+    /// The counters of resident scans ([`MaterializeExec::load_unit`]).
+    resident_counters: FetchCounters,
 }
 
 impl MaterializeExec {
@@ -672,12 +707,15 @@ impl MaterializeExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
+        let metrics = ExecutionPlanMetricsSet::new();
+        let resident_counters = FetchCounters::new(&metrics, 0);
         Self {
             input,
             work,
             growing,
             properties,
-            metrics: ExecutionPlanMetricsSet::new(),
+            metrics,
+            resident_counters,
         }
     }
 
@@ -703,6 +741,110 @@ impl MaterializeExec {
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
         self.stream(partition, context, true)
+    }
+
+    /// Whether [`MaterializeExec::load_unit`] can serve the scan from the
+    /// decoded-column cache (it is enabled).
+    pub fn resident(&self) -> bool {
+        self.work.store.config().decoded_cache_bytes > 0
+    }
+
+    /// The units of a resident scan: every row group of every scanned
+    /// segment, and the growing rows.
+    pub async fn units(&self) -> DFResult<Vec<ScanUnit>> {
+        let mut units = Vec::new();
+        for (i, (_, f)) in self.work.group0.iter().enumerate() {
+            let path = Store::file_path(&self.work.collection, &f.path);
+            let meta = self.work.store.reader_metadata(&path, f.size).await?;
+            let mut start = 0u64;
+            for (rg, g) in meta.metadata().row_groups().iter().enumerate() {
+                units.push(ScanUnit::RowGroup {
+                    segment: i,
+                    rg,
+                    start,
+                });
+                start += g.num_rows() as u64;
+            }
+        }
+        if !self.growing.is_empty() {
+            units.push(ScanUnit::Growing);
+        }
+        Ok(units)
+    }
+
+    /// The keyed batches of one unit, built from decoded (cached) columns
+    /// without copying, each with the mask of rows no delete hides (`None`:
+    /// all rows are live).
+    pub async fn load_unit(
+        &self,
+        unit: ScanUnit,
+    ) -> DFResult<Vec<(RecordBatch, Option<BooleanArray>)>> {
+        let (segment, rg, start) = match unit {
+            ScanUnit::Growing => {
+                return Ok(self.growing.iter().map(|b| (b.clone(), None)).collect());
+            }
+            ScanUnit::RowGroup { segment, rg, start } => (segment, rg, start),
+        };
+        let work = &self.work;
+        let (seg_id, file) = &work.group0[segment];
+        let path = Store::file_path(&work.collection, &file.path);
+        let meta = work.store.reader_metadata(&path, file.size).await?;
+        let rows = meta.metadata().row_group(rg).num_rows() as usize;
+        let file_schema = meta.schema().clone();
+        let roots: Vec<usize> = work
+            .input_names
+            .iter()
+            .map(|n| file_schema.index_of(n))
+            .collect::<Result<_, _>>()?;
+        let input = work
+            .store
+            .decoded_columns(&path, file.size, &meta, rg, &roots)
+            .await?;
+        let counters = &self.resident_counters;
+        let mut columns = Vec::with_capacity(work.sources.len() + 1);
+        for (out_idx, src) in work.sources.iter().enumerate() {
+            let want = work.schema.field(out_idx).data_type();
+            let col = match src {
+                ColumnSource::Input(i) => input[*i].clone(),
+                ColumnSource::Vector(name) => {
+                    let file = work
+                        .files
+                        .get(seg_id)
+                        .and_then(|m| m.get(name))
+                        .ok_or_else(|| {
+                            DataFusionError::External(Box::new(Error::Corrupt {
+                                path: format!("{}/insert_log/{seg_id}", work.collection),
+                                reason: format!("segment has no file for vector column '{name}'"),
+                            }))
+                        })?;
+                    let positions: Vec<u32> =
+                        (start as u32..(start as usize + rows) as u32).collect();
+                    counters.fetches.add(1);
+                    counters.rows.add(rows);
+                    work.read_rows(file, out_idx, &positions, counters).await?
+                }
+            };
+            columns.push(if col.data_type() == want {
+                col
+            } else {
+                arrow::compute::cast(&col, want)?
+            });
+        }
+        columns.push(input[work.key_idx].clone());
+        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(work.keyed_schema.clone(), columns, &opts)?;
+        let live = match &work.deletes {
+            Some(d) => {
+                let keys = &input[d.pk_idx];
+                let ts = input[d.ts_idx].as_primitive::<UInt64Type>();
+                let keep = BooleanArray::from_iter(
+                    (0..rows).map(|i| Some(!d.map.hides(key_at(keys.as_ref(), i), ts.value(i)))),
+                );
+                (keep.true_count() < rows).then_some(keep)
+            }
+            None => None,
+        };
+        Ok(vec![(batch, live)])
     }
 
     fn stream(
@@ -738,13 +880,7 @@ impl MaterializeExec {
         let batch_size = context.session_config().batch_size();
         let input = coalesce(self.input.execute(partition, context)?, batch_size);
         let work = self.work.clone();
-        let counters = FetchCounters {
-            fetches: MetricBuilder::new(&self.metrics).counter("vector_fetches", partition),
-            rows: MetricBuilder::new(&self.metrics).counter("vector_rows", partition),
-            chunk_hits: MetricBuilder::new(&self.metrics).counter("chunk_cache_hits", partition),
-            chunk_misses: MetricBuilder::new(&self.metrics)
-                .counter("chunk_cache_misses", partition),
-        };
+        let counters = FetchCounters::new(&self.metrics, partition);
         let stream = input
             .map(move |batch| {
                 let work = work.clone();
@@ -850,6 +986,17 @@ struct FetchCounters {
     rows: Count,
     chunk_hits: Count,
     chunk_misses: Count,
+}
+
+impl FetchCounters {
+    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+        Self {
+            fetches: MetricBuilder::new(metrics).counter("vector_fetches", partition),
+            rows: MetricBuilder::new(metrics).counter("vector_rows", partition),
+            chunk_hits: MetricBuilder::new(metrics).counter("chunk_cache_hits", partition),
+            chunk_misses: MetricBuilder::new(metrics).counter("chunk_cache_misses", partition),
+        }
+    }
 }
 
 /// Joins the small batches a selective scan yields (one per row group or

@@ -20,12 +20,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, Scalar};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, UInt32Array};
+use arrow::compute::kernels::boolean::and;
 use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
 use arrow::compute::{
-    concat, concat_batches, filter, filter_record_batch, is_null, lexsort_to_indices, or_kleene,
-    take, take_record_batch, SortColumn, SortOptions,
+    concat, concat_batches, is_null, lexsort_to_indices, or_kleene, take, take_record_batch,
+    SortColumn, SortOptions,
 };
+use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -55,7 +57,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use crate::bits::BitDistanceUdf;
-use crate::distance::DistanceUdf;
+use crate::distance::{score_rows, DistanceUdf, Metric};
 use crate::table::MaterializeExec;
 
 /// The physical optimizer rule that plans [`VectorTopKExec`].
@@ -248,6 +250,8 @@ pub struct VectorTopKExec {
     /// Index of the primary key in the scan's keyed batches.
     key_idx: usize,
     key_name: String,
+    /// Direct scoring of the first sort key, when it is a plain distance.
+    scorer: Option<Scorer>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -267,6 +271,7 @@ impl VectorTopKExec {
         })?;
         let key_idx = scan.keyed_schema().fields().len() - 1;
         let key_name = scan.primary_key().to_string();
+        let scorer = Scorer::new(&sort[0].expr, &scan.keyed_schema().clone());
         let eq = EquivalenceProperties::new_with_orderings(
             schema.clone(),
             [ordering.iter().cloned().collect::<Vec<_>>()],
@@ -286,6 +291,7 @@ impl VectorTopKExec {
             fetch,
             key_idx,
             key_name,
+            scorer,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         })
@@ -373,43 +379,67 @@ impl ExecutionPlan for VectorTopKExec {
                 "VectorTopKExec has one partition, not {partition}"
             )));
         }
-        let scan = self
-            .input
-            .downcast_ref::<MaterializeExec>()
-            .expect("checked in try_new");
+        let input = self.input.clone();
+        let shared = Arc::new(Shared {
+            filters: self.filters.clone(),
+            sort: self.sort.clone(),
+            scorer: self.scorer.clone(),
+            key_idx: self.key_idx,
+            fetch: self.fetch,
+            scored: MetricBuilder::new(&self.metrics).counter("rows_scored", 0),
+            skipped: MetricBuilder::new(&self.metrics).counter("rows_below_threshold", 0),
+        });
         let baseline = BaselineMetrics::new(&self.metrics, partition);
-        let mut tasks = Vec::new();
-        for p in 0..self.input.output_partitioning().partition_count() {
-            let stream = scan.execute_keyed(p, context.clone())?;
-            let mut best = Best::new(self.sort.clone(), self.key_idx, self.fetch);
-            let filters = self.filters.clone();
-            let scored = MetricBuilder::new(&self.metrics).counter("rows_scored", p);
-            let skipped = MetricBuilder::new(&self.metrics).counter("rows_below_threshold", p);
-            tasks.push(SpawnedTask::spawn(async move {
-                let mut stream = stream;
-                while let Some(batch) = stream.next().await {
-                    let batch = apply_filters(batch?, &filters)?;
-                    best.offer(batch, &scored, &skipped)?;
-                }
-                Ok::<_, DataFusionError>(best)
-            }));
-        }
-        let sort = self.sort.clone();
-        let (key_idx, fetch) = (self.key_idx, self.fetch);
         let outputs = self.outputs.clone();
-        let keyed_schema = scan.keyed_schema().clone();
         let schema = self.schema();
         let out_schema = schema.clone();
+        let workers = context.session_config().target_partitions().max(1);
         let fut = async move {
-            let mut all = Best::new(sort, key_idx, fetch);
-            let none = Count::new();
+            let scan = input
+                .downcast_ref::<MaterializeExec>()
+                .expect("checked in try_new");
+            let keyed_schema = scan.keyed_schema().clone();
+            let mut tasks = Vec::new();
+            if scan.resident() {
+                // Row groups (and the growing rows) dealt out to workers;
+                // columns come from the decoded-column cache.
+                let units = Arc::new(scan.units().await?);
+                for w in 0..workers.min(units.len()) {
+                    let (input, units, shared) = (input.clone(), units.clone(), shared.clone());
+                    tasks.push(SpawnedTask::spawn(async move {
+                        let scan = input
+                            .downcast_ref::<MaterializeExec>()
+                            .expect("checked in try_new");
+                        let mut best = Best::new(&shared);
+                        for unit in units.iter().skip(w).step_by(workers) {
+                            for (batch, live) in scan.load_unit(*unit).await? {
+                                best.consider(&shared, batch, live)?;
+                            }
+                        }
+                        Ok::<_, DataFusionError>(best)
+                    }));
+                }
+            } else {
+                for p in 0..input.output_partitioning().partition_count() {
+                    let mut stream = scan.execute_keyed(p, context.clone())?;
+                    let shared = shared.clone();
+                    tasks.push(SpawnedTask::spawn(async move {
+                        let mut best = Best::new(&shared);
+                        while let Some(batch) = stream.next().await {
+                            best.consider(&shared, batch?, None)?;
+                        }
+                        Ok::<_, DataFusionError>(best)
+                    }));
+                }
+            }
+            let mut all = Best::new(&shared);
             for t in tasks {
                 let best = t
                     .join_unwind()
                     .await
                     .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
-                if let Some((batch, _)) = best.best {
-                    all.offer(batch, &none, &none)?;
+                if let Some((batch, keys)) = best.best {
+                    all.offer(&shared, batch, keys[0].clone())?;
                 }
             }
             let timer = baseline.elapsed_compute().timer();
@@ -435,90 +465,208 @@ impl ExecutionPlan for VectorTopKExec {
     }
 }
 
-/// Rows of `batch` for which every filter is true.
-fn apply_filters(batch: RecordBatch, filters: &[Arc<dyn PhysicalExpr>]) -> Result<RecordBatch> {
-    let mut batch = batch;
-    for f in filters {
-        if batch.num_rows() == 0 {
-            break;
+/// Scores rows with a distance kernel directly: the first sort key is a
+/// quiver distance of a `FLOAT[d]` column and a constant vector.
+#[derive(Debug, Clone)]
+struct Scorer {
+    metric: Metric,
+    column: usize,
+    query: Arc<[f32]>,
+    query_first: bool,
+}
+
+impl Scorer {
+    fn new(expr: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> Option<Self> {
+        let f = expr.downcast_ref::<ScalarFunctionExpr>()?;
+        let metric = f.fun().inner().downcast_ref::<DistanceUdf>()?.metric();
+        let [a, b] = f.args() else {
+            return None;
+        };
+        let (col, lit, query_first) =
+            match (a.downcast_ref::<Column>(), b.downcast_ref::<Literal>()) {
+                (Some(c), Some(l)) => (c, l, false),
+                _ => (
+                    b.downcast_ref::<Column>()?,
+                    a.downcast_ref::<Literal>()?,
+                    true,
+                ),
+            };
+        match schema.field(col.index()).data_type() {
+            DataType::FixedSizeList(item, _) if item.data_type() == &DataType::Float32 => {}
+            _ => return None,
         }
-        let mask = f.evaluate(&batch)?.into_array(batch.num_rows())?;
-        let mask = mask.as_boolean_opt().ok_or_else(|| {
-            DataFusionError::Internal(format!("filter {f} did not give booleans"))
-        })?;
-        if mask.true_count() != batch.num_rows() {
-            batch = filter_record_batch(&batch, mask)?;
-        }
+        Some(Self {
+            metric,
+            column: col.index(),
+            query: crate::distance::query_vector(lit.value())?.into(),
+            query_first,
+        })
     }
-    Ok(batch)
+}
+
+/// What every worker of one execution shares.
+struct Shared {
+    filters: Vec<Arc<dyn PhysicalExpr>>,
+    sort: Arc<[PhysicalSortExpr]>,
+    scorer: Option<Scorer>,
+    key_idx: usize,
+    fetch: usize,
+    scored: Count,
+    skipped: Count,
+}
+
+/// Positions of the true values of `mask` (a null is not true).
+fn true_positions(mask: &BooleanArray) -> UInt32Array {
+    let values = match mask.nulls() {
+        Some(nulls) => mask.values() & nulls.inner(),
+        None => mask.values().clone(),
+    };
+    UInt32Array::from_iter_values(values.set_indices().map(|i| i as u32))
 }
 
 /// The k best rows seen so far, in order, with their sort-key values.
 struct Best {
-    sort: Arc<[PhysicalSortExpr]>,
-    key_idx: usize,
-    fetch: usize,
     best: Option<(RecordBatch, Vec<ArrayRef>)>,
     /// The k-th best value of the first sort key, once there are k rows.
     threshold: Option<Scalar<ArrayRef>>,
 }
 
 impl Best {
-    fn new(sort: Arc<[PhysicalSortExpr]>, key_idx: usize, fetch: usize) -> Self {
+    fn new(_shared: &Shared) -> Self {
         Self {
-            sort,
-            key_idx,
-            fetch,
             best: None,
             threshold: None,
         }
     }
 
-    fn options(&self) -> Vec<SortOptions> {
-        let mut o: Vec<SortOptions> = self.sort.iter().map(|s| s.options).collect();
-        // The tie-break: the primary key, ascending.
-        o.push(SortOptions::new(false, false));
-        o
-    }
-
-    /// Scores `batch` and keeps the rows that belong among the best.
-    fn offer(&mut self, batch: RecordBatch, scored: &Count, skipped: &Count) -> Result<()> {
+    /// Filters and scores the rows of `batch` (where `live` is true) and
+    /// keeps those that belong among the best. Only the distances of the
+    /// surviving rows are computed, and only rows that can beat the current
+    /// k-th best are copied.
+    fn consider(
+        &mut self,
+        shared: &Shared,
+        batch: RecordBatch,
+        live: Option<BooleanArray>,
+    ) -> Result<()> {
         let rows = batch.num_rows();
-        if rows == 0 || self.fetch == 0 {
+        if rows == 0 || shared.fetch == 0 {
             return Ok(());
         }
-        scored.add(rows);
-        let mut keys = Vec::with_capacity(self.sort.len() + 1);
-        // The first key (the distance) decides most rows: compute it, and
-        // drop rows that cannot beat the current k-th best before the rest.
-        let first = self.sort[0].expr.evaluate(&batch)?.into_array(rows)?;
-        let opts = self.sort[0].options;
-        let mut batch = batch;
-        let mut first = first;
-        if let Some(t) = &self.threshold {
-            let mut keep = if opts.descending {
-                gt_eq(&first, t)?
-            } else {
-                lt_eq(&first, t)?
-            };
-            if opts.nulls_first && first.null_count() > 0 {
-                keep = or_kleene(&keep, &is_null(&first)?)?;
-            }
-            let kept = keep.true_count();
-            skipped.add(rows - kept);
-            if kept == 0 {
-                return Ok(());
-            }
-            if kept < rows {
-                batch = filter_record_batch(&batch, &keep)?;
-                first = filter(&first, &keep)?;
-            }
+        let mut mask = live;
+        for f in &shared.filters {
+            let m = f.evaluate(&batch)?.into_array(rows)?;
+            let m = m.as_boolean_opt().ok_or_else(|| {
+                DataFusionError::Internal(format!("filter {f} did not give booleans"))
+            })?;
+            mask = Some(match mask {
+                None => m.clone(),
+                Some(prev) => and(&prev, m)?,
+            });
         }
+        // Rows that pass every filter (a null is not a pass).
+        let selected: Option<UInt32Array> = match &mask {
+            Some(m) if m.true_count() < rows => Some(true_positions(m)),
+            _ => None,
+        };
+        let n = selected.as_ref().map_or(rows, |s| s.len());
+        if n == 0 {
+            return Ok(());
+        }
+        shared.scored.add(n);
+        // The first sort key of the selected rows.
+        let first: ArrayRef = match (&shared.scorer, &selected) {
+            (Some(sc), sel) => {
+                let vectors = batch.column(sc.column).as_fixed_size_list();
+                match sel {
+                    // Few rows: score just those.
+                    Some(s) if n * 10 < rows * 3 => Arc::new(score_rows(
+                        sc.metric,
+                        vectors,
+                        &sc.query,
+                        sc.query_first,
+                        s.values(),
+                    )?),
+                    // Many: one sequential pass over every vector is
+                    // faster than skipping about.
+                    _ => {
+                        let all: Vec<u32> = (0..rows as u32).collect();
+                        let scores: ArrayRef = Arc::new(score_rows(
+                            sc.metric,
+                            vectors,
+                            &sc.query,
+                            sc.query_first,
+                            &all,
+                        )?);
+                        match sel {
+                            Some(s) => take(scores.as_ref(), s, None)?,
+                            None => scores,
+                        }
+                    }
+                }
+            }
+            (None, Some(s)) => {
+                let sub = take_record_batch(&batch, s)?;
+                shared.sort[0].expr.evaluate(&sub)?.into_array(n)?
+            }
+            (None, None) => shared.sort[0].expr.evaluate(&batch)?.into_array(rows)?,
+        };
+        // Positions (into `first`) of rows that can still make the top k.
+        let candidates: Option<UInt32Array> = match &self.threshold {
+            Some(t) => {
+                let opts = shared.sort[0].options;
+                let mut keep = if opts.descending {
+                    gt_eq(&first, t)?
+                } else {
+                    lt_eq(&first, t)?
+                };
+                if opts.nulls_first && first.null_count() > 0 {
+                    keep = or_kleene(&keep, &is_null(&first)?)?;
+                }
+                let kept = keep.true_count();
+                shared.skipped.add(n - kept);
+                if kept == 0 {
+                    return Ok(());
+                }
+                (kept < n).then(|| true_positions(&keep))
+            }
+            None => None,
+        };
+        let (first, rows_idx) = match (&candidates, &selected) {
+            (None, None) => (first, None),
+            (None, Some(s)) => (first, Some(s.clone())),
+            (Some(c), None) => (take(first.as_ref(), c, None)?, Some(c.clone())),
+            (Some(c), Some(s)) => {
+                let rows_idx = take(s, c, None)?;
+                (
+                    take(first.as_ref(), c, None)?,
+                    Some(
+                        rows_idx
+                            .as_primitive::<arrow::datatypes::UInt32Type>()
+                            .clone(),
+                    ),
+                )
+            }
+        };
+        let batch = match rows_idx {
+            Some(idx) => take_record_batch(&batch, &idx)?,
+            None => batch,
+        };
+        self.offer(shared, batch, first)
+    }
+
+    /// Merges `batch` (whose first sort key is `first`) into the best rows.
+    fn offer(&mut self, shared: &Shared, batch: RecordBatch, first: ArrayRef) -> Result<()> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(shared.sort.len() + 1);
         keys.push(first);
-        for s in &self.sort[1..] {
-            keys.push(s.expr.evaluate(&batch)?.into_array(batch.num_rows())?);
+        for s in &shared.sort[1..] {
+            keys.push(s.expr.evaluate(&batch)?.into_array(rows)?);
         }
-        keys.push(batch.column(self.key_idx).clone());
+        keys.push(batch.column(shared.key_idx).clone());
         let (batch, keys) = match self.best.take() {
             None => (batch, keys),
             Some((b, k)) => {
@@ -531,22 +679,25 @@ impl Best {
                 (merged, keys)
             }
         };
+        let mut options: Vec<SortOptions> = shared.sort.iter().map(|s| s.options).collect();
+        // The tie-break: the primary key, ascending.
+        options.push(SortOptions::new(false, false));
         let columns: Vec<SortColumn> = keys
             .iter()
-            .zip(self.options())
+            .zip(options)
             .map(|(values, o)| SortColumn {
                 values: values.clone(),
                 options: Some(o),
             })
             .collect();
-        let idx = lexsort_to_indices(&columns, Some(self.fetch))?;
+        let idx = lexsort_to_indices(&columns, Some(shared.fetch))?;
         let top = take_record_batch(&batch, &idx)?;
         let keys = keys
             .iter()
             .map(|k| take(k.as_ref(), &idx, None))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        self.threshold = (top.num_rows() >= self.fetch && keys[0].is_valid(self.fetch - 1))
-            .then(|| Scalar::new(keys[0].slice(self.fetch - 1, 1)));
+        self.threshold = (top.num_rows() >= shared.fetch && keys[0].is_valid(shared.fetch - 1))
+            .then(|| Scalar::new(keys[0].slice(shared.fetch - 1, 1)));
         self.best = Some((top, keys));
         Ok(())
     }
