@@ -4,9 +4,11 @@
 //! contiguous `Vec<f32>`, one core, a bounded heap) on the same vectors,
 //! measured in the same run, unfiltered and at 50% / 10% / 1% / 0.1%
 //! selectivity. Warm: the caches hold the data after the first queries.
+//! Then cold: the store is reopened (empty caches) and the first unfiltered
+//! query is timed, with the bytes it read from the store.
 //!
-//! Run: `cargo bench --bench topk` (ROWS and DIM from the environment,
-//! default 1,000,000 x 128).
+//! Run: `cargo bench --bench topk` (1,000,000 x 128 and 200,000 x 768;
+//! `SHAPES=100000x64,...` to choose).
 
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -22,13 +24,6 @@ use simsimd::SpatialSimilarity;
 
 const K: usize = 10;
 const RUNS: usize = 15;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn normal(rng: &mut StdRng) -> f32 {
     // Box-Muller: enough for benchmark data.
@@ -99,8 +94,17 @@ async fn ids(engine: &Engine, sql: &str) -> Vec<i64> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let rows = env("ROWS", 1_000_000);
-    let dim = env("DIM", 128);
+    let shapes = std::env::var("SHAPES").unwrap_or_else(|_| "1000000x128,200000x768".into());
+    for shape in shapes.split(',') {
+        let (rows, dim) = shape
+            .split_once('x')
+            .and_then(|(r, d)| Some((r.parse().ok()?, d.parse().ok()?)))
+            .expect("SHAPES is a list of ROWSxDIM");
+        run_shape(rows, dim).await;
+    }
+}
+
+async fn run_shape(rows: usize, dim: usize) {
     let mut rng = StdRng::seed_from_u64(0);
     let vectors: Vec<f32> = (0..rows * dim).map(|_| normal(&mut rng)).collect();
     let bucket: Vec<i32> = (0..rows).map(|_| rng.random_range(0..1000)).collect();
@@ -221,4 +225,35 @@ async fn main() {
             on / base
         );
     }
+
+    // Cold: a new store over the same files (empty caches), first query.
+    drop((fused, plain, store));
+    let store = Store::open(
+        dir.path().to_str().expect("utf-8 path"),
+        StoreConfig::default(),
+    )
+    .await
+    .expect("store reopens");
+    let cold = Engine::new(store.clone()).expect("engine");
+    let t = Instant::now();
+    let got = ids(&cold, &sql(&queries[0], None)).await;
+    let first = t.elapsed().as_secs_f64();
+    assert_eq!(got, flat_scan(&vectors, dim, &bucket, None, &queries[0]));
+    let read = store.cache_stats().fetched_bytes;
+    let mut warm = Vec::new();
+    for q in &queries {
+        let t = Instant::now();
+        ids(&cold, &sql(q, None)).await;
+        warm.push(t.elapsed().as_secs_f64());
+    }
+    let warm = median(warm);
+    println!(
+        "  cold after restart: first query {:.1} ms, read {:.0} MB from the store ({:.2} GB/s); \
+         warm {:.2} ms  |  cold/warm {:.1}",
+        first * 1e3,
+        read as f64 / 1e6,
+        read as f64 / first / 1e9,
+        warm * 1e3,
+        first / warm
+    );
 }

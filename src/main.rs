@@ -91,7 +91,7 @@ struct StoreArgs {
     /// Size of one cached block.
     #[arg(long, env = "QUIVER_CACHE_BLOCK_BYTES", default_value_t = quiver::cache::DEFAULT_BLOCK_BYTES)]
     cache_block_bytes: u64,
-    /// Bytes of decoded vector columns (per row group) kept in memory, so warm searches skip decoding (0: off).
+    /// Bytes of decoded columns (per row group: vectors, and the key and scalar columns top-k queries read) kept in memory, so warm searches skip decoding (0: off).
     #[arg(long, env = "QUIVER_VECTOR_CACHE_BYTES", default_value_t = quiver::config::DEFAULT_DECODED_CACHE_BYTES)]
     vector_cache_bytes: u64,
     /// Directory of the write-ahead log (a local disk; default: <data-dir>/_wal, also with --store).
