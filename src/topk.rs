@@ -24,8 +24,8 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, 
 use arrow::compute::kernels::boolean::and;
 use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
 use arrow::compute::{
-    concat, concat_batches, is_null, lexsort_to_indices, or_kleene, take, take_record_batch,
-    SortColumn, SortOptions,
+    concat, concat_batches, is_null, lexsort_to_indices, or_kleene, sort_to_indices, take,
+    take_record_batch, SortColumn, SortOptions,
 };
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
@@ -87,8 +87,13 @@ impl PhysicalOptimizerRule for FuseVectorTopK {
                 return Ok(Transformed::no(node));
             }
             if let Some(sort) = node.downcast_ref::<SortExec>() {
-                // One output partition is what the sort's parent sees
-                // either way (a merge above a single partition is a no-op).
+                // A sort that keeps its input's partitions feeds a parent
+                // that expects them (other than the merge handled above):
+                // leave it, unless there is one partition anyway.
+                let partitions = sort.input().output_partitioning().partition_count();
+                if sort.preserve_partitioning() && partitions > 1 {
+                    return Ok(Transformed::no(node));
+                }
                 if let Some(fused) = fuse(sort)? {
                     return Ok(Transformed::new(fused, true, TreeNodeRecursion::Jump));
                 }
@@ -187,6 +192,10 @@ fn fuse(sort: &SortExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let leaf = loop {
         if node.downcast_ref::<MaterializeExec>().is_some() {
             break node;
+        }
+        // A limit inside the chain would have to run before the top-k.
+        if node.fetch().is_some() {
+            return Ok(None);
         }
         let next = if let Some(p) = node.downcast_ref::<ProjectionExec>() {
             let through: Vec<_> = p.expr().iter().map(|e| e.expr.clone()).collect();
@@ -515,6 +524,24 @@ struct Shared {
     skipped: Count,
 }
 
+/// Positions of the values of `first` not behind `t` in the order `opts`
+/// (equal ones included); `None` if that is all of them.
+fn not_behind(
+    first: &ArrayRef,
+    t: &Scalar<ArrayRef>,
+    opts: SortOptions,
+) -> Result<Option<UInt32Array>> {
+    let mut keep = if opts.descending {
+        gt_eq(first, t)?
+    } else {
+        lt_eq(first, t)?
+    };
+    if opts.nulls_first && first.null_count() > 0 {
+        keep = or_kleene(&keep, &is_null(first)?)?;
+    }
+    Ok((keep.true_count() < first.len()).then(|| true_positions(&keep)))
+}
+
 /// Positions of the true values of `mask` (a null is not true).
 fn true_positions(mask: &BooleanArray) -> UInt32Array {
     let values = match mask.nulls() {
@@ -611,42 +638,47 @@ impl Best {
             }
             (None, None) => shared.sort[0].expr.evaluate(&batch)?.into_array(rows)?,
         };
-        // Positions (into `first`) of rows that can still make the top k.
-        let candidates: Option<UInt32Array> = match &self.threshold {
-            Some(t) => {
-                let opts = shared.sort[0].options;
-                let mut keep = if opts.descending {
-                    gt_eq(&first, t)?
-                } else {
-                    lt_eq(&first, t)?
-                };
-                if opts.nulls_first && first.null_count() > 0 {
-                    keep = or_kleene(&keep, &is_null(&first)?)?;
-                }
-                let kept = keep.true_count();
-                shared.skipped.add(n - kept);
-                if kept == 0 {
+        // Keep only rows not behind the current k-th best, nor behind the
+        // k-th best of this batch (ties stay: the later keys decide them),
+        // so that only about k rows are copied.
+        let opts = shared.sort[0].options;
+        let mut first = first;
+        let mut positions: Option<UInt32Array> = None; // into `first` as computed
+        if let Some(t) = &self.threshold {
+            if let Some(p) = not_behind(&first, t, opts)? {
+                shared.skipped.add(n - p.len());
+                if p.is_empty() {
                     return Ok(());
                 }
-                (kept < n).then(|| true_positions(&keep))
+                first = take(first.as_ref(), &p, None)?;
+                positions = Some(p);
             }
-            None => None,
-        };
-        let (first, rows_idx) = match (&candidates, &selected) {
-            (None, None) => (first, None),
-            (None, Some(s)) => (first, Some(s.clone())),
-            (Some(c), None) => (take(first.as_ref(), c, None)?, Some(c.clone())),
-            (Some(c), Some(s)) => {
-                let rows_idx = take(s, c, None)?;
-                (
-                    take(first.as_ref(), c, None)?,
-                    Some(
-                        rows_idx
+        }
+        if first.len() > shared.fetch {
+            let idx = sort_to_indices(&first, Some(opts), Some(shared.fetch))?;
+            let kth = idx.value(shared.fetch - 1) as usize;
+            if first.is_valid(kth) {
+                let t = Scalar::new(first.slice(kth, 1));
+                if let Some(p) = not_behind(&first, &t, opts)? {
+                    first = take(first.as_ref(), &p, None)?;
+                    positions = Some(match positions {
+                        Some(prev) => take(&prev, &p, None)?
                             .as_primitive::<arrow::datatypes::UInt32Type>()
                             .clone(),
-                    ),
-                )
+                        None => p,
+                    });
+                }
             }
+        }
+        let rows_idx = match (positions, &selected) {
+            (None, None) => None,
+            (None, Some(s)) => Some(s.clone()),
+            (Some(p), None) => Some(p),
+            (Some(p), Some(s)) => Some(
+                take(s, &p, None)?
+                    .as_primitive::<arrow::datatypes::UInt32Type>()
+                    .clone(),
+            ),
         };
         let batch = match rows_idx {
             Some(idx) => take_record_batch(&batch, &idx)?,
