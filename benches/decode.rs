@@ -58,7 +58,7 @@ fn decode(bytes: &Bytes, convert: bool) -> f64 {
         for b in reader {
             let col = b.unwrap().column(0).clone();
             let col = if convert {
-                quiver::layout::from_stored(&col).unwrap()
+                quiver::layout::from_stored(&col, &arrow::datatypes::DataType::Float32).unwrap()
             } else {
                 col
             };

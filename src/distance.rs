@@ -13,13 +13,16 @@ use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float64Builder, GenericListArray, OffsetSizeTrait,
 };
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Float32Type};
+use arrow::datatypes::{DataType, Field, Float16Type, Float32Type, Int8Type};
 use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
+use half::f16;
 use simsimd::SpatialSimilarity;
+
+use crate::schema::is_vector_element;
 
 /// The metric a distance function computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +79,90 @@ impl Metric {
                 -<f32 as SpatialSimilarity>::dot(a, b).unwrap_or(f64::NAN)
             }
             Metric::L1 => l1(a, b),
+        }
+    }
+}
+
+/// One vector of any element type quiver stores.
+#[derive(Clone, Copy)]
+enum VecRef<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    I8(&'a [i8]),
+}
+
+impl VecRef<'_> {
+    fn len(&self) -> usize {
+        match self {
+            VecRef::F32(v) => v.len(),
+            VecRef::F16(v) => v.len(),
+            VecRef::I8(v) => v.len(),
+        }
+    }
+
+    fn to_f32(self) -> Vec<f32> {
+        match self {
+            VecRef::F32(v) => v.to_vec(),
+            VecRef::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            VecRef::I8(v) => v.iter().map(|x| *x as f32).collect(),
+        }
+    }
+}
+
+impl Metric {
+    /// Distance between two vectors of equal length and any element type:
+    /// simsimd's float16 and int8 kernels when both have that type.
+    fn eval_ref(self, a: VecRef, b: VecRef) -> f64 {
+        match (a, b) {
+            (VecRef::F32(a), VecRef::F32(b)) => self.eval(a, b),
+            (VecRef::F16(a), VecRef::F16(b)) => self.eval_f16(a, b),
+            (VecRef::I8(a), VecRef::I8(b)) => self.eval_i8(a, b),
+            (a, b) => self.eval(&a.to_f32(), &b.to_f32()),
+        }
+    }
+
+    /// Distance between two float16 vectors (simsimd; L1 in f32 lanes).
+    pub fn eval_f16(self, a: &[f16], b: &[f16]) -> f64 {
+        // SAFETY: `half::f16` (arrow's) and `simsimd::f16` are both
+        // `#[repr(transparent)]` over `u16`, so the slices have the same
+        // layout.
+        let (x, y): (&[simsimd::f16], &[simsimd::f16]) = unsafe {
+            (
+                std::slice::from_raw_parts(a.as_ptr().cast(), a.len()),
+                std::slice::from_raw_parts(b.as_ptr().cast(), b.len()),
+            )
+        };
+        let zero = |v: &[f16]| v.iter().all(|e| e.to_f32() == 0.0);
+        match self {
+            Metric::L2 => <simsimd::f16 as SpatialSimilarity>::euclidean(x, y).unwrap_or(f64::NAN),
+            Metric::Cosine if zero(a) || zero(b) => f64::NAN,
+            Metric::Cosine => <simsimd::f16 as SpatialSimilarity>::cos(x, y).unwrap_or(f64::NAN),
+            Metric::InnerProduct => {
+                <simsimd::f16 as SpatialSimilarity>::dot(x, y).unwrap_or(f64::NAN)
+            }
+            Metric::NegativeInnerProduct => {
+                -<simsimd::f16 as SpatialSimilarity>::dot(x, y).unwrap_or(f64::NAN)
+            }
+            Metric::L1 => self.eval(&VecRef::F16(a).to_f32(), &VecRef::F16(b).to_f32()),
+        }
+    }
+
+    /// Distance between two int8 vectors (simsimd; L1 exact in integers).
+    pub fn eval_i8(self, a: &[i8], b: &[i8]) -> f64 {
+        let zero = |v: &[i8]| v.iter().all(|e| *e == 0);
+        match self {
+            Metric::L2 => <i8 as SpatialSimilarity>::euclidean(a, b).unwrap_or(f64::NAN),
+            Metric::Cosine if zero(a) || zero(b) => f64::NAN,
+            Metric::Cosine => <i8 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN),
+            Metric::InnerProduct => <i8 as SpatialSimilarity>::dot(a, b).unwrap_or(f64::NAN),
+            Metric::NegativeInnerProduct => {
+                -<i8 as SpatialSimilarity>::dot(a, b).unwrap_or(f64::NAN)
+            }
+            Metric::L1 => a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as u64)
+                .sum::<u64>() as f64,
         }
     }
 }
@@ -175,7 +262,25 @@ impl ScalarUDFImpl for DistanceUdf {
                 arg_types.len()
             );
         }
-        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        // Both vectors take one element type: float16 or int8 when every
+        // fixed-size argument (a column) has it, so their simsimd kernels
+        // run; else float32. Literals and parameters take the columns' type.
+        let fixed_items: Vec<&DataType> = arg_types
+            .iter()
+            .filter_map(|t| match t {
+                DataType::FixedSizeList(f, _) => Some(f.data_type()),
+                _ => None,
+            })
+            .collect();
+        let element = match fixed_items.first() {
+            Some(t @ (DataType::Float16 | DataType::Int8))
+                if fixed_items.iter().all(|x| x == t) =>
+            {
+                (*t).clone()
+            }
+            _ => DataType::Float32,
+        };
+        let item = Arc::new(Field::new("item", element, true));
         let fixed_dims: Vec<i32> = arg_types
             .iter()
             .filter_map(|t| match t {
@@ -233,7 +338,7 @@ impl ScalarUDFImpl for DistanceUdf {
                             y.len()
                         );
                     }
-                    out.append_value(self.metric.eval(x, y));
+                    out.append_value(self.metric.eval_ref(x, y));
                 }
                 _ => out.append_null(),
             }
@@ -247,7 +352,10 @@ impl ScalarUDFImpl for DistanceUdf {
 /// The query vector of a literal argument (a list of numbers), as `f32`.
 pub(crate) fn query_vector(v: &datafusion::scalar::ScalarValue) -> Option<Vec<f32>> {
     let vectors = Vectors::new(&ColumnarValue::Scalar(v.clone())).ok()?;
-    vectors.get(0).map(|x| x.to_vec())
+    match vectors.get(0)? {
+        VecRef::F32(x) => Some(x.to_vec()),
+        _ => None,
+    }
 }
 
 /// `metric` between `query` and the vectors at `rows` of `vectors`, exactly
@@ -311,54 +419,66 @@ impl Vectors {
             ColumnarValue::Array(a) => (a.clone(), false),
             ColumnarValue::Scalar(s) => (s.to_array()?, true),
         };
-        // Coercion guarantees Float32 elements; cast defensively otherwise.
+        // Coercion gives float32, float16 or int8 elements; other element
+        // types (from a caller that skipped coercion) become float32.
+        let f32_item = || Arc::new(Field::new("item", DataType::Float32, true));
         let array = match array.data_type() {
-            DataType::FixedSizeList(f, d) if f.data_type() != &DataType::Float32 => cast(
-                &array,
-                &DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), *d),
-            )?,
-            DataType::List(f) if f.data_type() != &DataType::Float32 => cast(
-                &array,
-                &DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
-            )?,
-            DataType::Null => arrow::array::new_null_array(
-                &DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
-                array.len(),
-            ),
+            DataType::FixedSizeList(f, d) if !is_vector_element(f.data_type()) => {
+                cast(&array, &DataType::FixedSizeList(f32_item(), *d))?
+            }
+            DataType::List(f) if !is_vector_element(f.data_type()) => {
+                cast(&array, &DataType::List(f32_item()))?
+            }
+            DataType::LargeList(f) if !is_vector_element(f.data_type()) => {
+                cast(&array, &DataType::LargeList(f32_item()))?
+            }
+            DataType::Null => {
+                arrow::array::new_null_array(&DataType::List(f32_item()), array.len())
+            }
             _ => array,
         };
         Ok(Self { array, broadcast })
     }
 
     #[inline]
-    fn get(&self, row: usize) -> Option<&[f32]> {
+    fn get(&self, row: usize) -> Option<VecRef<'_>> {
         let i = if self.broadcast { 0 } else { row };
         if self.array.is_null(i) {
             return None;
         }
-        match self.array.data_type() {
+        let (values, start, end) = match self.array.data_type() {
             DataType::FixedSizeList(_, _) => {
                 let l: &FixedSizeListArray = self.array.as_fixed_size_list();
                 let d = l.value_length() as usize;
-                let values = l.values().as_primitive::<Float32Type>().values();
                 let start = (l.offset() + i) * d;
-                Some(&values[start..start + d])
+                (l.values(), start, start + d)
             }
-            DataType::List(_) => list_slice(self.array.as_list::<i32>(), i),
-            DataType::LargeList(_) => list_slice(self.array.as_list::<i64>(), i),
+            DataType::List(_) => list_range(self.array.as_list::<i32>(), i),
+            DataType::LargeList(_) => list_range(self.array.as_list::<i64>(), i),
+            _ => return None,
+        };
+        if values.null_count() > 0 && (start..end).any(|j| values.is_null(j)) {
+            return None;
+        }
+        match values.data_type() {
+            DataType::Float32 => Some(VecRef::F32(
+                &values.as_primitive::<Float32Type>().values()[start..end],
+            )),
+            DataType::Float16 => Some(VecRef::F16(
+                &values.as_primitive::<Float16Type>().values()[start..end],
+            )),
+            DataType::Int8 => Some(VecRef::I8(
+                &values.as_primitive::<Int8Type>().values()[start..end],
+            )),
             _ => None,
         }
     }
 }
 
-fn list_slice<O: OffsetSizeTrait>(l: &GenericListArray<O>, i: usize) -> Option<&[f32]> {
+/// The element array of a list and the range of row `i` in it.
+fn list_range<O: OffsetSizeTrait>(l: &GenericListArray<O>, i: usize) -> (&ArrayRef, usize, usize) {
     let offsets = l.value_offsets();
-    let (s, e) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
-    let values = l.values().as_primitive::<Float32Type>();
-    if values.null_count() > 0 && (s..e).any(|j| values.is_null(j)) {
-        return None;
-    }
-    Some(&values.values()[s..e])
+    (l.values(), offsets[i].as_usize(), offsets[i + 1].as_usize())
 }
 
 #[cfg(test)]
@@ -387,6 +507,48 @@ mod tests {
         }
     }
 
+    /// Float16 and int8 kernels (simsimd) against the f64 reference over
+    /// the same (exactly representable) values, d in 1..4096. Reports the
+    /// worst relative error per metric and type.
+    #[test]
+    fn float16_and_int8_kernels_match_f64_reference() {
+        let mut seed = 11u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        };
+        let mut worst = [[0f64; 5]; 2];
+        for dim in [
+            1usize, 2, 3, 7, 8, 15, 16, 31, 64, 100, 128, 257, 768, 1536, 4095,
+        ] {
+            let a16: Vec<f16> = (0..dim).map(|_| f16::from_f32(rnd())).collect();
+            let b16: Vec<f16> = (0..dim).map(|_| f16::from_f32(rnd())).collect();
+            let a8: Vec<i8> = (0..dim).map(|_| (rnd() * 127.0) as i8).collect();
+            let b8: Vec<i8> = (0..dim).map(|_| (rnd() * 127.0) as i8).collect();
+            let (fa16, fb16) = (VecRef::F16(&a16).to_f32(), VecRef::F16(&b16).to_f32());
+            let (fa8, fb8) = (VecRef::I8(&a8).to_f32(), VecRef::I8(&b8).to_f32());
+            for (k, m) in Metric::ALL.into_iter().enumerate() {
+                for (t, got, want) in [
+                    (0, m.eval_f16(&a16, &b16), reference(m, &fa16, &fb16)),
+                    (1, m.eval_i8(&a8, &b8), reference(m, &fa8, &fb8)),
+                ] {
+                    let err = (got - want).abs() / want.abs().max(1.0);
+                    worst[t][k] = worst[t][k].max(err);
+                    assert!(
+                        err <= TOLERANCE,
+                        "{m:?} {t} d={dim}: {got} vs {want} ({err:e})"
+                    );
+                }
+            }
+        }
+        println!("worst relative errors (float16, int8) by metric: {worst:?}");
+    }
+
+    /// Bound of the relative error (against max(1, |reference|)).
+    const TOLERANCE: f64 = 1e-5;
+
     /// Kernels agree with an f64 reference over many dimensions.
     #[test]
     fn kernels_match_f64_reference() {
@@ -397,14 +559,16 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
         };
-        for dim in [1usize, 3, 4, 7, 16, 31, 64, 100, 128, 257, 768, 1536, 4048] {
+        for dim in [
+            1usize, 3, 4, 7, 16, 31, 64, 100, 128, 257, 768, 1536, 4048, 4096,
+        ] {
             let a: Vec<f32> = (0..dim).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..dim).map(|_| rnd()).collect();
             for m in Metric::ALL {
                 let got = m.eval(&a, &b);
                 let want = reference(m, &a, &b);
-                let tol = 1e-3 * (1.0 + want.abs());
-                assert!((got - want).abs() <= tol, "{m:?} d={dim}: {got} vs {want}");
+                let err = (got - want).abs() / want.abs().max(1.0);
+                assert!(err <= TOLERANCE, "{m:?} d={dim}: {got} vs {want} ({err:e})");
             }
         }
     }

@@ -7,7 +7,9 @@
 //! levels per element; fixed-size binary is one memcpy per page), and random
 //! float vectors hardly compress anyway. The field carries the metadata
 //! `quiver.vector = "float32[d]"`; readers turn the column back into
-//! `FixedSizeList<Float32, d>` without copying. Other engines read it as
+//! `FixedSizeList<Float32, d>` without copying. Float16 and int8 vectors are
+//! stored the same way (`FixedSizeBinary(2 * d)`, `"float16[d]"`;
+//! `FixedSizeBinary(d)`, `"int8[d]"`). Other engines read it as
 //! binary: e.g. `numpy.frombuffer(b"".join(col.to_pylist()), "<f4").reshape(-1, d)`
 //! in Python, or by reinterpreting the buffer of `pyarrow` 's
 //! `FixedSizeBinaryArray`.
@@ -16,119 +18,190 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeBinaryArray, FixedSizeListArray, Float32Array,
+    make_array, Array, ArrayData, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray,
 };
-use arrow::buffer::ScalarBuffer;
+use arrow::buffer::{Buffer, MutableBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef};
 
 use crate::error::{Error, Result};
-use crate::schema::vector_item_field;
+use crate::schema::{is_vector_element, vector_item_field_of};
 
 /// Field metadata key marking a stored vector column.
 pub const VECTOR_TAG: &str = "quiver.vector";
 
-/// The stored field of vector column `f` (`FixedSizeList<Float32, d>`).
-pub fn stored_field(f: &Field) -> Result<FieldRef> {
-    let DataType::FixedSizeList(_, d) = f.data_type() else {
+/// The name of a vector element type in the [`VECTOR_TAG`] value.
+fn element_name(t: &DataType) -> Option<&'static str> {
+    match t {
+        DataType::Float32 => Some("float32"),
+        DataType::Float16 => Some("float16"),
+        DataType::Int8 => Some("int8"),
+        _ => None,
+    }
+}
+
+/// The element type a stored field's [`VECTOR_TAG`] names (float32 when the
+/// tag is absent: files written before the tag carried other types).
+pub fn stored_element(f: &Field) -> Result<DataType> {
+    let Some(tag) = f.metadata().get(VECTOR_TAG) else {
+        return Ok(DataType::Float32);
+    };
+    let name = tag.split('[').next().unwrap_or_default();
+    [DataType::Float32, DataType::Float16, DataType::Int8]
+        .into_iter()
+        .find(|t| element_name(t) == Some(name))
+        .ok_or_else(|| Error::Corrupt {
+            path: f.name().clone(),
+            reason: format!("unknown vector type '{tag}' in the field metadata"),
+        })
+}
+
+/// The list's element type and its width in bytes.
+fn element_of(f: &Field) -> Result<(DataType, i32, i32)> {
+    let DataType::FixedSizeList(item, d) = f.data_type() else {
         return Err(Error::internal(format!(
             "'{}' is not a vector column",
             f.name()
         )));
     };
-    let meta = HashMap::from([(VECTOR_TAG.to_string(), format!("float32[{d}]"))]);
+    let t = item.data_type().clone();
+    let width = match (&t, t.primitive_width()) {
+        (t, Some(w)) if is_vector_element(t) => w as i32,
+        _ => {
+            return Err(Error::internal(format!(
+                "'{}' has vector elements of type {t}",
+                f.name()
+            )))
+        }
+    };
+    Ok((t, width, *d))
+}
+
+/// The stored field of vector column `f` (`FixedSizeList<T, d>`).
+pub fn stored_field(f: &Field) -> Result<FieldRef> {
+    let (t, width, d) = element_of(f)?;
+    let name = element_name(&t).expect("a vector element type");
+    let meta = HashMap::from([(VECTOR_TAG.to_string(), format!("{name}[{d}]"))]);
     Ok(Arc::new(
-        Field::new(f.name(), DataType::FixedSizeBinary(4 * d), f.is_nullable()).with_metadata(meta),
+        Field::new(
+            f.name(),
+            DataType::FixedSizeBinary(width * d),
+            f.is_nullable(),
+        )
+        .with_metadata(meta),
     ))
 }
 
-/// A vector array as stored: the float buffer reinterpreted as fixed-size
+/// A vector array as stored: the element buffer reinterpreted as fixed-size
 /// binary values (no copy).
 pub fn to_stored(a: &ArrayRef) -> Result<ArrayRef> {
     let list = a
-        .as_fixed_size_list_opt()
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
         .ok_or_else(|| Error::internal("vector column is not a FixedSizeList"))?;
-    let d = list.value_length();
-    let values = list
-        .values()
-        .as_primitive_opt::<arrow::datatypes::Float32Type>()
-        .ok_or_else(|| Error::internal("vector elements are not Float32"))?;
-    // The list may be a slice of a larger child array.
-    let start = list.offset() * d as usize;
-    let floats = values.values().slice(start, list.len() * d as usize);
-    let bytes = floats.into_inner();
+    let d = list.value_length() as usize;
+    let values = list.values();
+    let width = values
+        .data_type()
+        .primitive_width()
+        .filter(|_| is_vector_element(values.data_type()))
+        .ok_or_else(|| Error::internal("vector elements are not float32, float16 or int8"))?;
+    // The list may be a slice of a larger child array, and the child a
+    // slice of its buffer.
+    let data = values.to_data();
+    let start = (data.offset() + list.offset() * d) * width;
+    let bytes = data.buffers()[0].slice_with_length(start, list.len() * d * width);
     Ok(Arc::new(FixedSizeBinaryArray::try_new(
-        4 * d,
+        (width * d) as i32,
         bytes,
         list.nulls().cloned(),
     )?))
 }
 
-/// A stored vector array back as `FixedSizeList<Float32, d>`; zero-copy
-/// when the buffer is aligned for f32 (it is, for arrays arrow allocated).
-/// A `FixedSizeList` (files written before this layout) passes through.
-pub fn from_stored(a: &ArrayRef) -> Result<ArrayRef> {
-    let Some(bin) = a.as_fixed_size_binary_opt() else {
+/// A stored vector array back as `FixedSizeList<T, d>`, `T` the element type
+/// `element`; zero-copy when the buffer is aligned for `T` (it is, for arrays
+/// arrow allocated). A `FixedSizeList` (files written before this layout)
+/// passes through.
+pub fn from_stored(a: &ArrayRef, element: &DataType) -> Result<ArrayRef> {
+    let Some(bin) = a.as_any().downcast_ref::<FixedSizeBinaryArray>() else {
         return Ok(a.clone());
     };
-    let width = bin.value_length();
-    if width % 4 != 0 {
+    let width = element
+        .primitive_width()
+        .ok_or_else(|| Error::internal(format!("{element} is not a vector element type")))?;
+    let row = bin.value_length() as usize;
+    if !row.is_multiple_of(width) {
         return Err(Error::internal(format!(
-            "stored vector width {width} is not a multiple of 4 bytes"
+            "stored vector width {row} is not a multiple of {width} bytes"
         )));
     }
-    let d = width / 4;
+    let d = row / width;
     let n = bin.len();
     // `values()` is already this array's window of the data.
-    let buffer = bin.values().slice_with_length(0, n * width as usize);
-    let floats: ScalarBuffer<f32> =
-        if buffer.as_ptr().align_offset(std::mem::align_of::<f32>()) == 0 {
-            ScalarBuffer::new(buffer, 0, n * d as usize)
-        } else {
-            buffer
-                .as_slice()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-    let values = Float32Array::new(floats, None);
+    let mut buffer = bin.values().slice_with_length(0, n * row);
+    if buffer.as_ptr().align_offset(width) != 0 {
+        let mut copy = MutableBuffer::with_capacity(buffer.len());
+        copy.extend_from_slice(buffer.as_slice());
+        buffer = copy.into();
+    }
+    let values = make_array(
+        ArrayData::builder(element.clone())
+            .len(n * d)
+            .add_buffer(buffer)
+            .build()?,
+    );
     Ok(Arc::new(FixedSizeListArray::try_new(
-        vector_item_field(),
-        d,
-        Arc::new(values),
+        vector_item_field_of(element.clone()),
+        d as i32,
+        values,
         bin.nulls().cloned(),
     )?))
 }
 
-/// Rows `indices` of a `FixedSizeList<Float32>` array, copying each row's
-/// floats as one slice (arrow's `take` expands every row into `d` child
-/// indices, several times slower for wide vectors). Arrays with nulls or
-/// another element type go through `take`.
+/// Rows `indices` of a `FixedSizeList` vector array, copying each row's
+/// elements as one slice (arrow's `take` expands every row into `d` child
+/// indices, several times slower for wide vectors). Arrays with nulls go
+/// through `take`.
 pub fn gather(a: &ArrayRef, indices: &[u32]) -> Result<ArrayRef> {
-    let fast = a.as_fixed_size_list_opt().and_then(|l| {
-        let values = l
-            .values()
-            .as_primitive_opt::<arrow::datatypes::Float32Type>()?;
-        (l.null_count() == 0 && values.null_count() == 0).then_some((l, values))
-    });
-    let Some((list, values)) = fast else {
+    let fast = a
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
+        .and_then(|l| {
+            let v = l.values();
+            let width = v.data_type().primitive_width()?;
+            (l.null_count() == 0 && v.null_count() == 0 && is_vector_element(v.data_type()))
+                .then_some((l, width))
+        });
+    let Some((list, width)) = fast else {
         let idx = arrow::array::UInt32Array::from(indices.to_vec());
         return Ok(arrow::compute::take(a.as_ref(), &idx, None)?);
     };
     let d = list.value_length() as usize;
-    let base = list.offset() * d;
-    let src = &values.values()[base..];
-    let mut out: Vec<f32> = Vec::with_capacity(indices.len() * d);
+    let row = d * width;
+    let data = list.values().to_data();
+    let base = (data.offset() + list.offset() * d) * width;
+    let src = &data.buffers()[0].as_slice()[base..];
+    let mut out = MutableBuffer::with_capacity(indices.len() * row);
     for &i in indices {
-        let start = i as usize * d;
-        let row = src.get(start..start + d).ok_or_else(|| {
-            Error::internal(format!("row {i} out of bounds of {} vectors", list.len()))
-        })?;
-        out.extend_from_slice(row);
+        let start = i as usize * row;
+        let bytes = src
+            .get(start..start + row)
+            .filter(|_| (i as usize) < list.len())
+            .ok_or_else(|| {
+                Error::internal(format!("row {i} out of bounds of {} vectors", list.len()))
+            })?;
+        out.extend_from_slice(bytes);
     }
+    let element = list.values().data_type().clone();
+    let values = make_array(
+        ArrayData::builder(element.clone())
+            .len(indices.len() * d)
+            .add_buffer(Buffer::from(out))
+            .build()?,
+    );
     Ok(Arc::new(FixedSizeListArray::try_new(
-        vector_item_field(),
+        vector_item_field_of(element),
         d as i32,
-        Arc::new(Float32Array::from(out)),
+        values,
         None,
     )?))
 }
@@ -136,6 +209,8 @@ pub fn gather(a: &ArrayRef, indices: &[u32]) -> Result<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::vector_item_field;
+    use arrow::array::{AsArray, Float32Array};
 
     #[test]
     fn gather_matches_take() {
@@ -171,11 +246,11 @@ mod tests {
         for a in [list.clone(), list.slice(3, 5)] {
             let stored = to_stored(&a).unwrap();
             assert_eq!(stored.data_type(), &DataType::FixedSizeBinary(16));
-            let back = from_stored(&stored).unwrap();
+            let back = from_stored(&stored, &DataType::Float32).unwrap();
             assert_eq!(back.as_ref(), a.as_ref());
         }
         let stored = to_stored(&list).unwrap();
-        let back = from_stored(&stored).unwrap();
+        let back = from_stored(&stored, &DataType::Float32).unwrap();
         let src = list
             .as_fixed_size_list()
             .values()
@@ -185,5 +260,41 @@ mod tests {
             .values()
             .as_primitive::<arrow::datatypes::Float32Type>();
         assert_eq!(src.values().as_ptr(), dst.values().as_ptr(), "no copy");
+    }
+
+    #[test]
+    fn float16_and_int8_vectors_round_trip_and_gather() {
+        let h = arrow::array::Float16Array::from_iter_values(
+            (0..24).map(|i| half::f16::from_f32(i as f32 * 0.25)),
+        );
+        let i = arrow::array::Int8Array::from_iter_values((0..24).map(|i| i as i8 - 12));
+        for (values, tag) in [
+            (Arc::new(h) as ArrayRef, "float16[4]"),
+            (Arc::new(i) as ArrayRef, "int8[4]"),
+        ] {
+            let element = values.data_type().clone();
+            let list: ArrayRef = Arc::new(FixedSizeListArray::new(
+                vector_item_field_of(element.clone()),
+                4,
+                values,
+                None,
+            ));
+            let field = Field::new("v", list.data_type().clone(), true);
+            let stored_f = stored_field(&field).unwrap();
+            assert_eq!(stored_f.metadata()[VECTOR_TAG], tag);
+            assert_eq!(stored_element(&stored_f).unwrap(), element);
+            for a in [list.clone(), list.slice(2, 3)] {
+                let stored = to_stored(&a).unwrap();
+                let back = from_stored(&stored, &element).unwrap();
+                assert_eq!(back.as_ref(), a.as_ref());
+                let want = arrow::compute::take(
+                    a.as_ref(),
+                    &arrow::array::UInt32Array::from(vec![2, 0, 0]),
+                    None,
+                )
+                .unwrap();
+                assert_eq!(gather(&a, &[2, 0, 0]).unwrap().as_ref(), want.as_ref());
+            }
+        }
     }
 }

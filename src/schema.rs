@@ -25,7 +25,8 @@ const RESERVED: [&str; 3] = [TS_COLUMN, SEG_COLUMN, ROW_COLUMN];
 pub enum ColumnKind {
     PrimaryKey,
     Scalar,
-    /// `FixedSizeList<Float32, dim>`, stored in a column group of its own.
+    /// `FixedSizeList<Float32 | Float16 | Int8, dim>`, stored in a column
+    /// group of its own.
     Vector {
         dim: usize,
     },
@@ -40,7 +41,19 @@ pub struct CollectionSchema {
 
 /// The canonical element field of a vector column.
 pub fn vector_item_field() -> FieldRef {
-    Arc::new(Field::new("item", DataType::Float32, true))
+    vector_item_field_of(DataType::Float32)
+}
+
+/// The canonical element field of a vector column of `element`s
+/// (`Float32`, `Float16` or `Int8`).
+pub fn vector_item_field_of(element: DataType) -> FieldRef {
+    Arc::new(Field::new("item", element, true))
+}
+
+/// Whether vectors may have elements of type `t`: float32 (`FLOAT[d]`),
+/// float16 (Milvus's FLOAT16_VECTOR) and int8 (`TINYINT[d]`, INT8_VECTOR).
+pub fn is_vector_element(t: &DataType) -> bool {
+    matches!(t, DataType::Float32 | DataType::Float16 | DataType::Int8)
 }
 
 /// `FixedSizeList<Float32, dim>` with the canonical element field.
@@ -235,12 +248,12 @@ fn canonical_type(collection: &str, f: &Field) -> Result<DataType> {
         Binary | LargeBinary | BinaryView => Binary,
         Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float32
         | Float64 | Date32 | Date64 | Timestamp(_, _) => dt.clone(),
-        FixedSizeList(item, d) if *d > 0 && item.data_type() == &Float32 => {
-            vector_type(*d as usize)
+        FixedSizeList(item, d) if *d > 0 && is_vector_element(item.data_type()) => {
+            FixedSizeList(vector_item_field_of(item.data_type().clone()), *d)
         }
         FixedSizeList(item, _) => {
             return Err(Error::invalid(format!(
-                "vector column '{}' of collection '{collection}' must have FLOAT (Float32) elements, not {}",
+                "vector column '{}' of collection '{collection}' must have FLOAT (Float32), Float16 or TINYINT (Int8) elements, not {}",
                 f.name(),
                 item.data_type()
             )))

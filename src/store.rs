@@ -284,7 +284,10 @@ impl Store {
             .await?;
         let arrays: Vec<ArrayRef> = batches
             .iter()
-            .map(|b| crate::layout::from_stored(b.column(0)))
+            .map(|b| {
+                let element = crate::layout::stored_element(b.schema().field(0))?;
+                crate::layout::from_stored(b.column(0), &element)
+            })
             .collect::<Result<_>>()?;
         let out = match arrays.len() {
             1 => arrays.into_iter().next().expect("one array"),
