@@ -52,5 +52,36 @@ fn main() {
             let t = time(&|a, b| m.eval(a, b));
             println!("  {:<24} {:.1} M vectors/s", m.name(), N as f64 / t / 1e6);
         }
+        // The same vectors as float16 and int8 (scaled), against float32.
+        let halves: Vec<half::f16> = data.iter().map(|x| half::f16::from_f32(*x)).collect();
+        let bytes: Vec<i8> = data.iter().map(|x| (x * 254.0) as i8).collect();
+        let q16 = halves[..dim].to_vec();
+        let q8 = bytes[..dim].to_vec();
+        let best = |f: &dyn Fn(usize) -> f64| {
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t = Instant::now();
+                let mut acc = 0.0;
+                for i in 0..N {
+                    acc += f(black_box(i));
+                }
+                black_box(acc);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            best
+        };
+        for m in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            let t32 = time(&|a, b| m.eval(a, b));
+            let t16 = best(&|i| m.eval_f16(&halves[i * dim..(i + 1) * dim], &q16));
+            let t8 = best(&|i| m.eval_i8(&bytes[i * dim..(i + 1) * dim], &q8));
+            println!(
+                "  {:<24} float16 {:.1} M vectors/s ({:.2} x float32 time), int8 {:.1} M vectors/s ({:.2} x)",
+                m.name(),
+                N as f64 / t16 / 1e6,
+                t16 / t32,
+                N as f64 / t8 / 1e6,
+                t8 / t32
+            );
+        }
     }
 }

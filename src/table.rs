@@ -772,16 +772,37 @@ impl MaterializeExec {
         Ok(units)
     }
 
-    /// The keyed batches of one unit, built from decoded (cached) columns
-    /// without copying, each with the mask of rows no delete hides (`None`:
-    /// all rows are live).
+    /// Indices (in the keyed schema) of the columns that are not vectors,
+    /// the key last: the schema of the batches `load_unit`'s `prefilter`
+    /// sees.
+    pub fn scalar_columns(&self) -> Vec<usize> {
+        let mut cols: Vec<usize> = (0..self.work.sources.len())
+            .filter(|&i| !self.is_vector_column(i))
+            .collect();
+        cols.push(self.work.sources.len());
+        cols
+    }
+
+    /// The keyed batches of one unit, each with the mask of its rows that
+    /// no delete hides and `prefilter` (run on the [`Self::scalar_columns`]
+    /// first) accepts; `None` when that is every row. Columns come from
+    /// the decoded-column cache without copying; vectors are read only for
+    /// the rows that pass when few do and the row group's vectors are not
+    /// cached (a sparse read), so a selective filter decodes few vectors.
     pub async fn load_unit(
         &self,
         unit: ScanUnit,
+        prefilter: &(dyn Fn(&RecordBatch) -> DFResult<Option<BooleanArray>> + Send + Sync),
     ) -> DFResult<Vec<(RecordBatch, Option<BooleanArray>)>> {
+        let scalar_cols = self.scalar_columns();
         let (segment, rg, start) = match unit {
             ScanUnit::Growing => {
-                return Ok(self.growing.iter().map(|b| (b.clone(), None)).collect());
+                let mut out = Vec::with_capacity(self.growing.len());
+                for b in self.growing.iter() {
+                    let mask = prefilter(&b.project(&scalar_cols)?)?;
+                    out.push((b.clone(), mask.filter(|m| m.true_count() < b.num_rows())));
+                }
+                return Ok(out);
             }
             ScanUnit::RowGroup { segment, rg, start } => (segment, rg, start),
         };
@@ -790,49 +811,57 @@ impl MaterializeExec {
         let path = Store::file_path(&work.collection, &file.path);
         let meta = work.store.reader_metadata(&path, file.size).await?;
         let rows = meta.metadata().row_group(rg).num_rows() as usize;
-        let file_schema = meta.schema().clone();
-        let roots: Vec<usize> = work
-            .input_names
+        // Decode the input columns this needs (not the row address: the
+        // vectors are read by position here).
+        let mut needed: Vec<usize> = work
+            .sources
             .iter()
-            .map(|n| file_schema.index_of(n))
+            .filter_map(|s| match s {
+                ColumnSource::Input(i) => Some(*i),
+                ColumnSource::Vector(_) => None,
+            })
+            .collect();
+        needed.push(work.key_idx);
+        if let Some(d) = &work.deletes {
+            needed.extend([d.pk_idx, d.ts_idx]);
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        let file_schema = meta.schema().clone();
+        let roots: Vec<usize> = needed
+            .iter()
+            .map(|&i| file_schema.index_of(&work.input_names[i]))
             .collect::<Result<_, _>>()?;
-        let input = work
+        let decoded = work
             .store
             .decoded_columns(&path, file.size, &meta, rg, &roots)
             .await?;
-        let counters = &self.resident_counters;
-        let mut columns = Vec::with_capacity(work.sources.len() + 1);
-        for (out_idx, src) in work.sources.iter().enumerate() {
-            let want = work.schema.field(out_idx).data_type();
-            let col = match src {
-                ColumnSource::Input(i) => input[*i].clone(),
-                ColumnSource::Vector(name) => {
-                    let file = work
-                        .files
-                        .get(seg_id)
-                        .and_then(|m| m.get(name))
-                        .ok_or_else(|| {
-                            DataFusionError::External(Box::new(Error::Corrupt {
-                                path: format!("{}/insert_log/{seg_id}", work.collection),
-                                reason: format!("segment has no file for vector column '{name}'"),
-                            }))
-                        })?;
-                    let positions: Vec<u32> =
-                        (start as u32..(start as usize + rows) as u32).collect();
-                    counters.fetches.add(1);
-                    counters.rows.add(rows);
-                    work.read_rows(file, out_idx, &positions, counters).await?
-                }
-            };
-            columns.push(if col.data_type() == want {
-                col
-            } else {
-                arrow::compute::cast(&col, want)?
-            });
+        let mut input: Vec<Option<ArrayRef>> = vec![None; work.input_names.len()];
+        for (&i, a) in needed.iter().zip(decoded) {
+            input[i] = Some(a);
         }
-        columns.push(input[work.key_idx].clone());
-        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-        let batch = RecordBatch::try_new_with_options(work.keyed_schema.clone(), columns, &opts)?;
+        let input: Vec<ArrayRef> = input
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    arrow::array::new_null_array(&arrow::datatypes::DataType::Null, 0)
+                })
+            })
+            .collect();
+        // The scalar columns and the key, in the keyed schema's order.
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; work.sources.len() + 1];
+        for (out_idx, src) in work.sources.iter().enumerate() {
+            if let ColumnSource::Input(i) = src {
+                let want = work.schema.field(out_idx).data_type();
+                let col = input[*i].clone();
+                columns[out_idx] = Some(if col.data_type() == want {
+                    col
+                } else {
+                    arrow::compute::cast(&col, want)?
+                });
+            }
+        }
+        columns[work.sources.len()] = Some(input[work.key_idx].clone());
         let live = match &work.deletes {
             Some(d) => {
                 let keys = &input[d.pk_idx];
@@ -844,7 +873,74 @@ impl MaterializeExec {
             }
             None => None,
         };
-        Ok(vec![(batch, live)])
+        let scalar_schema = Arc::new(work.keyed_schema.project(&scalar_cols)?);
+        let scalar = RecordBatch::try_new_with_options(
+            scalar_schema,
+            scalar_cols
+                .iter()
+                .map(|&i| columns[i].clone().expect("a scalar column"))
+                .collect(),
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?;
+        let mask = match (live, prefilter(&scalar)?) {
+            (None, m) | (m, None) => m,
+            (Some(a), Some(b)) => Some(arrow::compute::and(&a, &b)?),
+        };
+        let selected = mask.as_ref().map_or(rows, |m| m.true_count());
+        if selected == 0 {
+            return Ok(Vec::new());
+        }
+        // Few rows pass: keep just those, and read just their vectors.
+        let sparse = selected * 8 < rows;
+        let (positions, n) = match (&mask, sparse) {
+            (Some(m), true) => {
+                let keep: Vec<u32> = m
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| (v == Some(true)).then_some(i as u32))
+                    .collect();
+                let idx = arrow::array::UInt32Array::from(keep.clone());
+                for c in columns.iter_mut().flatten() {
+                    *c = arrow::compute::take(c.as_ref(), &idx, None)?;
+                }
+                (
+                    keep.iter().map(|&i| start as u32 + i).collect::<Vec<u32>>(),
+                    keep.len(),
+                )
+            }
+            _ => (
+                (start as u32..(start as usize + rows) as u32).collect(),
+                rows,
+            ),
+        };
+        let counters = &self.resident_counters;
+        for (out_idx, src) in work.sources.iter().enumerate() {
+            if let ColumnSource::Vector(name) = src {
+                let file = work
+                    .files
+                    .get(seg_id)
+                    .and_then(|m| m.get(name))
+                    .ok_or_else(|| {
+                        DataFusionError::External(Box::new(Error::Corrupt {
+                            path: format!("{}/insert_log/{seg_id}", work.collection),
+                            reason: format!("segment has no file for vector column '{name}'"),
+                        }))
+                    })?;
+                counters.fetches.add(1);
+                counters.rows.add(positions.len());
+                columns[out_idx] = Some(work.read_rows(file, out_idx, &positions, counters).await?);
+            }
+        }
+        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
+        let batch = RecordBatch::try_new_with_options(
+            work.keyed_schema.clone(),
+            columns
+                .into_iter()
+                .map(|c| c.expect("every column"))
+                .collect(),
+            &opts,
+        )?;
+        Ok(vec![(batch, if sparse { None } else { mask })])
     }
 
     fn stream(

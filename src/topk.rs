@@ -389,8 +389,17 @@ impl ExecutionPlan for VectorTopKExec {
             )));
         }
         let input = self.input.clone();
+        // Filters over scalar columns only run before any vector is read
+        // (on the scan's scalar columns); the others after.
+        let scan = self
+            .input
+            .downcast_ref::<MaterializeExec>()
+            .expect("checked in try_new");
+        let (pre, post) = split_filters(&self.filters, &scan.scalar_columns())?;
         let shared = Arc::new(Shared {
             filters: self.filters.clone(),
+            pre_filters: pre,
+            post_filters: post,
             sort: self.sort.clone(),
             scorer: self.scorer.clone(),
             key_idx: self.key_idx,
@@ -421,8 +430,10 @@ impl ExecutionPlan for VectorTopKExec {
                             .expect("checked in try_new");
                         let mut best = Best::new(&shared);
                         for unit in units.iter().skip(w).step_by(workers) {
-                            for (batch, live) in scan.load_unit(*unit).await? {
-                                best.consider(&shared, batch, live)?;
+                            let prefilter =
+                                |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
+                            for (batch, live) in scan.load_unit(*unit, &prefilter).await? {
+                                best.consider(&shared, &shared.post_filters, batch, live)?;
                             }
                         }
                         Ok::<_, DataFusionError>(best)
@@ -435,7 +446,7 @@ impl ExecutionPlan for VectorTopKExec {
                     tasks.push(SpawnedTask::spawn(async move {
                         let mut best = Best::new(&shared);
                         while let Some(batch) = stream.next().await {
-                            best.consider(&shared, batch?, None)?;
+                            best.consider(&shared, &shared.filters, batch?, None)?;
                         }
                         Ok::<_, DataFusionError>(best)
                     }));
@@ -516,12 +527,79 @@ impl Scorer {
 /// What every worker of one execution shares.
 struct Shared {
     filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// The filters that read no vector column, over the scan's scalar
+    /// columns ([`MaterializeExec::scalar_columns`]), and the rest.
+    pre_filters: Vec<Arc<dyn PhysicalExpr>>,
+    post_filters: Vec<Arc<dyn PhysicalExpr>>,
     sort: Arc<[PhysicalSortExpr]>,
     scorer: Option<Scorer>,
     key_idx: usize,
     fetch: usize,
     scored: Count,
     skipped: Count,
+}
+
+/// The rows of `batch` where `mask` (if any) and every filter are true;
+/// `None` for all rows.
+fn all_true(
+    filters: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+    mask: Option<BooleanArray>,
+) -> Result<Option<BooleanArray>> {
+    let mut mask = mask;
+    for f in filters {
+        let m = f.evaluate(batch)?.into_array(batch.num_rows())?;
+        let m = m.as_boolean_opt().ok_or_else(|| {
+            DataFusionError::Internal(format!("filter {f} did not give booleans"))
+        })?;
+        mask = Some(match mask {
+            None => m.clone(),
+            Some(prev) => and(&prev, m)?,
+        });
+    }
+    Ok(mask)
+}
+
+type Filters = Vec<Arc<dyn PhysicalExpr>>;
+
+/// Splits `filters` (over the scan's keyed schema) into those that read
+/// only `scalar` columns, rewritten over a batch of just those columns,
+/// and the others.
+fn split_filters(
+    filters: &[Arc<dyn PhysicalExpr>],
+    scalar: &[usize],
+) -> Result<(Filters, Filters)> {
+    let (mut pre, mut post) = (Vec::new(), Vec::new());
+    for f in filters {
+        let mut only_scalar = true;
+        f.apply(|e| {
+            if let Some(c) = e.downcast_ref::<Column>() {
+                only_scalar &= scalar.contains(&c.index());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        if !only_scalar {
+            post.push(f.clone());
+            continue;
+        }
+        let remapped = f
+            .clone()
+            .transform(|e| {
+                if let Some(c) = e.downcast_ref::<Column>() {
+                    let at = scalar
+                        .iter()
+                        .position(|&i| i == c.index())
+                        .expect("checked");
+                    return Ok(Transformed::yes(
+                        Arc::new(Column::new(c.name(), at)) as Arc<dyn PhysicalExpr>
+                    ));
+                }
+                Ok(Transformed::no(e))
+            })?
+            .data;
+        pre.push(remapped);
+    }
+    Ok((pre, post))
 }
 
 /// Positions of the values of `first` not behind `t` in the order `opts`
@@ -573,6 +651,7 @@ impl Best {
     fn consider(
         &mut self,
         shared: &Shared,
+        filters: &[Arc<dyn PhysicalExpr>],
         batch: RecordBatch,
         live: Option<BooleanArray>,
     ) -> Result<()> {
@@ -580,17 +659,7 @@ impl Best {
         if rows == 0 || shared.fetch == 0 {
             return Ok(());
         }
-        let mut mask = live;
-        for f in &shared.filters {
-            let m = f.evaluate(&batch)?.into_array(rows)?;
-            let m = m.as_boolean_opt().ok_or_else(|| {
-                DataFusionError::Internal(format!("filter {f} did not give booleans"))
-            })?;
-            mask = Some(match mask {
-                None => m.clone(),
-                Some(prev) => and(&prev, m)?,
-            });
-        }
+        let mask = all_true(filters, &batch, live)?;
         // Rows that pass every filter (a null is not a pass).
         let selected: Option<UInt32Array> = match &mask {
             Some(m) if m.true_count() < rows => Some(true_positions(m)),

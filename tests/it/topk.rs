@@ -366,3 +366,54 @@ async fn fused_topk_reports_its_work_in_explain_analyze() {
     assert_eq!(scored, live, "{line}");
     assert!(line.contains("output_rows=5"), "{line}");
 }
+
+/// The value of metric `name` in EXPLAIN ANALYZE text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} metric in:\n{text}"))
+}
+
+/// Filters on scalar columns run before any vector is read: a cold 1%
+/// filter reads the vectors of the 1% of rows only, and caches no decoded
+/// vectors; an unfiltered query reads (and caches) them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selective_filter_reads_only_the_vectors_it_selects() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        row_group_rows: 2_000,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path().to_str().unwrap(), config.clone())
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    ingest(&store, "t", rows(0..20_000, &mut rng), IngestMode::CREATE)
+        .await
+        .unwrap();
+    drop(store);
+    // Cold: a new store over the same files.
+    let store = Store::open(dir.path().to_str().unwrap(), config)
+        .await
+        .unwrap();
+    let engine = Engine::new(store.clone()).unwrap();
+    let q = "[1, 0, 2, 1, 0, 0, 1, 2]";
+    let selective =
+        format!("SELECT id FROM t WHERE id % 100 = 7 ORDER BY l2_distance(v, {q}) LIMIT 5");
+    let plan = run(&engine, &format!("EXPLAIN ANALYZE {selective}")).await;
+    assert!(plan.contains("VectorTopKExec"), "{plan}");
+    assert_eq!(metric(&plan, "vector_rows"), 200, "{plan}");
+    assert_eq!(metric(&plan, "rows_scored"), 200, "{plan}");
+    let (_, _, cached) = store.decoded_cache_stats().await;
+    // The key column of 20,000 rows is cached; no vector chunk is.
+    let vectors = 20_000 * DIM as u64 * 4;
+    assert!(cached < vectors / 2, "{cached} bytes cached");
+    let all = format!("SELECT id FROM t ORDER BY l2_distance(v, {q}) LIMIT 5");
+    let plan = run(&engine, &format!("EXPLAIN ANALYZE {all}")).await;
+    // (EXPLAIN ANALYZE prints 20,000 as "20.00 K".)
+    assert!(plan.contains("vector_rows=20.00 K"), "{plan}");
+    let (_, _, cached) = store.decoded_cache_stats().await;
+    assert!(cached >= vectors, "{cached} bytes cached");
+}
