@@ -428,7 +428,7 @@ impl ExecutionPlan for VectorTopKExec {
                         let scan = input
                             .downcast_ref::<MaterializeExec>()
                             .expect("checked in try_new");
-                        let mut best = Best::new(&shared);
+                        let mut best = Best::default();
                         for unit in units.iter().skip(w).step_by(workers) {
                             let prefilter =
                                 |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
@@ -444,7 +444,7 @@ impl ExecutionPlan for VectorTopKExec {
                     let mut stream = scan.execute_keyed(p, context.clone())?;
                     let shared = shared.clone();
                     tasks.push(SpawnedTask::spawn(async move {
-                        let mut best = Best::new(&shared);
+                        let mut best = Best::default();
                         while let Some(batch) = stream.next().await {
                             best.consider(&shared, &shared.filters, batch?, None)?;
                         }
@@ -452,7 +452,7 @@ impl ExecutionPlan for VectorTopKExec {
                     }));
                 }
             }
-            let mut all = Best::new(&shared);
+            let mut all = Best::default();
             for t in tasks {
                 let best = t
                     .join_unwind()
@@ -630,6 +630,7 @@ fn true_positions(mask: &BooleanArray) -> UInt32Array {
 }
 
 /// The k best rows seen so far, in order, with their sort-key values.
+#[derive(Default)]
 struct Best {
     best: Option<(RecordBatch, Vec<ArrayRef>)>,
     /// The k-th best value of the first sort key, once there are k rows.
@@ -637,13 +638,6 @@ struct Best {
 }
 
 impl Best {
-    fn new(_shared: &Shared) -> Self {
-        Self {
-            best: None,
-            threshold: None,
-        }
-    }
-
     /// Filters and scores the rows of `batch` (where `live` is true) and
     /// keeps those that belong among the best. Only the distances of the
     /// surviving rows are computed, and only rows that can beat the current
