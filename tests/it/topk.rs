@@ -417,3 +417,89 @@ async fn a_selective_filter_reads_only_the_vectors_it_selects() {
     let (_, _, cached) = store.decoded_cache_stats().await;
     assert!(cached >= vectors, "{cached} bytes cached");
 }
+
+/// Long array literals (query vectors) are planned as parameters and bound
+/// after planning: the answers equal those of the same vector written as a
+/// `make_array(...)` call (planned the ordinary way), integers included,
+/// and errors still name the dimensions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_vector_literals_give_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    let engine = Engine::new(store.clone()).unwrap();
+    const D: usize = 40;
+    let mut rng = StdRng::seed_from_u64(9);
+    let n = 2_000;
+    let v = FixedSizeListArray::new(
+        quiver::schema::vector_item_field(),
+        D as i32,
+        Arc::new(Float32Array::from_iter_values(
+            (0..n * D).map(|_| rng.random_range(-1.0..1.0f32)),
+        )),
+        None,
+    );
+    let b = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(0..n as i64)) as ArrayRef,
+        ),
+        ("v", Arc::new(v) as ArrayRef),
+    ])
+    .unwrap();
+    ingest(&store, "w", b, IngestMode::CREATE).await.unwrap();
+    for ints in [false, true] {
+        let xs: Vec<String> = (0..D)
+            .map(|_| {
+                if ints {
+                    format!("{}", rng.random_range(-3..4))
+                } else {
+                    format!("{:.6}", rng.random_range(-1.0..1.0f64))
+                }
+            })
+            .collect();
+        let list = format!("[{}]", xs.join(", "));
+        let call = format!("make_array({})", xs.join(", "));
+        for f in [
+            "l2_distance",
+            "cosine_distance",
+            "inner_product",
+            "l1_distance",
+        ] {
+            let q = |vec: &str| {
+                format!(
+                    "SELECT id, {f}(v, {vec}) AS d FROM w WHERE id % 3 = 0 ORDER BY d, id LIMIT 7"
+                )
+            };
+            assert_eq!(
+                run(&engine, &q(&list)).await,
+                run(&engine, &q(&call)).await,
+                "{f}"
+            );
+            // Range search, in a filter rather than ORDER BY.
+            let r = |vec: &str| format!("SELECT count(*) FROM w WHERE {f}(v, {vec}) < 0.5");
+            assert_eq!(run(&engine, &r(&list)).await, run(&engine, &r(&call)).await);
+        }
+        // The literal was planned as a parameter (its name shows it).
+        let named = run(
+            &engine,
+            &format!("SELECT l2_distance(v, {list}) FROM w LIMIT 1"),
+        )
+        .await;
+        assert!(named.contains("$quiver_vector_1"), "{named}");
+        let plan = explain(
+            &engine,
+            &format!("SELECT id FROM w ORDER BY l2_distance(v, {list}) LIMIT 3"),
+        )
+        .await;
+        assert!(plan.contains("VectorTopKExec"), "{plan}");
+    }
+    let short = format!("[{}]", vec!["1"; 20].join(", "));
+    let err = engine
+        .sql(&format!("SELECT l2_distance(v, {short}) FROM w"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("different dimensions"), "{err}");
+}
