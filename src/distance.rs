@@ -251,9 +251,10 @@ impl ScalarUDFImpl for DistanceUdf {
         Ok(DataType::Float64)
     }
 
-    /// Vector columns keep their `FixedSizeList` shape (with Float32
-    /// elements); list literals and parameters become `List<Float32>`, and
-    /// the lengths are checked per row with a clear message.
+    /// Vector columns keep their `FixedSizeList` shape; both arguments take
+    /// one element type (see below); list literals and parameters become
+    /// lists of it, and the lengths are checked per row with a clear
+    /// message.
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let name = self.name();
         if arg_types.len() != 2 {
@@ -507,18 +508,24 @@ mod tests {
         }
     }
 
+    /// Deterministic uniform values in [-1, 1) (a linear congruential
+    /// generator: no dependency, same numbers on every machine).
+    fn uniform(seed: u64) -> impl FnMut() -> f32 {
+        let mut seed = seed;
+        move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        }
+    }
+
     /// Float16 and int8 kernels (simsimd) against the f64 reference over
     /// the same (exactly representable) values, d in 1..4096. Reports the
     /// worst relative error per metric and type.
     #[test]
     fn float16_and_int8_kernels_match_f64_reference() {
-        let mut seed = 11u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        };
+        let mut rnd = uniform(11);
         let mut worst = [[0f64; 5]; 2];
         for dim in [
             1usize, 2, 3, 7, 8, 15, 16, 31, 64, 100, 128, 257, 768, 1536, 4095,
@@ -552,13 +559,7 @@ mod tests {
     /// Kernels agree with an f64 reference over many dimensions.
     #[test]
     fn kernels_match_f64_reference() {
-        let mut seed = 7u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        };
+        let mut rnd = uniform(7);
         for dim in [
             1usize, 3, 4, 7, 16, 31, 64, 100, 128, 257, 768, 1536, 4048, 4096,
         ] {

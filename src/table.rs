@@ -836,24 +836,17 @@ impl MaterializeExec {
             .store
             .decoded_columns(&path, file.size, &meta, rg, &roots)
             .await?;
-        let mut input: Vec<Option<ArrayRef>> = vec![None; work.input_names.len()];
+        let mut decoded_at: Vec<Option<ArrayRef>> = vec![None; work.input_names.len()];
         for (&i, a) in needed.iter().zip(decoded) {
-            input[i] = Some(a);
+            decoded_at[i] = Some(a);
         }
-        let input: Vec<ArrayRef> = input
-            .into_iter()
-            .map(|a| {
-                a.unwrap_or_else(|| {
-                    arrow::array::new_null_array(&arrow::datatypes::DataType::Null, 0)
-                })
-            })
-            .collect();
+        let input = |i: usize| decoded_at[i].clone().expect("a decoded input column");
         // The scalar columns and the key, in the keyed schema's order.
         let mut columns: Vec<Option<ArrayRef>> = vec![None; work.sources.len() + 1];
         for (out_idx, src) in work.sources.iter().enumerate() {
             if let ColumnSource::Input(i) = src {
                 let want = work.schema.field(out_idx).data_type();
-                let col = input[*i].clone();
+                let col = input(*i);
                 columns[out_idx] = Some(if col.data_type() == want {
                     col
                 } else {
@@ -861,11 +854,12 @@ impl MaterializeExec {
                 });
             }
         }
-        columns[work.sources.len()] = Some(input[work.key_idx].clone());
+        columns[work.sources.len()] = Some(input(work.key_idx));
         let live = match &work.deletes {
             Some(d) => {
-                let keys = &input[d.pk_idx];
-                let ts = input[d.ts_idx].as_primitive::<UInt64Type>();
+                let keys = input(d.pk_idx);
+                let ts = input(d.ts_idx);
+                let ts = ts.as_primitive::<UInt64Type>();
                 let keep = BooleanArray::from_iter(
                     (0..rows).map(|i| Some(!d.map.hides(key_at(keys.as_ref(), i), ts.value(i)))),
                 );
@@ -894,19 +888,12 @@ impl MaterializeExec {
         let sparse = selected * 8 < rows;
         let (positions, n) = match (&mask, sparse) {
             (Some(m), true) => {
-                let keep: Vec<u32> = m
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| (v == Some(true)).then_some(i as u32))
-                    .collect();
-                let idx = arrow::array::UInt32Array::from(keep.clone());
+                let idx = crate::topk::true_positions(m);
                 for c in columns.iter_mut().flatten() {
                     *c = arrow::compute::take(c.as_ref(), &idx, None)?;
                 }
-                (
-                    keep.iter().map(|&i| start as u32 + i).collect::<Vec<u32>>(),
-                    keep.len(),
-                )
+                let positions: Vec<u32> = idx.values().iter().map(|&i| start as u32 + i).collect();
+                (positions, idx.len())
             }
             _ => (
                 (start as u32..(start as usize + rows) as u32).collect(),

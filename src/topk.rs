@@ -217,9 +217,6 @@ fn fuse(sort: &SortExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         } else if let Some(r) = node.downcast_ref::<RepartitionExec>() {
             r.input().clone()
         } else if let Some(c) = node.downcast_ref::<CoalescePartitionsExec>() {
-            if c.fetch().is_some() {
-                return Ok(None);
-            }
             c.input().clone()
         } else if let Some(c) = node.downcast_ref::<CooperativeExec>() {
             c.input().clone()
@@ -621,7 +618,7 @@ fn not_behind(
 }
 
 /// Positions of the true values of `mask` (a null is not true).
-fn true_positions(mask: &BooleanArray) -> UInt32Array {
+pub(crate) fn true_positions(mask: &BooleanArray) -> UInt32Array {
     let values = match mask.nulls() {
         Some(nulls) => mask.values() & nulls.inner(),
         None => mask.values().clone(),

@@ -13,7 +13,7 @@ use arrow::util::pretty::pretty_format_batches;
 use quiver::schema::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
-use crate::util::ingest;
+use crate::util::{ingest, metric};
 
 fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
     let n = (ids.end - ids.start) as usize;
@@ -207,15 +207,6 @@ async fn selective_scans_fetch_vectors_in_few_reads() {
         (1..=4).contains(&fetches),
         "{fetches} vector reads for 100 rows in 100 row groups:\n{text}"
     );
-}
-
-/// The value of metric `name` in EXPLAIN ANALYZE text.
-fn metric(text: &str, name: &str) -> usize {
-    text.split(&format!("{name}="))
-        .nth(1)
-        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} metric in:\n{text}"))
 }
 
 /// Vector pages are small (about 64 KiB) and indexed, so a read of a few

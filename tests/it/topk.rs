@@ -18,7 +18,7 @@ use quiver::{Engine, EngineOptions, IngestMode, Store, StoreConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::util::ingest;
+use crate::util::{ingest, metric};
 
 const DIM: usize = 8;
 
@@ -350,14 +350,9 @@ async fn fused_topk_reports_its_work_in_explain_analyze() {
         .lines()
         .find(|l| l.contains("VectorTopKExec"))
         .unwrap_or_else(|| panic!("{plan}"));
-    let scored: u64 = line
-        .split("rows_scored=")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let scored = metric(line, "rows_scored");
     // Only the rows of category 3 (about a tenth) are scored.
-    let live: u64 = run(&engine, "SELECT count(*) FROM t WHERE cat = 3")
+    let live: usize = run(&engine, "SELECT count(*) FROM t WHERE cat = 3")
         .await
         .lines()
         .nth(3)
@@ -365,15 +360,6 @@ async fn fused_topk_reports_its_work_in_explain_analyze() {
         .unwrap();
     assert_eq!(scored, live, "{line}");
     assert!(line.contains("output_rows=5"), "{line}");
-}
-
-/// The value of metric `name` in EXPLAIN ANALYZE text.
-fn metric(text: &str, name: &str) -> u64 {
-    text.split(&format!("{name}="))
-        .nth(1)
-        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} metric in:\n{text}"))
 }
 
 /// Filters on scalar columns run before any vector is read: a cold 1%

@@ -15,3 +15,12 @@ pub async fn ingest(
         .ingest(name, schema, futures::stream::iter(vec![Ok(b)]), mode, None)
         .await
 }
+
+/// The value of metric `name` in EXPLAIN ANALYZE text (the first one).
+pub fn metric(text: &str, name: &str) -> usize {
+    text.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} metric in:\n{text}"))
+}
