@@ -204,6 +204,31 @@ fn register_with(ctx: &SessionContext, store: Arc<Store>, system_columns: bool) 
     crate::bits::register_bit_functions(ctx);
 }
 
+/// SQL names of the types DataFusion's planner lacks: `FLOAT16` (alias
+/// `HALF`), so that `FLOAT16[d]` declares a float16 vector column (Milvus's
+/// FLOAT16_VECTOR) in DDL and casts.
+#[derive(Debug)]
+struct VectorTypePlanner;
+
+impl datafusion::logical_expr::planner::TypePlanner for VectorTypePlanner {
+    fn plan_type_field(
+        &self,
+        sql_type: &datafusion::sql::sqlparser::ast::DataType,
+    ) -> datafusion::error::Result<Option<FieldRef>> {
+        use datafusion::sql::sqlparser::ast::DataType as Sql;
+        let Sql::Custom(name, modifiers) = sql_type else {
+            return Ok(None);
+        };
+        let name = name.to_string();
+        if modifiers.is_empty()
+            && (name.eq_ignore_ascii_case("float16") || name.eq_ignore_ascii_case("half"))
+        {
+            return Ok(Some(Arc::new(Field::new("item", DataType::Float16, true))));
+        }
+        Ok(None)
+    }
+}
+
 /// The session configuration quiver runs queries with.
 pub fn session_config() -> SessionConfig {
     let mut cfg = SessionConfig::new()
@@ -230,7 +255,8 @@ impl Engine {
             let mut builder = SessionStateBuilder::new()
                 .with_config(session_config())
                 .with_runtime_env(runtime.clone())
-                .with_default_features();
+                .with_default_features()
+                .with_type_planner(Arc::new(VectorTypePlanner));
             if options.fused_topk {
                 builder =
                     builder.with_physical_optimizer_rule(Arc::new(crate::topk::FuseVectorTopK));

@@ -51,7 +51,7 @@ pub fn vector_item_field_of(element: DataType) -> FieldRef {
 }
 
 /// Whether vectors may have elements of type `t`: float32 (`FLOAT[d]`),
-/// float16 (Milvus's FLOAT16_VECTOR) and int8 (`TINYINT[d]`, INT8_VECTOR).
+/// float16 (`FLOAT16[d]`, FLOAT16_VECTOR) and int8 (`TINYINT[d]`, INT8_VECTOR).
 pub fn is_vector_element(t: &DataType) -> bool {
     matches!(t, DataType::Float32 | DataType::Float16 | DataType::Int8)
 }
@@ -253,7 +253,7 @@ fn canonical_type(collection: &str, f: &Field) -> Result<DataType> {
         }
         FixedSizeList(item, _) => {
             return Err(Error::invalid(format!(
-                "vector column '{}' of collection '{collection}' must have FLOAT (Float32), Float16 or TINYINT (Int8) elements, not {}",
+                "vector column '{}' of collection '{collection}' must have FLOAT (Float32), FLOAT16 (Float16) or TINYINT (Int8) elements, not {}",
                 f.name(),
                 item.data_type()
             )))
