@@ -7,8 +7,9 @@
 //! - [`table`], [`distance`]: collections as DataFusion tables and the SIMD
 //!   vector distance functions.
 //! - [`engine`]: client SQL, gated; DDL and DML handled by quiver.
-//! - [`flight`], [`server`]: the Arrow Flight SQL service.
+//! - [`flight`], [`server`], [`auth`]: the Arrow Flight SQL service.
 
+pub mod auth;
 pub mod bits;
 pub mod cache;
 pub mod compact;

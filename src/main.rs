@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve Arrow Flight SQL (grpc://127.0.0.1:50051 by default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run one SQL statement against a store directly and print the result.
     Sql(SqlArgs),
     /// Show manifest versions, segments, rows and deletes of a store.
@@ -207,6 +207,95 @@ struct ServeArgs {
     /// Retention window of background garbage collection.
     #[arg(long, env = "QUIVER_GC_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
     gc_retention: std::time::Duration,
+    #[command(flatten)]
+    security: SecurityArgs,
+}
+
+/// Who may connect, and TLS.
+#[derive(Args)]
+struct SecurityArgs {
+    /// User name clients log in with (Flight handshake, Basic auth; ADBC: db_kwargs username/password).
+    #[arg(long, env = "QUIVER_USERNAME", requires = "password")]
+    username: Option<String>,
+    /// Password of --username (prefer the environment variable: arguments show in `ps`).
+    #[arg(
+        long,
+        env = "QUIVER_PASSWORD",
+        hide_env_values = true,
+        requires = "username"
+    )]
+    password: Option<String>,
+    /// File of users, one `name:password` per line (`#` starts a comment); with or instead of --username.
+    #[arg(long, env = "QUIVER_USERS_FILE")]
+    users_file: Option<std::path::PathBuf>,
+    /// How long a bearer token from the handshake stays valid, e.g. 30m, 12h.
+    #[arg(long, env = "QUIVER_TOKEN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    token_ttl: std::time::Duration,
+    /// Serve without credentials on a non-loopback address (without users, quiver only listens on loopback).
+    #[arg(long, env = "QUIVER_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+    /// TLS certificate chain (PEM); with --tls-key, the server speaks grpc+tls.
+    #[arg(long, env = "QUIVER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "QUIVER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) that client certificates must be signed by (mutual TLS).
+    #[arg(long, env = "QUIVER_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
+}
+
+impl SecurityArgs {
+    fn users(&self) -> quiver::Result<Vec<(String, String)>> {
+        let mut users = Vec::new();
+        if let (Some(u), Some(p)) = (&self.username, &self.password) {
+            if u.is_empty() || u.contains(':') {
+                return Err(quiver::Error::Config(
+                    "--username must be non-empty and must not contain ':'".into(),
+                ));
+            }
+            users.push((u.clone(), p.clone()));
+        }
+        if let Some(path) = &self.users_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                quiver::Error::Config(format!("cannot read --users-file {}: {e}", path.display()))
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                match line.split_once(':') {
+                    Some((u, p)) if !u.is_empty() => users.push((u.to_string(), p.to_string())),
+                    _ => {
+                        return Err(quiver::Error::Config(format!(
+                            "{} line {}: expected name:password",
+                            path.display(),
+                            n + 1
+                        )))
+                    }
+                }
+            }
+            if users.is_empty() {
+                return Err(quiver::Error::Config(format!(
+                    "--users-file {} lists no users",
+                    path.display()
+                )));
+            }
+        }
+        Ok(users)
+    }
+
+    fn tls(&self) -> quiver::Result<Option<server::TlsOptions>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(server::TlsOptions::from_files(
+                cert,
+                key,
+                self.tls_client_ca.as_deref(),
+            )?)),
+            _ => Ok(None),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -252,6 +341,19 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> quiver::Result<()> {
     match cli.command {
         Command::Serve(args) => {
+            let users = args.security.users()?;
+            if users.is_empty()
+                && !args.listen.ip().is_loopback()
+                && !args.security.allow_unauthenticated
+            {
+                return Err(quiver::Error::Config(format!(
+                    "refusing to serve {} without credentials: set --username and --password \
+                     (QUIVER_USERNAME, QUIVER_PASSWORD) or --users-file, listen on 127.0.0.1, \
+                     or pass --allow-unauthenticated",
+                    args.listen
+                )));
+            }
+            let tls = args.security.tls()?;
             let store = args.store.open_logged(&args.flush).await?;
             let engine = args.query.engine(store.clone())?;
             let listener = server::bind(args.listen).await?;
@@ -262,7 +364,8 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 "store opened"
             );
             // One line on stdout tells scripts (and tests using port 0) where to connect.
-            println!("quiver serving Flight SQL on grpc://{addr}");
+            let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
+            println!("quiver serving Flight SQL on {scheme}://{addr}");
             use std::io::Write;
             let _ = std::io::stdout().flush();
             let options = ServerOptions {
@@ -270,6 +373,10 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 compact_interval: args.compact_interval,
                 gc_interval: args.gc_interval,
                 gc_retention: args.gc_retention,
+                auth: (!users.is_empty()).then(|| {
+                    std::sync::Arc::new(quiver::auth::Auth::new(users, args.security.token_ttl))
+                }),
+                tls,
             };
             server::serve(engine, listener, options, server::shutdown_signal()).await?;
             // Seal what is still in the growing segments; the log would

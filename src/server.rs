@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 
+use crate::auth::{Auth, AuthLayer};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::flight::QuiverFlightSql;
@@ -29,6 +31,50 @@ pub struct ServerOptions {
     pub gc_interval: Duration,
     /// Retention window of background garbage collection.
     pub gc_retention: Duration,
+    /// Users who may connect (None: anyone who can reach the port).
+    pub auth: Option<Arc<Auth>>,
+    /// Serve TLS with these PEM files.
+    pub tls: Option<TlsOptions>,
+}
+
+/// Certificates of a TLS listener, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// The server's certificate chain.
+    pub cert: Vec<u8>,
+    /// The server's private key.
+    pub key: Vec<u8>,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl TlsOptions {
+    /// Reads the PEM files; errors name the file.
+    pub fn from_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let read = |what: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| {
+                Error::Config(format!("cannot read the TLS {what} {}: {e}", p.display()))
+            })
+        };
+        Ok(Self {
+            cert: read("certificate", cert)?,
+            key: read("key", key)?,
+            client_ca: client_ca.map(|p| read("client CA", p)).transpose()?,
+        })
+    }
+
+    fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        let mut cfg = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&self.cert, &self.key));
+        if let Some(ca) = &self.client_ca {
+            cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        cfg
+    }
 }
 
 impl Default for ServerOptions {
@@ -38,6 +84,8 @@ impl Default for ServerOptions {
             compact_interval: Duration::from_secs(600),
             gc_interval: Duration::from_secs(3600),
             gc_retention: Duration::from_secs(3600),
+            auth: None,
+            tls: None,
         }
     }
 }
@@ -79,6 +127,12 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &options.tls {
+        builder = builder
+            .tls_config(tls.server_config())
+            .map_err(|e| Error::Config(format!("invalid TLS certificate or key: {e}")))?;
+    }
     let background: Vec<_> = [
         // Growing segments are flushed by rows, bytes or age; checked often.
         every(FLUSH_CHECK_INTERVAL, "flush", {
@@ -110,8 +164,8 @@ pub async fn serve(
     let service = FlightServiceServer::new(QuiverFlightSql::new(engine))
         .max_decoding_message_size(options.max_request_bytes)
         .max_encoding_message_size(usize::MAX);
-    let served = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let served = builder
+        .layer(AuthLayer(options.auth.clone()))
         .add_service(service)
         // Builder::tcp_nodelay only reaches connections tonic accepts
         // itself; ours need it set here, or Nagle's algorithm and delayed

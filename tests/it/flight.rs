@@ -10,6 +10,7 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, SqlInfo};
 use arrow_flight::FlightInfo;
 use futures::TryStreamExt;
+use prost::Message;
 use quiver::server::{self, ServerOptions};
 use quiver::{Engine, Store, StoreConfig};
 use tonic::transport::Channel;
@@ -23,6 +24,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    async fn start_with(options: ServerOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
             .await
@@ -31,14 +36,9 @@ impl Fixture {
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(server::serve(
-            engine,
-            listener,
-            ServerOptions::default(),
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let handle = tokio::spawn(server::serve(engine, listener, options, async {
+            let _ = rx.await;
+        }));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -212,5 +212,123 @@ async fn statement_updates_queries_and_catalog() {
     assert!(ids[1] == 6 || ids[1] == 8);
     prepared.close().await.unwrap();
 
+    f.stop().await;
+}
+
+/// Every RPC but the handshake needs credentials; the handshake turns Basic
+/// credentials into a bearer token; wrong credentials get nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_needs_credentials_when_users_are_configured() {
+    use quiver::auth::Auth;
+    let auth = Arc::new(Auth::new(
+        [("ann".to_string(), "s3cret".to_string())],
+        std::time::Duration::from_secs(600),
+    ));
+    let mut f = Fixture::start_with(ServerOptions {
+        auth: Some(auth),
+        ..ServerOptions::default()
+    })
+    .await;
+    let unauthenticated = |e: arrow_flight::error::FlightError| {
+        // tonic's description of the Unauthenticated code.
+        let s = e.to_string();
+        assert!(
+            s.contains("does not have valid authentication credentials"),
+            "{s}"
+        );
+    };
+    // No credentials: queries, metadata and prepared statements are refused.
+    unauthenticated(f.client.execute("SELECT 1".into(), None).await.unwrap_err());
+    unauthenticated(f.client.get_catalogs().await.unwrap_err());
+    unauthenticated(
+        f.client
+            .prepare("SELECT 1".into(), None)
+            .await
+            .err()
+            .unwrap(),
+    );
+    unauthenticated(
+        f.client
+            .execute_update(
+                "CREATE TABLE t (id BIGINT NOT NULL, PRIMARY KEY (id))".into(),
+                None,
+            )
+            .await
+            .unwrap_err(),
+    );
+    // Wrong password, unknown user.
+    unauthenticated(f.client.handshake("ann", "wrong").await.unwrap_err());
+    unauthenticated(f.client.handshake("bob", "s3cret").await.unwrap_err());
+    // A DoGet with a ticket obtained by nobody is refused too.
+    let ticket = arrow_flight::Ticket::new(
+        arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::TicketStatementQuery {
+            statement_handle: "q:SELECT 1".into(),
+        })
+        .encode_to_vec(),
+    );
+    unauthenticated(f.client.do_get(ticket.clone()).await.err().unwrap());
+
+    // The handshake returns a bearer token; the client sends it from now on.
+    f.client.handshake("ann", "s3cret").await.unwrap();
+    let token = f.client.token().cloned().unwrap();
+    assert!(token.len() > 64, "{token}");
+    f.client
+        .execute_update(
+            "CREATE TABLE t (id BIGINT NOT NULL, PRIMARY KEY (id))".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let rows = f.query("SELECT 41 + 1 AS x").await;
+    assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 42);
+    assert_eq!(
+        f.client
+            .do_get(ticket)
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A forged token is refused.
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'a' { 'b' } else { 'a' });
+    f.client.set_token(forged);
+    unauthenticated(f.client.execute("SELECT 1".into(), None).await.unwrap_err());
+    f.client.set_token(token);
+    f.stop().await;
+}
+
+/// Tokens expire after the configured time; logging in again works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_expire() {
+    use quiver::auth::Auth;
+    let auth = Arc::new(Auth::new(
+        [("ann".to_string(), "pw".to_string())],
+        std::time::Duration::from_millis(300),
+    ));
+    let mut f = Fixture::start_with(ServerOptions {
+        auth: Some(auth),
+        ..ServerOptions::default()
+    })
+    .await;
+    f.client.handshake("ann", "pw").await.unwrap();
+    f.query("SELECT 1").await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let e = f
+        .client
+        .execute("SELECT 1".into(), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expired"), "{e}");
+    // (arrow-flight's client would send the stale token instead of Basic.)
+    f.client.clear_token();
+    f.client.handshake("ann", "pw").await.unwrap();
+    f.query("SELECT 1").await;
     f.stop().await;
 }

@@ -30,24 +30,26 @@ def quiver_bin() -> str:
 class Server:
     """A running `quiver serve` process."""
 
-    def __init__(self, data_dir: pathlib.Path, extra_args=()):
+    def __init__(self, data_dir: pathlib.Path, extra_args=(), env=None):
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
+        self.env = env
         self.proc = None
         self.uri = None
         self.stderr_lines = []
 
     def start(self):
         cmd = [quiver_bin(), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *self.extra_args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = None if self.env is None else {**os.environ, **self.env}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT_S
         line = ""
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
-            if "grpc://" in line or line == "":
+            if "serving Flight SQL on" in line or line == "":
                 break
-        if "grpc://" not in line:
+        if "serving Flight SQL on" not in line:
             self.stop()
             raise RuntimeError("quiver did not start: " + "".join(self.stderr_lines[-20:]))
         self.uri = line.strip().split()[-1]
