@@ -18,12 +18,13 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
     CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
     CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
     SqlInfo, SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction,
@@ -84,6 +85,7 @@ pub struct QuiverFlightSql {
     engine: Engine,
     prepared: moka::sync::Cache<Bytes, Arc<Prepared>>,
     sql_info: SqlInfoData,
+    xdbc_types: XdbcTypeInfoData,
 }
 
 impl QuiverFlightSql {
@@ -95,6 +97,7 @@ impl QuiverFlightSql {
                 .time_to_idle(PREPARED_IDLE)
                 .build(),
             sql_info: sql_info(),
+            xdbc_types: crate::flight_meta::xdbc_type_info(),
         }
     }
 
@@ -258,7 +261,7 @@ fn sql_info() -> SqlInfoData {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "quiver");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.5");
     b.append(SqlInfo::FlightSqlServerReadOnly, false);
     b.append(SqlInfo::FlightSqlServerSql, true);
     b.append(SqlInfo::FlightSqlServerSubstrait, false);
@@ -622,7 +625,10 @@ impl FlightSqlService for QuiverFlightSql {
                 continue;
             };
             let Some(schema) = &m.schema else { continue };
-            let arrow_schema = crate::engine::client_schema(&schema.arrow_schema());
+            let arrow_schema = crate::flight_meta::table_schema_with_metadata(
+                &crate::engine::client_schema(&schema.arrow_schema()),
+                schema.primary_key(),
+            );
             b.append(CATALOG, SCHEMA, &name, "TABLE", &arrow_schema)?;
         }
         Ok(Response::new(encode_batch(b.build()?)))
@@ -683,6 +689,83 @@ impl FlightSqlService for QuiverFlightSql {
         )
         .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder(&self.xdbc_types).schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = query.into_builder(&self.xdbc_types).build()?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    // quiver has no foreign keys: these answer with no rows, in the schema
+    // the spec gives.
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = crate::flight_meta::foreign_keys_schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Response::new(encode_batch(RecordBatch::new_empty(
+            crate::flight_meta::foreign_keys_schema(),
+        ))))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = crate::flight_meta::foreign_keys_schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Response::new(encode_batch(RecordBatch::new_empty(
+            crate::flight_meta::foreign_keys_schema(),
+        ))))
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = crate::flight_meta::foreign_keys_schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Response::new(encode_batch(RecordBatch::new_empty(
+            crate::flight_meta::foreign_keys_schema(),
+        ))))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

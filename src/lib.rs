@@ -18,6 +18,7 @@ pub mod distance;
 pub mod engine;
 pub mod error;
 pub mod flight;
+pub mod flight_meta;
 pub mod flush;
 pub mod gc;
 pub mod growing;

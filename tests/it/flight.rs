@@ -332,3 +332,138 @@ async fn bearer_tokens_expire() {
     f.query("SELECT 1").await;
     f.stop().await;
 }
+
+/// The type list, the foreign-key commands (empty: quiver has none) and the
+/// column metadata of GetTables answer in the schemas the spec gives, and
+/// every stream's schema equals the one its FlightInfo announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_commands_answer_in_the_spec_schemas() {
+    use arrow_flight::sql::{
+        CommandGetCrossReference, CommandGetExportedKeys, CommandGetImportedKeys,
+        CommandGetXdbcTypeInfo,
+    };
+    let mut f = Fixture::start().await;
+    f.client
+        .execute_update(
+            "CREATE TABLE t (id BIGINT NOT NULL, name VARCHAR, v FLOAT[3], PRIMARY KEY (id))"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let check = |info: &FlightInfo, batches: &[RecordBatch]| {
+        let announced = info.clone().try_decode_schema().unwrap();
+        for b in batches {
+            assert_eq!(b.schema().as_ref(), &announced);
+        }
+    };
+
+    let info = f
+        .client
+        .get_xdbc_type_info(CommandGetXdbcTypeInfo { data_type: None })
+        .await
+        .unwrap();
+    let all = f.fetch(info.clone()).await;
+    check(&info, &all);
+    let names: Vec<String> = all
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(0).as_string::<i32>();
+            c.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    for t in [
+        "BIGINT",
+        "VARCHAR",
+        "FLOAT",
+        "DOUBLE",
+        "BOOLEAN",
+        "TIMESTAMP",
+        "FLOAT[]",
+    ] {
+        assert!(names.iter().any(|n| n == t), "{t} missing from {names:?}");
+    }
+    // Filtered by the XDBC type code of BIGINT (-5).
+    let info = f
+        .client
+        .get_xdbc_type_info(CommandGetXdbcTypeInfo {
+            data_type: Some(-5),
+        })
+        .await
+        .unwrap();
+    let bigint = f.fetch(info).await;
+    assert_eq!(bigint.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    assert_eq!(bigint[0].column(0).as_string::<i32>().value(0), "BIGINT");
+
+    let expected = quiver::flight_meta::foreign_keys_schema();
+    let infos = [
+        f.client
+            .get_imported_keys(CommandGetImportedKeys {
+                catalog: None,
+                db_schema: None,
+                table: "t".into(),
+            })
+            .await
+            .unwrap(),
+        f.client
+            .get_exported_keys(CommandGetExportedKeys {
+                catalog: None,
+                db_schema: None,
+                table: "t".into(),
+            })
+            .await
+            .unwrap(),
+        f.client
+            .get_cross_reference(CommandGetCrossReference {
+                pk_catalog: None,
+                pk_db_schema: None,
+                pk_table: "t".into(),
+                fk_catalog: None,
+                fk_db_schema: None,
+                fk_table: "t".into(),
+            })
+            .await
+            .unwrap(),
+    ];
+    for info in infos {
+        assert_eq!(
+            &info.clone().try_decode_schema().unwrap(),
+            expected.as_ref()
+        );
+        let batches = f.fetch(info.clone()).await;
+        check(&info, &batches);
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    }
+
+    let info = f
+        .client
+        .get_tables(CommandGetTables {
+            catalog: Some("quiver".into()),
+            db_schema_filter_pattern: Some("public".into()),
+            table_name_filter_pattern: Some("t".into()),
+            table_types: vec!["TABLE".into()],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let tables = f.fetch(info.clone()).await;
+    check(&info, &tables);
+    let ipc = tables[0].column(4).as_binary::<i32>().value(0);
+    let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(ipc).unwrap();
+    let md = |i: usize, k: &str| {
+        schema
+            .field(i)
+            .metadata()
+            .get(k)
+            .cloned()
+            .unwrap_or_default()
+    };
+    use quiver::flight_meta::{IS_CASE_SENSITIVE, PRECISION, REMARKS, TYPE_NAME};
+    assert_eq!(md(0, TYPE_NAME), "BIGINT");
+    assert_eq!(md(0, PRECISION), "19");
+    assert_eq!(md(0, REMARKS), "primary key");
+    assert_eq!(md(1, TYPE_NAME), "VARCHAR");
+    assert_eq!(md(1, IS_CASE_SENSITIVE), "true");
+    assert_eq!(md(2, TYPE_NAME), "FLOAT[3]");
+    f.stop().await;
+}

@@ -1,0 +1,273 @@
+//! What quiver tells Flight SQL clients about itself: the type list
+//! (GetXdbcTypeInfo), SQL type names and column metadata of table schemas
+//! (GetTables with `include_schema`), and the schema of the foreign-key
+//! commands (quiver has no foreign keys, so their answers are empty).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow_flight::sql::metadata::{XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::{Nullable, Searchable, XdbcDataType, XdbcDatetimeSubcode};
+
+/// Field metadata keys of the Flight SQL column metadata.
+pub const TYPE_NAME: &str = "ARROW:FLIGHT:SQL:TYPE_NAME";
+pub const PRECISION: &str = "ARROW:FLIGHT:SQL:PRECISION";
+pub const SCALE: &str = "ARROW:FLIGHT:SQL:SCALE";
+pub const IS_AUTO_INCREMENT: &str = "ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT";
+pub const IS_CASE_SENSITIVE: &str = "ARROW:FLIGHT:SQL:IS_CASE_SENSITIVE";
+pub const IS_READ_ONLY: &str = "ARROW:FLIGHT:SQL:IS_READ_ONLY";
+pub const IS_SEARCHABLE: &str = "ARROW:FLIGHT:SQL:IS_SEARCHABLE";
+pub const REMARKS: &str = "ARROW:FLIGHT:SQL:REMARKS";
+
+/// The SQL name of an Arrow type, as written in quiver's DDL.
+pub fn sql_type_name(t: &DataType) -> String {
+    match t {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 => "TINYINT UNSIGNED".into(),
+        DataType::UInt16 => "SMALLINT UNSIGNED".into(),
+        DataType::UInt32 => "INTEGER UNSIGNED".into(),
+        DataType::UInt64 => "BIGINT UNSIGNED".into(),
+        DataType::Float16 => "FLOAT16".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BYTEA".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::FixedSizeList(f, n) => format!("{}[{n}]", sql_type_name(f.data_type())),
+        DataType::List(f) | DataType::LargeList(f) => format!("{}[]", sql_type_name(f.data_type())),
+        other => other.to_string(),
+    }
+}
+
+/// Decimal digits of precision and the scale of numeric types.
+fn precision_scale(t: &DataType) -> Option<(u8, i8)> {
+    Some(match t {
+        DataType::Int8 | DataType::UInt8 => (3, 0),
+        DataType::Int16 | DataType::UInt16 => (5, 0),
+        DataType::Int32 | DataType::UInt32 => (10, 0),
+        DataType::Int64 => (19, 0),
+        DataType::UInt64 => (20, 0),
+        DataType::Float16 => (3, 0),
+        DataType::Float32 => (7, 0),
+        DataType::Float64 => (15, 0),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => (*p, *s),
+        _ => return None,
+    })
+}
+
+/// A collection's schema as GetTables reports it: every field carries the
+/// Flight SQL column metadata (type name, precision and scale, flags, and a
+/// remark for the primary key and vector columns).
+pub fn table_schema_with_metadata(schema: &Schema, primary_key: &str) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = f.data_type();
+            let mut md: HashMap<String, String> = f.metadata().clone();
+            md.insert(TYPE_NAME.into(), sql_type_name(t));
+            if let Some((p, s)) = precision_scale(t) {
+                md.insert(PRECISION.into(), p.to_string());
+                md.insert(SCALE.into(), s.to_string());
+            }
+            md.insert(IS_AUTO_INCREMENT.into(), "false".into());
+            md.insert(
+                IS_CASE_SENSITIVE.into(),
+                matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View).to_string(),
+            );
+            md.insert(IS_READ_ONLY.into(), "false".into());
+            md.insert(IS_SEARCHABLE.into(), "true".into());
+            let remark = if f.name() == primary_key {
+                Some("primary key".to_string())
+            } else if let DataType::FixedSizeList(item, n) = t {
+                Some(format!(
+                    "vector of {n} {}",
+                    sql_type_name(item.data_type()).to_lowercase()
+                ))
+            } else {
+                None
+            };
+            if let Some(r) = remark {
+                md.insert(REMARKS.into(), r);
+            }
+            f.as_ref().clone().with_metadata(md)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The schema of GetImportedKeys, GetExportedKeys and GetCrossReference
+/// results (Flight SQL spec).
+pub fn foreign_keys_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("pk_catalog_name", DataType::Utf8, true),
+        Field::new("pk_db_schema_name", DataType::Utf8, true),
+        Field::new("pk_table_name", DataType::Utf8, false),
+        Field::new("pk_column_name", DataType::Utf8, false),
+        Field::new("fk_catalog_name", DataType::Utf8, true),
+        Field::new("fk_db_schema_name", DataType::Utf8, true),
+        Field::new("fk_table_name", DataType::Utf8, false),
+        Field::new("fk_column_name", DataType::Utf8, false),
+        Field::new("key_sequence", DataType::Int32, false),
+        Field::new("fk_key_name", DataType::Utf8, true),
+        Field::new("pk_key_name", DataType::Utf8, true),
+        Field::new("update_rule", DataType::UInt8, false),
+        Field::new("delete_rule", DataType::UInt8, false),
+    ]))
+}
+
+/// One row of the type list.
+struct TypeRow {
+    name: &'static str,
+    xdbc: XdbcDataType,
+    size: Option<i32>,
+    quote: bool,
+    params: Option<&'static [&'static str]>,
+    case_sensitive: bool,
+    searchable: Searchable,
+    unsigned: Option<bool>,
+    scale: Option<(i32, i32)>,
+    subcode: Option<XdbcDatetimeSubcode>,
+    radix: Option<i32>,
+}
+
+impl TypeRow {
+    const fn new(name: &'static str, xdbc: XdbcDataType) -> Self {
+        Self {
+            name,
+            xdbc,
+            size: None,
+            quote: false,
+            params: None,
+            case_sensitive: false,
+            searchable: Searchable::Basic,
+            unsigned: None,
+            scale: None,
+            subcode: None,
+            radix: None,
+        }
+    }
+
+    fn number(mut self, digits: i32, unsigned: bool) -> Self {
+        self.size = Some(digits);
+        self.unsigned = Some(unsigned);
+        self.radix = Some(10);
+        self.scale = Some((0, 0));
+        self
+    }
+}
+
+/// The types a client can use in quiver's DDL and casts.
+pub fn xdbc_type_info() -> XdbcTypeInfoData {
+    use XdbcDataType as X;
+    let rows = [
+        TypeRow::new("BOOLEAN", X::XdbcBit),
+        TypeRow::new("TINYINT", X::XdbcTinyint).number(3, false),
+        TypeRow::new("SMALLINT", X::XdbcSmallint).number(5, false),
+        TypeRow::new("INTEGER", X::XdbcInteger).number(10, false),
+        TypeRow::new("BIGINT", X::XdbcBigint).number(19, false),
+        TypeRow::new("FLOAT", X::XdbcFloat).number(7, false),
+        TypeRow::new("DOUBLE", X::XdbcDouble).number(15, false),
+        TypeRow {
+            quote: true,
+            case_sensitive: true,
+            searchable: Searchable::Full,
+            ..TypeRow::new("VARCHAR", X::XdbcVarchar)
+        },
+        TypeRow {
+            quote: true,
+            ..TypeRow::new("BYTEA", X::XdbcVarbinary)
+        },
+        TypeRow {
+            quote: true,
+            // XDBC_SUBCODE_DATE shares the value 1 with YEAR in the proto.
+            subcode: Some(XdbcDatetimeSubcode::XdbcSubcodeYear),
+            ..TypeRow::new("DATE", X::XdbcDate)
+        },
+        TypeRow {
+            quote: true,
+            subcode: Some(XdbcDatetimeSubcode::XdbcSubcodeTimestamp),
+            ..TypeRow::new("TIMESTAMP", X::XdbcTimestamp)
+        },
+        // Vectors: an element type with a dimension, e.g. FLOAT[768].
+        TypeRow {
+            params: Some(&["dimension"]),
+            searchable: Searchable::None,
+            ..TypeRow::new("FLOAT[]", X::XdbcUnknownType)
+        },
+        TypeRow {
+            params: Some(&["dimension"]),
+            searchable: Searchable::None,
+            ..TypeRow::new("FLOAT16[]", X::XdbcUnknownType)
+        },
+        TypeRow {
+            params: Some(&["dimension"]),
+            searchable: Searchable::None,
+            ..TypeRow::new("TINYINT[]", X::XdbcUnknownType)
+        },
+    ];
+    let mut b = XdbcTypeInfoDataBuilder::new();
+    for r in rows {
+        b.append(XdbcTypeInfo {
+            type_name: r.name.into(),
+            data_type: r.xdbc,
+            column_size: r.size,
+            literal_prefix: r.quote.then(|| "'".into()),
+            literal_suffix: r.quote.then(|| "'".into()),
+            create_params: r.params.map(|p| p.iter().map(|s| s.to_string()).collect()),
+            nullable: Nullable::NullabilityNullable,
+            case_sensitive: r.case_sensitive,
+            searchable: r.searchable,
+            unsigned_attribute: r.unsigned,
+            fixed_prec_scale: false,
+            auto_increment: Some(false),
+            local_type_name: Some(r.name.into()),
+            minimum_scale: r.scale.map(|s| s.0),
+            maximum_scale: r.scale.map(|s| s.1),
+            sql_data_type: r.xdbc,
+            datetime_subcode: r.subcode,
+            num_prec_radix: r.radix,
+            interval_precision: None,
+        });
+    }
+    b.build().expect("static type list is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn type_names_read_like_the_ddl() {
+        let v = crate::schema::vector_type(4);
+        assert_eq!(sql_type_name(&v), "FLOAT[4]");
+        assert_eq!(sql_type_name(&DataType::Decimal128(10, 2)), "DECIMAL(10,2)");
+        assert_eq!(
+            sql_type_name(&DataType::Timestamp(TimeUnit::Microsecond, None)),
+            "TIMESTAMP"
+        );
+        let s = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", v, true),
+            Field::new("t", DataType::Utf8, true),
+        ]);
+        let with = table_schema_with_metadata(&s, "id");
+        let md = |i: usize, k: &str| with.field(i).metadata().get(k).cloned();
+        assert_eq!(md(0, TYPE_NAME).as_deref(), Some("BIGINT"));
+        assert_eq!(md(0, PRECISION).as_deref(), Some("19"));
+        assert_eq!(md(0, REMARKS).as_deref(), Some("primary key"));
+        assert_eq!(md(1, REMARKS).as_deref(), Some("vector of 4 float"));
+        assert_eq!(md(2, IS_CASE_SENSITIVE).as_deref(), Some("true"));
+        assert!(!with.field(0).is_nullable());
+    }
+}
