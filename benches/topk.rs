@@ -157,8 +157,14 @@ async fn run_shape(rows: usize, dim: usize) {
     );
 
     let fused = Engine::new(store.clone()).expect("engine");
-    let plain =
-        Engine::with_options(store.clone(), EngineOptions { fused_topk: false }).expect("engine");
+    let plain = Engine::with_options(
+        store.clone(),
+        EngineOptions {
+            fused_topk: false,
+            ..Default::default()
+        },
+    )
+    .expect("engine");
     let sql = |q: &[f32], limit: Option<i32>| {
         let wher = limit
             .map(|l| format!(" WHERE bucket < {l}"))

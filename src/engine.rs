@@ -10,6 +10,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::common::TableReference;
 use datafusion::common::{Constraint, ParamValues, ScalarValue};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp};
@@ -150,11 +151,21 @@ pub struct EngineOptions {
     /// [`crate::topk::VectorTopKExec`] (default on; off runs DataFusion's
     /// own sort, for comparison).
     pub fused_topk: bool,
+    /// Memory all running queries may hold for sorts, joins and
+    /// aggregations together (0: unbounded). Spillable operators spill to
+    /// disk at the limit; others fail with `ResourcesExhausted`.
+    pub query_memory_bytes: usize,
 }
+
+/// Default bound of query memory (4 GiB).
+pub const DEFAULT_QUERY_MEMORY_BYTES: usize = 4 * 1024 * 1024 * 1024;
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { fused_topk: true }
+        Self {
+            fused_topk: true,
+            query_memory_bytes: DEFAULT_QUERY_MEMORY_BYTES,
+        }
     }
 }
 
@@ -250,7 +261,16 @@ impl Engine {
     }
 
     pub fn with_options(store: Arc<Store>, options: EngineOptions) -> Result<Self> {
-        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let mut runtime = RuntimeEnvBuilder::new();
+        if options.query_memory_bytes > 0 {
+            // Fair among spilling queries; the five largest consumers are
+            // named in the error when the pool runs out.
+            runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(options.query_memory_bytes),
+                std::num::NonZeroUsize::new(5).expect("non-zero"),
+            )));
+        }
+        let runtime = runtime.build_arc()?;
         let context = |system_columns: bool| {
             let mut builder = SessionStateBuilder::new()
                 .with_config(session_config())

@@ -2,10 +2,15 @@
 //! command is turned into a call on the [`Engine`] or the [`Store`].
 //!
 //! Tickets are self-describing `TicketStatementQuery` handles:
-//! `q:<sql>` re-plans a query, `p:<id>` runs a prepared statement with its
-//! bound parameters, `r:<n>` returns the row count of an update that ran
-//! when its `FlightInfo` was requested (ADBC's `cursor.execute` sends DDL and
-//! DML down the query path).
+//! `q:<run>:<sql>` re-plans a query, `p:<run>:<handle>` runs a prepared
+//! statement with its bound parameters, `r:<n>` returns the row count of an
+//! update that ran when its `FlightInfo` was requested (ADBC's
+//! `cursor.execute` sends DDL and DML down the query path). `<run>` is a
+//! fresh id per `FlightInfo`, so `CancelFlightInfo` stops exactly that run.
+//!
+//! A query's stream ends with an error when it runs past the server's query
+//! timeout or the client's `grpc-timeout`, or when it is cancelled; a client
+//! that drops the stream drops the query with it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,14 +36,17 @@ use arrow_flight::sql::{
     TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
+    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
+    Ticket,
 };
 use bytes::Bytes;
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::engine::{Engine, Statement};
@@ -51,6 +59,30 @@ use crate::table::{CATALOG, SCHEMA};
 /// messages over their receive limit (16 MiB for ADBC); large results are
 /// split into several messages of about this size.
 pub const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;
+
+/// Default server-side query time limit (15 minutes).
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Limits a server applies to each request.
+#[derive(Debug, Clone)]
+pub struct FlightLimits {
+    /// Queries running longer are stopped (zero: no limit).
+    pub query_timeout: Duration,
+    /// Largest Flight data message of a result.
+    pub max_message_bytes: usize,
+}
+
+impl Default for FlightLimits {
+    fn default() -> Self {
+        Self {
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+            max_message_bytes: MAX_FLIGHT_DATA_BYTES,
+        }
+    }
+}
+
+/// Cancellation handles of issued query tickets are kept this long.
+const RUN_IDLE: Duration = Duration::from_secs(3600);
 
 /// Prepared statements nobody used for this long are forgotten (1 hour).
 const PREPARED_IDLE: Duration = Duration::from_secs(3600);
@@ -83,6 +115,9 @@ impl Prepared {
 /// The Flight SQL service.
 pub struct QuiverFlightSql {
     engine: Engine,
+    limits: FlightLimits,
+    /// Cancellation of each issued query ticket, by run id.
+    runs: moka::sync::Cache<String, CancellationToken>,
     prepared: moka::sync::Cache<Bytes, Arc<Prepared>>,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
@@ -90,8 +125,17 @@ pub struct QuiverFlightSql {
 
 impl QuiverFlightSql {
     pub fn new(engine: Engine) -> Self {
+        Self::with_limits(engine, FlightLimits::default())
+    }
+
+    pub fn with_limits(engine: Engine, limits: FlightLimits) -> Self {
         Self {
             engine,
+            limits,
+            runs: moka::sync::Cache::builder()
+                .max_capacity(PREPARED_MAX * 10)
+                .time_to_idle(RUN_IDLE)
+                .build(),
             prepared: moka::sync::Cache::builder()
                 .max_capacity(PREPARED_MAX)
                 .time_to_idle(PREPARED_IDLE)
@@ -122,11 +166,18 @@ impl QuiverFlightSql {
         &self,
         stmt: Statement,
         sql: &str,
-        query_ticket: Bytes,
+        kind: u8,
+        target: &[u8],
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, Status> {
         let (schema, handle) = if stmt.is_query() {
-            (stmt.result_schema(), query_ticket)
+            let run = uuid::Uuid::new_v4().simple().to_string();
+            self.runs.insert(run.clone(), CancellationToken::new());
+            let mut handle = vec![kind, b':'];
+            handle.extend_from_slice(run.as_bytes());
+            handle.push(b':');
+            handle.extend_from_slice(target);
+            (stmt.result_schema(), Bytes::from(handle))
         } else {
             let n = self
                 .engine
@@ -138,7 +189,42 @@ impl QuiverFlightSql {
         flight_info(&schema, handle, descriptor)
     }
 
-    async fn run_query(&self, stmt: Statement, sql: &str) -> Result<Response<DoGetStream>, Status> {
+    /// The cancellation token of a run; a run cancelled before it starts
+    /// is refused.
+    fn run_token(&self, run: &str) -> Result<CancellationToken, Status> {
+        let token = self.runs.get(run).unwrap_or_default();
+        if token.is_cancelled() {
+            return Err(Status::cancelled(
+                "the query was cancelled (CancelFlightInfo)",
+            ));
+        }
+        Ok(token)
+    }
+
+    /// When a query must stop: the server's limit or the client's
+    /// `grpc-timeout`, whichever comes first.
+    fn deadline(&self, metadata: &MetadataMap) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let server =
+            (!self.limits.query_timeout.is_zero()).then(|| now + self.limits.query_timeout);
+        let client = metadata
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|d| now + d);
+        match (server, client) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn run_query(
+        &self,
+        stmt: Statement,
+        sql: &str,
+        token: CancellationToken,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let Statement::Query(plan) = stmt else {
             return Err(Status::invalid_argument("not a query"));
         };
@@ -149,7 +235,13 @@ impl QuiverFlightSql {
             .await
             .map_err(|e| log_status("execute", sql, e))?;
         let batches = stream.map_err(|e| FlightError::from(Error::from(e).to_status()));
-        Ok(Response::new(encode(schema, batches)))
+        let timeout = self.limits.query_timeout;
+        let batches = stoppable(batches, token, deadline, timeout, abbreviate(sql));
+        Ok(Response::new(encode(
+            schema,
+            batches,
+            self.limits.max_message_bytes,
+        )))
     }
 
     async fn read_param_rows(
@@ -231,23 +323,101 @@ fn metadata_info<M: ProstMessageExt>(
     Ok(Response::new(info))
 }
 
-/// Encodes batches as Flight data in messages of bounded size; the schema is
-/// sent even when there are no rows.
-fn encode<S>(schema: SchemaRef, batches: S) -> DoGetStream
+/// Encodes batches as Flight data in messages of at most about
+/// `max_bytes`; the schema is sent even when there are no rows.
+fn encode<S>(schema: SchemaRef, batches: S, max_bytes: usize) -> DoGetStream
 where
     S: Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
 {
     Box::pin(
         FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)
+            .with_max_flight_data_size(max_bytes)
             .build(batches)
             .map_err(Status::from),
     )
 }
 
 fn encode_batch(batch: RecordBatch) -> DoGetStream {
-    encode(batch.schema(), futures::stream::once(async { Ok(batch) }))
+    encode(
+        batch.schema(),
+        futures::stream::once(async { Ok(batch) }),
+        MAX_FLIGHT_DATA_BYTES,
+    )
+}
+
+/// `<run>:<rest>` of a query ticket.
+fn split_run(rest: &[u8]) -> Result<(&str, &[u8]), Status> {
+    let malformed = || Status::invalid_argument("malformed ticket");
+    let colon = rest.iter().position(|b| *b == b':').ok_or_else(malformed)?;
+    let run = std::str::from_utf8(&rest[..colon]).map_err(|_| malformed())?;
+    Ok((run, &rest[colon + 1..]))
+}
+
+/// Parses a `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Ends a result stream with an error when the run is cancelled or its
+/// deadline passes; the query's stream (and the work behind it) is dropped
+/// at that moment.
+fn stoppable<S>(
+    batches: S,
+    token: CancellationToken,
+    deadline: Option<tokio::time::Instant>,
+    server_timeout: Duration,
+    sql: String,
+) -> impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static
+where
+    S: Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+{
+    let sleep = async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let state = Some((Box::pin(batches), Box::pin(sleep), token));
+    futures::stream::unfold(state, move |state| {
+        let sql = sql.clone();
+        async move {
+            let (mut batches, mut sleep, token) = state?;
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => {
+                    tracing::info!(sql = %sql, "query cancelled");
+                    Some((Err(FlightError::from(Status::cancelled("the query was cancelled (CancelFlightInfo)"))), None))
+                }
+                _ = &mut sleep => {
+                    tracing::info!(sql = %sql, "query timed out");
+                    let msg = if server_timeout.is_zero() {
+                        "the query ran past the client's deadline (grpc-timeout)".to_string()
+                    } else {
+                        format!(
+                            "the query ran past its deadline (server --query-timeout {} or the client's grpc-timeout)",
+                            humantime::format_duration(server_timeout)
+                        )
+                    };
+                    Some((Err(FlightError::from(Status::deadline_exceeded(msg))), None))
+                }
+                item = batches.next() => item.map(|i| (i, Some((batches, sleep, token)))),
+            }
+        }
+    })
 }
 
 fn schema_ipc(schema: &Schema) -> Result<Bytes, Status> {
@@ -350,9 +520,14 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let stmt = self.plan(&query.query).await?;
-        let handle = Bytes::from(format!("q:{}", query.query));
         let info = self
-            .info_for(stmt, &query.query, handle, request.into_inner())
+            .info_for(
+                stmt,
+                &query.query,
+                b'q',
+                query.query.as_bytes(),
+                request.into_inner(),
+            )
             .await?;
         Ok(Response::new(info))
     }
@@ -364,10 +539,14 @@ impl FlightSqlService for QuiverFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
         let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
-        let mut handle = b"p:".to_vec();
-        handle.extend_from_slice(&cmd.prepared_statement_handle);
         let info = self
-            .info_for(stmt, &p.sql, Bytes::from(handle), request.into_inner())
+            .info_for(
+                stmt,
+                &p.sql,
+                b'p',
+                &cmd.prepared_statement_handle,
+                request.into_inner(),
+            )
             .await?;
         Ok(Response::new(info))
     }
@@ -375,19 +554,24 @@ impl FlightSqlService for QuiverFlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let h = ticket.statement_handle;
-        if let Some(sql) = h.strip_prefix(b"q:") {
+        let deadline = self.deadline(request.metadata());
+        if let Some(rest) = h.strip_prefix(b"q:") {
+            let (run, sql) = split_run(rest)?;
             let sql = std::str::from_utf8(sql)
                 .map_err(|_| Status::invalid_argument("ticket is not UTF-8"))?;
+            let token = self.run_token(run)?;
             let stmt = self.plan(sql).await?;
-            return self.run_query(stmt, sql).await;
+            return self.run_query(stmt, sql, token, deadline).await;
         }
-        if let Some(id) = h.strip_prefix(b"p:") {
+        if let Some(rest) = h.strip_prefix(b"p:") {
+            let (run, id) = split_run(rest)?;
+            let token = self.run_token(run)?;
             let p = self.prepared(&Bytes::copy_from_slice(id))?;
             let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
-            return self.run_query(stmt, &p.sql).await;
+            return self.run_query(stmt, &p.sql, token, deadline).await;
         }
         if let Some(n) = h.strip_prefix(b"r:") {
             let n: i64 = std::str::from_utf8(n)
@@ -409,7 +593,9 @@ impl FlightSqlService for QuiverFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
         let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
-        self.run_query(stmt, &p.sql).await
+        let deadline = self.deadline(_request.metadata());
+        self.run_query(stmt, &p.sql, CancellationToken::new(), deadline)
+            .await
     }
 
     async fn do_put_statement_update(
@@ -766,6 +952,62 @@ impl FlightSqlService for QuiverFlightSql {
         Ok(Response::new(encode_batch(RecordBatch::new_empty(
             crate::flight_meta::foreign_keys_schema(),
         ))))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let action = request.into_inner();
+        if action.r#type != "CancelFlightInfo" {
+            return Err(Status::invalid_argument(format!(
+                "unknown action '{}'",
+                action.r#type
+            )));
+        }
+        let req = CancelFlightInfoRequest::decode(action.body)
+            .map_err(|e| Status::invalid_argument(format!("bad CancelFlightInfoRequest: {e}")))?;
+        let mut found = false;
+        for ep in req.info.map(|i| i.endpoint).unwrap_or_default() {
+            let Some(ticket) = ep.ticket else { continue };
+            let Ok(any) = arrow_flight::sql::Any::decode(ticket.ticket) else {
+                continue;
+            };
+            let Ok(Some(t)) = any.unpack::<TicketStatementQuery>() else {
+                continue;
+            };
+            let h = t.statement_handle;
+            let Some(rest) = h.strip_prefix(b"q:").or_else(|| h.strip_prefix(b"p:")) else {
+                continue;
+            };
+            if let Ok((run, _)) = split_run(rest) {
+                if let Some(token) = self.runs.get(run) {
+                    token.cancel();
+                    found = true;
+                }
+            }
+        }
+        if !found {
+            return Err(Status::not_found(
+                "no running or pending query matches this FlightInfo",
+            ));
+        }
+        let result = CancelFlightInfoResult {
+            status: CancelStatus::Cancelled as i32,
+        };
+        let out = futures::stream::iter(vec![Ok(arrow_flight::Result {
+            body: result.encode_to_vec().into(),
+        })]);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<arrow_flight::ActionType, Status>>> {
+        Some(vec![Ok(arrow_flight::ActionType {
+            r#type: "CancelFlightInfo".into(),
+            description: "Stops the query of a FlightInfo (request: CancelFlightInfoRequest; \
+                          result: CancelFlightInfoResult)"
+                .into(),
+        })])
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -171,6 +171,9 @@ struct QueryArgs {
     /// VectorTopKExec (false: DataFusion's own sort, for comparison).
     #[arg(long, env = "QUIVER_FUSED_TOPK", default_value_t = true, action = clap::ArgAction::Set)]
     fused_topk: bool,
+    /// Memory all running queries may hold for sorts, joins and aggregations, in bytes (0: unbounded); beyond it sorts spill to disk and other operators fail with "Resources exhausted".
+    #[arg(long, env = "QUIVER_QUERY_MEMORY_BYTES", default_value_t = quiver::engine::DEFAULT_QUERY_MEMORY_BYTES)]
+    query_memory_bytes: usize,
 }
 
 impl QueryArgs {
@@ -179,6 +182,7 @@ impl QueryArgs {
             store,
             EngineOptions {
                 fused_topk: self.fused_topk,
+                query_memory_bytes: self.query_memory_bytes,
             },
         )
     }
@@ -207,6 +211,12 @@ struct ServeArgs {
     /// Retention window of background garbage collection.
     #[arg(long, env = "QUIVER_GC_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
     gc_retention: std::time::Duration,
+    /// Stop a query that runs longer than this, e.g. 30s, 15m (0s: no limit; a client's grpc-timeout applies too).
+    #[arg(long, env = "QUIVER_QUERY_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    query_timeout: std::time::Duration,
+    /// Largest Flight data message of a result, in bytes (the ADBC driver refuses messages over 16 MiB).
+    #[arg(long, env = "QUIVER_MAX_RESPONSE_MESSAGE_BYTES", default_value_t = quiver::flight::MAX_FLIGHT_DATA_BYTES)]
+    max_response_message_bytes: usize,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -354,6 +364,11 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 )));
             }
             let tls = args.security.tls()?;
+            if args.max_response_message_bytes < 1024 {
+                return Err(quiver::Error::Config(
+                    "--max-response-message-bytes must be at least 1024".into(),
+                ));
+            }
             let store = args.store.open_logged(&args.flush).await?;
             let engine = args.query.engine(store.clone())?;
             let listener = server::bind(args.listen).await?;
@@ -377,6 +392,10 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                     std::sync::Arc::new(quiver::auth::Auth::new(users, args.security.token_ttl))
                 }),
                 tls,
+                limits: quiver::flight::FlightLimits {
+                    query_timeout: args.query_timeout,
+                    max_message_bytes: args.max_response_message_bytes,
+                },
             };
             server::serve(engine, listener, options, server::shutdown_signal()).await?;
             // Seal what is still in the growing segments; the log would

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::auth::{Auth, AuthLayer};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::flight::QuiverFlightSql;
+use crate::flight::{FlightLimits, QuiverFlightSql};
 
 /// Largest request message the server accepts (1 GiB). Bulk ingest sends
 /// each record batch as one message, and clients such as ADBC send a whole
@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub auth: Option<Arc<Auth>>,
     /// Serve TLS with these PEM files.
     pub tls: Option<TlsOptions>,
+    /// Query time limit and result message size.
+    pub limits: FlightLimits,
 }
 
 /// Certificates of a TLS listener, PEM-encoded.
@@ -86,6 +88,7 @@ impl Default for ServerOptions {
             gc_retention: Duration::from_secs(3600),
             auth: None,
             tls: None,
+            limits: FlightLimits::default(),
         }
     }
 }
@@ -161,9 +164,10 @@ pub async fn serve(
     .into_iter()
     .flatten()
     .collect();
-    let service = FlightServiceServer::new(QuiverFlightSql::new(engine))
-        .max_decoding_message_size(options.max_request_bytes)
-        .max_encoding_message_size(usize::MAX);
+    let service =
+        FlightServiceServer::new(QuiverFlightSql::with_limits(engine, options.limits.clone()))
+            .max_decoding_message_size(options.max_request_bytes)
+            .max_encoding_message_size(usize::MAX);
     let served = builder
         .layer(AuthLayer(options.auth.clone()))
         .add_service(service)

@@ -17,6 +17,7 @@ use tonic::transport::Channel;
 
 struct Fixture {
     client: FlightSqlServiceClient<Channel>,
+    channel: Channel,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<quiver::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -28,11 +29,15 @@ impl Fixture {
     }
 
     async fn start_with(options: ServerOptions) -> Self {
+        Self::start_full(options, quiver::EngineOptions::default()).await
+    }
+
+    async fn start_full(options: ServerOptions, engine_options: quiver::EngineOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
             .await
             .unwrap();
-        let engine = Engine::new(store).unwrap();
+        let engine = Engine::with_options(store, engine_options).unwrap();
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -45,7 +50,8 @@ impl Fixture {
             .await
             .unwrap();
         Self {
-            client: FlightSqlServiceClient::new(channel),
+            client: FlightSqlServiceClient::new(channel.clone()),
+            channel,
             shutdown: Some(tx),
             handle: Some(handle),
             _dir: dir,
@@ -262,7 +268,7 @@ async fn every_rpc_needs_credentials_when_users_are_configured() {
     // A DoGet with a ticket obtained by nobody is refused too.
     let ticket = arrow_flight::Ticket::new(
         arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::TicketStatementQuery {
-            statement_handle: "q:SELECT 1".into(),
+            statement_handle: "q:anyrun:SELECT 1".into(),
         })
         .encode_to_vec(),
     );
@@ -465,5 +471,203 @@ async fn metadata_commands_answer_in_the_spec_schemas() {
     assert_eq!(md(1, TYPE_NAME), "VARCHAR");
     assert_eq!(md(1, IS_CASE_SENSITIVE), "true");
     assert_eq!(md(2, TYPE_NAME), "FLOAT[3]");
+    f.stop().await;
+}
+
+/// A query that would run for minutes: a count over 10^11 generated rows.
+const ENDLESS: &str = "SELECT count(*) AS n FROM generate_series(1, 100000000000)";
+
+/// Waits (at most 10 s) until the runtime runs no more tasks than
+/// `baseline`, i.e. the query's work has stopped; returns how long it took.
+async fn settle(baseline: usize) -> std::time::Duration {
+    let t = std::time::Instant::now();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    while metrics.num_alive_tasks() > baseline {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{} tasks still running, {baseline} before the query",
+            metrics.num_alive_tasks()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    t.elapsed()
+}
+
+/// CancelFlightInfo stops a running query (its stream ends with
+/// `Cancelled`, its tasks end) and refuses the ticket afterwards; a client
+/// that drops its stream stops the query too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_and_dropped_queries_stop_working() {
+    let mut f = Fixture::start().await;
+    f.query("SELECT 1").await;
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+
+    let info = f.client.execute(ENDLESS.into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut reader = f.client.clone();
+    let running = tokio::spawn(async move {
+        let stream = reader.do_get(ticket).await?;
+        stream.try_collect::<Vec<_>>().await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!running.is_finished());
+    let mut flight = arrow_flight::FlightClient::new(f.channel.clone());
+    let result = flight
+        .cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(info.clone()))
+        .await
+        .unwrap();
+    assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), running)
+        .await
+        .expect("the cancelled query kept running")
+        .unwrap();
+    let e = ended.unwrap_err().to_string();
+    assert!(e.contains("cancelled"), "{e}");
+    let took = settle(baseline).await;
+    eprintln!("cancelled query's tasks ended {took:?} after its stream");
+    // The ticket of a cancelled run is refused; an unknown FlightInfo is NOT_FOUND.
+    let e = f
+        .client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("cancelled"), "{e}");
+    let other = f.client.execute("SELECT 2".into(), None).await.unwrap();
+    let mut forged = other.clone();
+    forged.endpoint[0].ticket = Some(arrow_flight::Ticket::new(
+        arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::TicketStatementQuery {
+            statement_handle: "q:nosuchrun:SELECT 2".into(),
+        })
+        .encode_to_vec(),
+    ));
+    let e = flight
+        .cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(forged))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no running or pending query"), "{e}");
+    // Other runs of the same SQL are not affected.
+    assert_eq!(f.fetch(other).await[0].num_rows(), 1);
+
+    // A client that drops the stream: the server's work stops as well.
+    let info = f.client.execute(ENDLESS.into(), None).await.unwrap();
+    let stream = f
+        .client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            > baseline
+    );
+    drop(stream);
+    let took = settle(baseline).await;
+    eprintln!("dropped query's tasks ended {took:?} after the client dropped its stream");
+    f.query("SELECT 1").await;
+    f.stop().await;
+}
+
+/// The server's query timeout and the client's grpc-timeout both stop a
+/// query with DEADLINE_EXCEEDED and a message saying which; the server
+/// keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_stop_at_their_deadline() {
+    let mut f = Fixture::start_with(ServerOptions {
+        limits: quiver::flight::FlightLimits {
+            query_timeout: std::time::Duration::from_millis(400),
+            ..Default::default()
+        },
+        ..ServerOptions::default()
+    })
+    .await;
+    let info = f.client.execute(ENDLESS.into(), None).await.unwrap();
+    let stream = f
+        .client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.try_collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the query ran past its timeout")
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--query-timeout 400ms"), "{e}");
+    assert!(
+        e.contains("Deadline expired") || e.contains("DeadlineExceeded"),
+        "{e}"
+    );
+    f.query("SELECT 1").await;
+    f.stop().await;
+
+    // No server limit; the client's grpc-timeout.
+    let mut f = Fixture::start_with(ServerOptions {
+        limits: quiver::flight::FlightLimits {
+            query_timeout: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+        ..ServerOptions::default()
+    })
+    .await;
+    let info = f.client.execute(ENDLESS.into(), None).await.unwrap();
+    let mut req = tonic::Request::new(info.endpoint[0].ticket.clone().unwrap());
+    req.set_timeout(std::time::Duration::from_millis(400));
+    let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(f.channel.clone());
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut s = raw.do_get(req).await?.into_inner();
+        while s.message().await?.is_some() {}
+        Ok::<_, tonic::Status>(())
+    })
+    .await
+    .expect("the query ran past the client's deadline");
+    let status = result.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status}");
+    assert!(status.message().contains("grpc-timeout"), "{status}");
+    f.query("SELECT 1").await;
+    f.stop().await;
+}
+
+/// Queries share a bounded memory pool: a join whose build side does not
+/// fit fails with RESOURCE_EXHAUSTED (not an OOM kill), and the server keeps
+/// answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_memory_is_bounded() {
+    let mut f = Fixture::start_full(
+        ServerOptions::default(),
+        quiver::EngineOptions {
+            query_memory_bytes: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    let sql = "SELECT count(*) FROM generate_series(1, 2000000) a \
+               JOIN generate_series(1, 2000000) b ON a.value = b.value";
+    let e = match f.client.execute(sql.into(), None).await {
+        Ok(info) => {
+            let ticket = info.endpoint[0].ticket.clone().unwrap();
+            let stream = f.client.do_get(ticket).await.unwrap();
+            stream
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap_err()
+                .to_string()
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("Resources exhausted"), "{e}");
+    assert!(e.contains("resources") || e.contains("Resource"), "{e}");
+    let rows = f
+        .query("SELECT count(*) FROM generate_series(1, 1000)")
+        .await;
+    assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 1000);
     f.stop().await;
 }

@@ -241,7 +241,14 @@ async fn explain(engine: &Engine, sql: &str) -> String {
 /// Runs `queries` random queries with the rule on and off and compares.
 async fn differential(store: Arc<Store>, seed: u64, queries: usize) {
     let on = Engine::new(store.clone()).unwrap();
-    let off = Engine::with_options(store, EngineOptions { fused_topk: false }).unwrap();
+    let off = Engine::with_options(
+        store,
+        EngineOptions {
+            fused_topk: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut non_empty = 0;
     for _ in 0..queries {
