@@ -1,0 +1,111 @@
+"""Limits through the real ADBC driver: cancelling a running query stops
+the server's work, the server's query timeout and memory pool end runaway
+queries with clear errors, oversized requests are refused, and the server
+keeps serving after each."""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import Server
+
+ENDLESS = "SELECT count(*) AS n FROM generate_series(1, 100000000000)"
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu(pid, window=1.0):
+    before = cpu_seconds(pid)
+    time.sleep(window)
+    return cpu_seconds(pid) - before
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    s = Server(
+        tmp_path_factory.mktemp("limits"),
+        [
+            "--query-timeout", "3s",
+            "--query-memory-bytes", str(4 << 20),
+            "--max-request-bytes", str(1 << 20),
+        ],
+    ).start()
+    yield s
+    s.stop()
+
+
+def test_cancel_stops_the_servers_work(limited):
+    conn = limited.connect()
+    cur = conn.cursor()
+    out = {}
+
+    def run():
+        try:
+            cur.execute(ENDLESS)
+            out["rows"] = cur.fetchall()
+        except Exception as e:  # the driver raises on cancel
+            out["err"] = str(e)
+
+    th = threading.Thread(target=run)
+    th.start()
+    time.sleep(0.8)
+    busy = busy_cpu(limited.proc.pid, 0.5)
+    assert busy > 0.2, f"the query did not seem to run ({busy:.2f} s CPU in 0.5 s)"
+    cur.adbc_cancel()
+    th.join(10)
+    assert not th.is_alive()
+    assert "CANCELLED" in out.get("err", ""), out
+    time.sleep(0.5)
+    idle = busy_cpu(limited.proc.pid, 1.0)
+    assert idle < 0.3, f"the server kept working after the cancel ({idle:.2f} s CPU in 1 s)"
+    cur.close()
+    with limited.connect() as c2, c2.cursor() as cur2:
+        cur2.execute("SELECT 1")
+        assert cur2.fetchone() == (1,)
+    conn.close()
+
+
+def test_query_timeout_and_memory_pool(limited):
+    with limited.connect() as conn, conn.cursor() as cur:
+        t = time.monotonic()
+        with pytest.raises(Exception, match="query-timeout 3s") as err:
+            cur.execute(ENDLESS)
+            cur.fetchall()
+        assert "DeadlineExceeded" in str(err.value)
+        assert time.monotonic() - t < 30
+        with pytest.raises(Exception, match="Resources exhausted"):
+            cur.execute(
+                "SELECT count(*) FROM generate_series(1, 3000000) a "
+                "JOIN generate_series(1, 3000000) b ON a.value = b.value"
+            )
+            cur.fetchall()
+        cur.execute("SELECT count(*) FROM generate_series(1, 1000)")
+        assert cur.fetchone() == (1000,)
+
+
+def test_oversized_request_is_refused_and_nothing_is_stored(limited):
+    with limited.connect() as conn, conn.cursor() as cur:
+        small = pa.table({"id": pa.array([1, 2], pa.int64()), "x": [1.0, 2.0]})
+        assert cur.adbc_ingest("capped", small, mode="create") == 2
+        n = 20_000
+        big = pa.table(
+            {
+                "id": pa.array(np.arange(10, 10 + n), pa.int64()),
+                "x": pa.array(np.random.default_rng(1).random(n)),
+                "pad": pa.array(["y" * 100] * n),
+            }
+        )
+        with pytest.raises(Exception) as err:
+            cur.adbc_ingest("capped", big.combine_chunks(), mode="create_append")
+        msg = str(err.value)
+        assert "message" in msg and ("larger than max" in msg or "too large" in msg), msg
+        cur.execute("SELECT count(*) FROM capped")
+        assert cur.fetchone() == (2,)
