@@ -471,6 +471,29 @@ async fn metadata_commands_answer_in_the_spec_schemas() {
     assert_eq!(md(1, TYPE_NAME), "VARCHAR");
     assert_eq!(md(1, IS_CASE_SENSITIVE), "true");
     assert_eq!(md(2, TYPE_NAME), "FLOAT[3]");
+
+    // Query streams carry exactly the schema their FlightInfo (and the
+    // prepared statement's dataset schema) announced.
+    f.client
+        .execute_update(
+            "INSERT INTO t VALUES (1, 'a', [1, 2, 3]), (2, NULL, [0, 0, 1])".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let sql =
+        "SELECT id, name, v, l2_distance(v, [1, 1, 1]) AS d, upper(name) AS u FROM t ORDER BY d";
+    let info = f.client.execute(sql.into(), None).await.unwrap();
+    let batches = f.fetch(info.clone()).await;
+    check(&info, &batches);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    let mut prepared = f.client.prepare(sql.into(), None).await.unwrap();
+    let announced = prepared.dataset_schema().unwrap().clone();
+    let info = prepared.execute().await.unwrap();
+    let batches = f.fetch(info.clone()).await;
+    check(&info, &batches);
+    assert_eq!(&info.try_decode_schema().unwrap(), announced.as_ref());
+    prepared.close().await.unwrap();
     f.stop().await;
 }
 
