@@ -23,7 +23,7 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfoData};
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
@@ -32,8 +32,7 @@ use arrow_flight::sql::{
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
     CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
     CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
-    SqlInfo, SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction,
-    TableExistsOption, TableNotExistOption, TicketStatementQuery,
+    SqlInfo, TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
@@ -129,6 +128,7 @@ impl QuiverFlightSql {
     }
 
     pub fn with_limits(engine: Engine, limits: FlightLimits) -> Self {
+        let sql_info = crate::flight_meta::sql_info(&engine.context().state());
         Self {
             engine,
             limits,
@@ -140,7 +140,7 @@ impl QuiverFlightSql {
                 .max_capacity(PREPARED_MAX)
                 .time_to_idle(PREPARED_IDLE)
                 .build(),
-            sql_info: sql_info(),
+            sql_info,
             xdbc_types: crate::flight_meta::xdbc_type_info(),
         }
     }
@@ -425,41 +425,6 @@ fn schema_ipc(schema: &Schema) -> Result<Bytes, Status> {
         .try_into()
         .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
     Ok(bytes)
-}
-
-fn sql_info() -> SqlInfoData {
-    let mut b = SqlInfoDataBuilder::new();
-    b.append(SqlInfo::FlightSqlServerName, "quiver");
-    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.5");
-    b.append(SqlInfo::FlightSqlServerReadOnly, false);
-    b.append(SqlInfo::FlightSqlServerSql, true);
-    b.append(SqlInfo::FlightSqlServerSubstrait, false);
-    b.append(
-        SqlInfo::FlightSqlServerTransaction,
-        SqlSupportedTransaction::None as i32,
-    );
-    b.append(SqlInfo::FlightSqlServerCancel, false);
-    b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
-    b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
-    b.append(SqlInfo::SqlDdlCatalog, false);
-    b.append(SqlInfo::SqlDdlSchema, false);
-    b.append(SqlInfo::SqlDdlTable, true);
-    b.append(
-        SqlInfo::SqlIdentifierCase,
-        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
-    );
-    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.append(
-        SqlInfo::SqlQuotedIdentifierCase,
-        SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
-    );
-    b.append(
-        SqlInfo::SqlNullOrdering,
-        SqlNullOrdering::SqlNullsSortedHigh as i32,
-    );
-    b.append(SqlInfo::SqlTransactionsSupported, false);
-    b.build().expect("static SqlInfo is valid")
 }
 
 fn ingest_mode(cmd: &CommandStatementIngest) -> Result<IngestMode, Status> {

@@ -1,4 +1,4 @@
-//! What quiver tells Flight SQL clients about itself: the type list
+//! What quiver tells Flight SQL clients about itself: GetSqlInfo, the type list
 //! (GetXdbcTypeInfo), SQL type names and column metadata of table schemas
 //! (GetTables with `include_schema`), and the schema of the foreign-key
 //! commands (quiver has no foreign keys, so their answers are empty).
@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow_flight::sql::metadata::{XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
-use arrow_flight::sql::{Nullable, Searchable, XdbcDataType, XdbcDatetimeSubcode};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
+use arrow_flight::sql::{Nullable, Searchable, SqlInfo, XdbcDataType, XdbcDatetimeSubcode};
+use datafusion::execution::SessionState;
 
 /// Field metadata keys of the Flight SQL column metadata.
 pub const TYPE_NAME: &str = "ARROW:FLIGHT:SQL:TYPE_NAME";
@@ -270,4 +273,262 @@ mod tests {
         assert_eq!(md(2, IS_CASE_SENSITIVE).as_deref(), Some("true"));
         assert!(!with.field(0).is_nullable());
     }
+}
+
+/// Function names by the section DataFusion documents them in: numeric,
+/// string, date/time and system (everything else) functions, sorted.
+/// quiver's vector distances count as numeric functions.
+fn function_lists(state: &SessionState) -> [Vec<String>; 4] {
+    let mut lists: [Vec<String>; 4] = Default::default();
+    for (name, udf) in state.scalar_functions() {
+        let section = udf.documentation().map(|d| d.doc_section.label);
+        let i = match section {
+            Some("Math Functions") => 0,
+            Some(
+                "String Functions" | "Binary String Functions" | "Regular Expression Functions",
+            ) => 1,
+            Some("Time and Date Functions") => 2,
+            None if name.contains("distance") || name.contains("product") => 0,
+            _ => 3,
+        };
+        lists[i].push(name.clone());
+    }
+    for l in &mut lists {
+        l.sort();
+        l.dedup();
+    }
+    lists
+}
+
+/// Which SQL types convert to which (CAST), from Arrow's cast rules.
+fn supports_convert() -> HashMap<i32, Vec<i32>> {
+    use arrow::datatypes::{IntervalUnit, TimeUnit};
+    use arrow_flight::sql::SqlSupportsConvert as C;
+    let types = [
+        (C::SqlConvertBigint, DataType::Int64),
+        (C::SqlConvertBinary, DataType::Binary),
+        (C::SqlConvertBit, DataType::Boolean),
+        (C::SqlConvertChar, DataType::Utf8),
+        (C::SqlConvertDate, DataType::Date32),
+        (C::SqlConvertDecimal, DataType::Decimal128(38, 10)),
+        (C::SqlConvertFloat, DataType::Float32),
+        (C::SqlConvertInteger, DataType::Int32),
+        (
+            C::SqlConvertIntervalDayTime,
+            DataType::Interval(IntervalUnit::DayTime),
+        ),
+        (
+            C::SqlConvertIntervalYearMonth,
+            DataType::Interval(IntervalUnit::YearMonth),
+        ),
+        (C::SqlConvertLongvarbinary, DataType::LargeBinary),
+        (C::SqlConvertLongvarchar, DataType::LargeUtf8),
+        (C::SqlConvertNumeric, DataType::Decimal128(38, 10)),
+        (C::SqlConvertReal, DataType::Float64),
+        (C::SqlConvertSmallint, DataType::Int16),
+        (C::SqlConvertTime, DataType::Time64(TimeUnit::Nanosecond)),
+        (
+            C::SqlConvertTimestamp,
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+        ),
+        (C::SqlConvertTinyint, DataType::Int8),
+        (C::SqlConvertVarbinary, DataType::Binary),
+        (C::SqlConvertVarchar, DataType::Utf8),
+    ];
+    let mut map = HashMap::new();
+    for (from, ft) in &types {
+        let to: Vec<i32> = types
+            .iter()
+            .filter(|(_, tt)| arrow::compute::can_cast_types(ft, tt))
+            .map(|(t, _)| *t as i32)
+            .collect();
+        map.insert(*from as i32, to);
+    }
+    map
+}
+
+/// GetSqlInfo: every id the Flight SQL JDBC driver and ADBC read, with the
+/// value type the spec declares for it.
+pub fn sql_info(state: &SessionState) -> SqlInfoData {
+    use arrow_flight::sql::{
+        SqlNullOrdering, SqlOuterJoinsSupportLevel, SqlSupportedCaseSensitivity,
+        SqlSupportedGroupBy, SqlSupportedResultSetType, SqlSupportedSubqueries,
+        SqlSupportedTransaction, SqlSupportedUnions, SqlTransactionIsolationLevel,
+        SupportedSqlGrammar,
+    };
+    let bits = |xs: &[i32]| xs.iter().fold(0i32, |acc, x| acc | (1 << x));
+    let [numeric, string, datetime, system] = function_lists(state);
+    let keywords: Vec<String> = datafusion::sql::sqlparser::keywords::ALL_KEYWORDS
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    let mut b = SqlInfoDataBuilder::new();
+    // Server.
+    b.append(SqlInfo::FlightSqlServerName, "quiver");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.5");
+    b.append(SqlInfo::FlightSqlServerReadOnly, false);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::None as i32,
+    );
+    b.append(SqlInfo::FlightSqlServerCancel, true);
+    b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
+    b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
+    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
+    b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
+    // DDL and identifiers.
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, false);
+    b.append(SqlInfo::SqlDdlTable, true);
+    b.append(
+        SqlInfo::SqlIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
+    );
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.append(
+        SqlInfo::SqlQuotedIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
+    );
+    b.append(SqlInfo::SqlAllTablesAreSelectable, true);
+    b.append(
+        SqlInfo::SqlNullOrdering,
+        SqlNullOrdering::SqlNullsSortedHigh as i32,
+    );
+    b.append(SqlInfo::SqlKeywords, keywords);
+    b.append(SqlInfo::SqlNumericFunctions, numeric);
+    b.append(SqlInfo::SqlStringFunctions, string);
+    b.append(SqlInfo::SqlSystemFunctions, system);
+    b.append(SqlInfo::SqlDatetimeFunctions, datetime);
+    b.append(SqlInfo::SqlSearchStringEscape, "\\");
+    b.append(SqlInfo::SqlExtraNameCharacters, "");
+    // What the SQL dialect supports.
+    b.append(SqlInfo::SqlSupportsColumnAliasing, true);
+    b.append(SqlInfo::SqlNullPlusNullIsNull, true);
+    b.append(SqlInfo::SqlSupportsConvert, supports_convert());
+    b.append(SqlInfo::SqlSupportsTableCorrelationNames, true);
+    b.append(SqlInfo::SqlSupportsDifferentTableCorrelationNames, false);
+    b.append(SqlInfo::SqlSupportsExpressionsInOrderBy, true);
+    b.append(SqlInfo::SqlSupportsOrderByUnrelated, true);
+    b.append(
+        SqlInfo::SqlSupportedGroupBy,
+        bits(&[
+            SqlSupportedGroupBy::SqlGroupByUnrelated as i32,
+            SqlSupportedGroupBy::SqlGroupByBeyondSelect as i32,
+        ]),
+    );
+    b.append(SqlInfo::SqlSupportsLikeEscapeClause, true);
+    b.append(SqlInfo::SqlSupportsNonNullableColumns, true);
+    b.append(
+        SqlInfo::SqlSupportedGrammar,
+        bits(&[
+            SupportedSqlGrammar::SqlMinimumGrammar as i32,
+            SupportedSqlGrammar::SqlCoreGrammar as i32,
+        ]),
+    );
+    b.append(
+        SqlInfo::SqlAnsi92SupportedLevel,
+        // SupportedAnsi92SqlGrammarLevel: ANSI92_ENTRY_SQL (0) and
+        // ANSI92_INTERMEDIATE_SQL (1); arrow-flight does not export the enum.
+        bits(&[0, 1]),
+    );
+    b.append(SqlInfo::SqlSupportsIntegrityEnhancementFacility, false);
+    b.append(
+        SqlInfo::SqlOuterJoinsSupportLevel,
+        SqlOuterJoinsSupportLevel::SqlFullOuterJoins as i32,
+    );
+    b.append(SqlInfo::SqlSchemaTerm, "schema");
+    b.append(SqlInfo::SqlProcedureTerm, "procedure");
+    b.append(SqlInfo::SqlCatalogTerm, "catalog");
+    b.append(SqlInfo::SqlCatalogAtStart, true);
+    // Schema and catalog names are not used in procedure calls, index or
+    // privilege definitions (quiver has none of those).
+    b.append(SqlInfo::SqlSchemasSupportedActions, 0i32);
+    b.append(SqlInfo::SqlCatalogsSupportedActions, 0i32);
+    b.append(SqlInfo::SqlSupportedPositionedCommands, 0i32);
+    b.append(SqlInfo::SqlSelectForUpdateSupported, false);
+    b.append(SqlInfo::SqlStoredProceduresSupported, false);
+    b.append(
+        SqlInfo::SqlSupportedSubqueries,
+        bits(&[
+            SqlSupportedSubqueries::SqlSubqueriesInComparisons as i32,
+            SqlSupportedSubqueries::SqlSubqueriesInExists as i32,
+            SqlSupportedSubqueries::SqlSubqueriesInIns as i32,
+        ]),
+    );
+    b.append(SqlInfo::SqlCorrelatedSubqueriesSupported, true);
+    b.append(
+        SqlInfo::SqlSupportedUnions,
+        bits(&[
+            SqlSupportedUnions::SqlUnion as i32,
+            SqlSupportedUnions::SqlUnionAll as i32,
+        ]),
+    );
+    // Limits: 0 means none known.
+    for id in [
+        SqlInfo::SqlMaxBinaryLiteralLength,
+        SqlInfo::SqlMaxCharLiteralLength,
+        SqlInfo::SqlMaxColumnNameLength,
+        SqlInfo::SqlMaxColumnsInGroupBy,
+        SqlInfo::SqlMaxColumnsInIndex,
+        SqlInfo::SqlMaxColumnsInOrderBy,
+        SqlInfo::SqlMaxColumnsInSelect,
+        SqlInfo::SqlMaxColumnsInTable,
+        SqlInfo::SqlMaxConnections,
+        SqlInfo::SqlMaxCursorNameLength,
+        SqlInfo::SqlMaxIndexLength,
+        SqlInfo::SqlDbSchemaNameLength,
+        SqlInfo::SqlMaxProcedureNameLength,
+        SqlInfo::SqlMaxCatalogNameLength,
+        SqlInfo::SqlMaxRowSize,
+        SqlInfo::SqlMaxStatementLength,
+        SqlInfo::SqlMaxStatements,
+        SqlInfo::SqlMaxTableNameLength,
+        SqlInfo::SqlMaxTablesInSelect,
+        SqlInfo::SqlMaxUsernameLength,
+    ] {
+        b.append(id, 0i64);
+    }
+    b.append(SqlInfo::SqlMaxRowSizeIncludesBlobs, true);
+    // Transactions: none; each statement commits on its own.
+    b.append(
+        SqlInfo::SqlDefaultTransactionIsolation,
+        SqlTransactionIsolationLevel::SqlTransactionNone as i32,
+    );
+    b.append(SqlInfo::SqlTransactionsSupported, false);
+    b.append(SqlInfo::SqlSupportedTransactionsIsolationLevels, 0i32);
+    b.append(SqlInfo::SqlDataDefinitionCausesTransactionCommit, false);
+    b.append(SqlInfo::SqlDataDefinitionsInTransactionsIgnored, true);
+    b.append(
+        SqlInfo::SqlSupportedResultSetTypes,
+        bits(&[SqlSupportedResultSetType::SqlResultSetTypeForwardOnly as i32]),
+    );
+    // Read-only result sets (ResultSet.CONCUR_READ_ONLY), forward only.
+    let read_only = bits(&[
+        arrow_flight::sql::SqlSupportedResultSetConcurrency::SqlResultSetConcurrencyReadOnly as i32,
+    ]);
+    b.append(
+        SqlInfo::SqlSupportedConcurrenciesForResultSetUnspecified,
+        0i32,
+    );
+    b.append(
+        SqlInfo::SqlSupportedConcurrenciesForResultSetForwardOnly,
+        read_only,
+    );
+    b.append(
+        SqlInfo::SqlSupportedConcurrenciesForResultSetScrollSensitive,
+        0i32,
+    );
+    b.append(
+        SqlInfo::SqlSupportedConcurrenciesForResultSetScrollInsensitive,
+        0i32,
+    );
+    b.append(SqlInfo::SqlBatchUpdatesSupported, false);
+    b.append(SqlInfo::SqlSavepointsSupported, false);
+    b.append(SqlInfo::SqlNamedParametersSupported, false);
+    b.append(SqlInfo::SqlLocatorsUpdateCopy, false);
+    b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
+    b.build().expect("the SqlInfo table is valid")
 }

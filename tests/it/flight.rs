@@ -694,3 +694,127 @@ async fn query_memory_is_bounded() {
     assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 1000);
     f.stop().await;
 }
+
+/// GetSqlInfo answers every id the spec defines (the JDBC driver reads them
+/// all) with the value type the spec declares: a wrong union branch makes
+/// the driver fail with a ClassCastException.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_info_has_every_id_with_its_declared_type() {
+    use arrow::array::{Array, UnionArray};
+    let mut f = Fixture::start().await;
+    let info = f.client.get_sql_info(vec![]).await.unwrap();
+    let batches = f.fetch(info).await;
+    let mut got = std::collections::HashMap::new();
+    for b in &batches {
+        let ids = b.column(0).as_primitive::<arrow::datatypes::UInt32Type>();
+        let values = b.column(1).as_any().downcast_ref::<UnionArray>().unwrap();
+        for i in 0..b.num_rows() {
+            got.insert(ids.value(i), (values.type_id(i), values.value(i)));
+        }
+    }
+    // Union branches: 0 string, 1 bool, 2 int64, 3 int32 bitmask/enum,
+    // 4 string list, 5 int32 -> int32 list map.
+    let (s, b, i64_, i32_, list, map) = (0, 1, 2, 3, 4, 5);
+    let mut expected: Vec<(u32, i8)> = vec![
+        (0, s),
+        (1, s),
+        (2, s),
+        (3, b),
+        (4, b),
+        (5, b),
+        (8, i32_),
+        (9, b),
+        (10, b),
+        (11, b),
+        (100, i32_),
+        (101, i32_),
+        (500, b),
+        (501, b),
+        (502, b),
+        (503, i32_),
+        (504, s),
+        (505, i32_),
+        (506, b),
+        (507, i32_),
+        (508, list),
+        (509, list),
+        (510, list),
+        (511, list),
+        (512, list),
+        (513, s),
+        (514, s),
+        (515, b),
+        (516, b),
+        (517, map),
+        (518, b),
+        (519, b),
+        (520, b),
+        (521, b),
+        (522, i32_),
+        (523, b),
+        (524, b),
+        (525, i32_),
+        (526, i32_),
+        (527, b),
+        (528, i32_),
+        (529, s),
+        (530, s),
+        (531, s),
+        (532, b),
+        (533, i32_),
+        (534, i32_),
+        (535, i32_),
+        (536, b),
+        (537, b),
+        (538, i32_),
+        (539, b),
+        (540, i32_),
+        (556, b),
+        (562, i32_),
+        (563, b),
+        (564, i32_),
+        (565, b),
+        (566, b),
+        (567, i32_),
+        (568, i32_),
+        (569, i32_),
+        (570, i32_),
+        (571, i32_),
+        (572, b),
+        (573, b),
+        (574, b),
+        (575, b),
+        (576, b),
+    ];
+    expected.extend((541..=561).filter(|id| *id != 556).map(|id| (id, i64_)));
+    for (id, branch) in expected {
+        let (t, _) = got
+            .get(&id)
+            .unwrap_or_else(|| panic!("SqlInfo id {id} is missing"));
+        assert_eq!(
+            *t, branch,
+            "SqlInfo id {id} has union branch {t}, expected {branch}"
+        );
+    }
+    // A few values a client shows or relies on.
+    let string = |id: u32| {
+        let v = &got[&id].1;
+        v.as_string::<i32>().value(0).to_string()
+    };
+    assert_eq!(string(0), "quiver");
+    assert_eq!(string(504), "\"");
+    let list_of = |id: u32| -> Vec<String> {
+        let v = got[&id].1.as_list::<i32>().value(0);
+        v.as_string::<i32>()
+            .iter()
+            .flatten()
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(list_of(508).iter().any(|k| k == "SELECT"));
+    assert!(list_of(509).iter().any(|k| k == "sqrt"));
+    assert!(list_of(509).iter().any(|k| k == "l2_distance"));
+    assert!(list_of(510).iter().any(|k| k == "upper"));
+    assert!(list_of(512).iter().any(|k| k == "date_trunc"));
+    f.stop().await;
+}
