@@ -245,36 +245,6 @@ pub fn xdbc_type_info() -> XdbcTypeInfoData {
     b.build().expect("static type list is valid")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::datatypes::TimeUnit;
-
-    #[test]
-    fn type_names_read_like_the_ddl() {
-        let v = crate::schema::vector_type(4);
-        assert_eq!(sql_type_name(&v), "FLOAT[4]");
-        assert_eq!(sql_type_name(&DataType::Decimal128(10, 2)), "DECIMAL(10,2)");
-        assert_eq!(
-            sql_type_name(&DataType::Timestamp(TimeUnit::Microsecond, None)),
-            "TIMESTAMP"
-        );
-        let s = Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("v", v, true),
-            Field::new("t", DataType::Utf8, true),
-        ]);
-        let with = table_schema_with_metadata(&s, "id");
-        let md = |i: usize, k: &str| with.field(i).metadata().get(k).cloned();
-        assert_eq!(md(0, TYPE_NAME).as_deref(), Some("BIGINT"));
-        assert_eq!(md(0, PRECISION).as_deref(), Some("19"));
-        assert_eq!(md(0, REMARKS).as_deref(), Some("primary key"));
-        assert_eq!(md(1, REMARKS).as_deref(), Some("vector of 4 float"));
-        assert_eq!(md(2, IS_CASE_SENSITIVE).as_deref(), Some("true"));
-        assert!(!with.field(0).is_nullable());
-    }
-}
-
 /// Function names by the section DataFusion documents them in: numeric,
 /// string, date/time and system (everything else) functions, sorted.
 /// quiver's vector distances count as numeric functions.
@@ -531,4 +501,34 @@ pub fn sql_info(state: &SessionState) -> SqlInfoData {
     b.append(SqlInfo::SqlLocatorsUpdateCopy, false);
     b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
     b.build().expect("the SqlInfo table is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn type_names_read_like_the_ddl() {
+        let v = crate::schema::vector_type(4);
+        assert_eq!(sql_type_name(&v), "FLOAT[4]");
+        assert_eq!(sql_type_name(&DataType::Decimal128(10, 2)), "DECIMAL(10,2)");
+        assert_eq!(
+            sql_type_name(&DataType::Timestamp(TimeUnit::Microsecond, None)),
+            "TIMESTAMP"
+        );
+        let s = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", v, true),
+            Field::new("t", DataType::Utf8, true),
+        ]);
+        let with = table_schema_with_metadata(&s, "id");
+        let md = |i: usize, k: &str| with.field(i).metadata().get(k).cloned();
+        assert_eq!(md(0, TYPE_NAME).as_deref(), Some("BIGINT"));
+        assert_eq!(md(0, PRECISION).as_deref(), Some("19"));
+        assert_eq!(md(0, REMARKS).as_deref(), Some("primary key"));
+        assert_eq!(md(1, REMARKS).as_deref(), Some("vector of 4 float"));
+        assert_eq!(md(2, IS_CASE_SENSITIVE).as_deref(), Some("true"));
+        assert!(!with.field(0).is_nullable());
+    }
 }
