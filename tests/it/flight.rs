@@ -818,3 +818,122 @@ async fn sql_info_has_every_id_with_its_declared_type() {
     assert!(list_of(512).iter().any(|k| k == "date_trunc"));
     f.stop().await;
 }
+
+/// Statements that could read or write the server's files or change its
+/// settings are refused, as plain statements, hidden in CTEs or subqueries,
+/// and as prepared statements; a canary directory shows no file read (its
+/// access time, older than its modification time, would move under
+/// relatime) and none written. The server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_that_reach_files_or_settings_are_refused() {
+    let mut f = Fixture::start().await;
+    f.client
+        .execute_update(
+            "CREATE TABLE t (id BIGINT NOT NULL, PRIMARY KEY (id))".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    f.client
+        .execute_update("INSERT INTO t VALUES (1)".into(), None)
+        .await
+        .unwrap();
+    let canary_dir = tempfile::tempdir().unwrap();
+    let d = canary_dir.path().display().to_string();
+    let canary = canary_dir.path().join("canary.csv");
+    std::fs::write(&canary, "a,b\n1,2\n").unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+    std::fs::File::options()
+        .write(true)
+        .open(&canary)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(old))
+        .unwrap();
+    let atime = || std::fs::metadata(&canary).unwrap().accessed().unwrap();
+    let before = atime();
+    assert_eq!(before, old);
+
+    let statements = [
+        format!("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{d}/canary.csv'"),
+        format!("CREATE EXTERNAL TABLE IF NOT EXISTS x (a INT, b INT) STORED AS CSV LOCATION '{d}/canary.csv' OPTIONS ('format.has_header' 'true')"),
+        format!("CREATE UNBOUNDED EXTERNAL TABLE x STORED AS CSV LOCATION '{d}/canary.csv'"),
+        format!("CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '{d}/'"),
+        format!("COPY (SELECT 1) TO '{d}/out.csv'"),
+        format!("COPY (SELECT 1 AS a) TO '{d}/out.parquet' STORED AS PARQUET"),
+        format!("COPY t TO '{d}/t.csv'"),
+        format!("COPY (WITH c AS (SELECT id FROM t) SELECT * FROM c) TO '{d}/c.csv'"),
+        format!("EXPLAIN ANALYZE COPY (SELECT 1) TO '{d}/e.csv'"),
+        format!("SELECT * FROM '{d}/canary.csv'"),
+        format!("WITH c AS (SELECT * FROM '{d}/canary.csv') SELECT * FROM c"),
+        format!("SELECT 1 WHERE EXISTS (SELECT 1 FROM '{d}/canary.csv')"),
+        format!("SELECT * FROM t JOIN '{d}/canary.csv' c ON true"),
+        format!("CREATE TABLE y AS SELECT * FROM '{d}/canary.csv'"),
+        format!("INSERT INTO t SELECT 2 FROM '{d}/canary.csv'"),
+        format!("CREATE VIEW v AS SELECT * FROM '{d}/canary.csv'"),
+        format!("DESCRIBE '{d}/canary.csv'"),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+        "SET datafusion.catalog.information_schema = false".to_string(),
+        "SET datafusion.runtime.memory_limit = '1G'".to_string(),
+        format!("SET datafusion.runtime.temp_directory = '{d}'"),
+        "SET TIME ZONE 'Europe/Paris'".to_string(),
+        "RESET datafusion.execution.batch_size".to_string(),
+        "CREATE SCHEMA s".to_string(),
+        "CREATE DATABASE other".to_string(),
+        "DROP SCHEMA public".to_string(),
+        "CREATE FUNCTION f(INT) RETURNS INT RETURN $1 + 1".to_string(),
+        format!("PREPARE p AS COPY (SELECT 1) TO '{d}/p.csv'"),
+    ];
+    assert!(statements.len() >= 20);
+    for sql in &statements {
+        let as_query = match f.client.execute(sql.clone(), None).await {
+            Ok(info) => {
+                let ticket = info.endpoint[0].ticket.clone().unwrap();
+                match f.client.do_get(ticket).await {
+                    Ok(s) => s.try_collect::<Vec<_>>().await.err().map(|e| e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                }
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        assert!(as_query.is_some(), "accepted as a statement: {sql}");
+        let as_update = f.client.execute_update(sql.clone(), None).await;
+        assert!(as_update.is_err(), "accepted as an update: {sql}");
+        // The JDBC driver prepares every statement.
+        let prepared = match f.client.prepare(sql.clone(), None).await {
+            Err(_) => true,
+            Ok(mut p) => {
+                let refused = if p.dataset_schema().unwrap().fields().is_empty() {
+                    p.execute_update().await.is_err()
+                } else {
+                    match p.execute().await {
+                        Err(_) => true,
+                        Ok(info) => {
+                            let ticket = info.endpoint[0].ticket.clone().unwrap();
+                            match f.client.do_get(ticket).await {
+                                Ok(s) => s.try_collect::<Vec<_>>().await.is_err(),
+                                Err(_) => true,
+                            }
+                        }
+                    }
+                };
+                let _ = p.close().await;
+                refused
+            }
+        };
+        assert!(prepared, "accepted as a prepared statement: {sql}");
+    }
+    let files: Vec<_> = std::fs::read_dir(canary_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, vec!["canary.csv".to_string()], "files were written");
+    assert_eq!(atime(), before, "the canary file was read");
+    // Settings did not change and the server still answers.
+    let rows = f
+        .query("SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.batch_size'")
+        .await;
+    assert_eq!(rows[0].column(0).as_string::<i32>().value(0), "8192");
+    let rows = f.query("SELECT count(*) FROM t").await;
+    assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+    f.stop().await;
+}
