@@ -937,3 +937,222 @@ async fn statements_that_reach_files_or_settings_are_refused() {
     assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 1);
     f.stop().await;
 }
+
+/// Calls every RPC of the Flight service with `authorization` set to
+/// `header` (or none); returns each call's status code, or OK when it
+/// returned data.
+async fn call_every_rpc(
+    channel: Channel,
+    header: Option<&str>,
+) -> Vec<(&'static str, tonic::Code)> {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::{Criteria, FlightData, HandshakeRequest};
+    let mut c = FlightServiceClient::new(channel);
+    fn req<T>(msg: T, header: Option<&str>) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(h) = header {
+            r.metadata_mut().insert("authorization", h.parse().unwrap());
+        }
+        r
+    }
+    let code = |r: Result<(), tonic::Status>| r.err().map_or(tonic::Code::Ok, |s| s.code());
+    let cmd =
+        arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::CommandStatementQuery {
+            query: "SELECT * FROM t".into(),
+            transaction_id: None,
+        })
+        .encode_to_vec();
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(cmd);
+    let ticket = arrow_flight::Ticket::new(
+        arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::TicketStatementQuery {
+            statement_handle: "q:run:SELECT * FROM t".into(),
+        })
+        .encode_to_vec(),
+    );
+    let put = FlightData {
+        flight_descriptor: Some(descriptor.clone()),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let hs = HandshakeRequest {
+        protocol_version: 0,
+        payload: Default::default(),
+    };
+    out.push((
+        "Handshake",
+        code(
+            async {
+                let mut s = c
+                    .handshake(req(futures::stream::iter(vec![hs]), header))
+                    .await?
+                    .into_inner();
+                s.message().await.map(|_| ())
+            }
+            .await,
+        ),
+    ));
+    out.push((
+        "ListFlights",
+        code(
+            async {
+                let mut s = c
+                    .list_flights(req(Criteria::default(), header))
+                    .await?
+                    .into_inner();
+                s.message().await.map(|_| ())
+            }
+            .await,
+        ),
+    ));
+    out.push((
+        "GetFlightInfo",
+        code(
+            c.get_flight_info(req(descriptor.clone(), header))
+                .await
+                .map(|_| ()),
+        ),
+    ));
+    out.push((
+        "PollFlightInfo",
+        code(
+            c.poll_flight_info(req(descriptor.clone(), header))
+                .await
+                .map(|_| ()),
+        ),
+    ));
+    out.push((
+        "GetSchema",
+        code(
+            c.get_schema(req(descriptor.clone(), header))
+                .await
+                .map(|_| ()),
+        ),
+    ));
+    out.push((
+        "DoGet",
+        code(
+            async {
+                let mut s = c.do_get(req(ticket.clone(), header)).await?.into_inner();
+                s.message().await.map(|_| ())
+            }
+            .await,
+        ),
+    ));
+    out.push((
+        "DoPut",
+        code(
+            async {
+                let mut s = c
+                    .do_put(req(futures::stream::iter(vec![put.clone()]), header))
+                    .await?
+                    .into_inner();
+                s.message().await.map(|_| ())
+            }
+            .await,
+        ),
+    ));
+    out.push((
+        "DoExchange",
+        code(
+            async {
+                let mut s = c
+                    .do_exchange(req(futures::stream::iter(vec![put.clone()]), header))
+                    .await?
+                    .into_inner();
+                s.message().await.map(|_| ())
+            }
+            .await,
+        ),
+    ));
+    out.push((
+        "DoAction",
+        code(
+            async {
+                let action = arrow_flight::Action::new("ClosePreparedStatement", Vec::<u8>::new());
+                let mut s = c.do_action(req(action, header)).await?.into_inner();
+                s.message().await.map(|_| ())
+            }
+            .await,
+        ),
+    ));
+    out.push((
+        "ListActions",
+        code(
+            async {
+                let mut s = c
+                    .list_actions(req(arrow_flight::Empty {}, header))
+                    .await?
+                    .into_inner();
+                s.message().await.map(|_| ())
+            }
+            .await,
+        ),
+    ));
+    out
+}
+
+/// Every RPC without a token, with a made-up token, with a forged secret
+/// and with an expired token answers Unauthenticated and returns no data;
+/// the same calls with a valid token get past authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_refuses_missing_bad_and_expired_tokens() {
+    use quiver::auth::Auth;
+    let auth = Arc::new(Auth::new(
+        [("ann".to_string(), "pw".to_string())],
+        std::time::Duration::from_millis(500),
+    ));
+    let mut f = Fixture::start_with(ServerOptions {
+        auth: Some(auth),
+        ..ServerOptions::default()
+    })
+    .await;
+    f.client.handshake("ann", "pw").await.unwrap();
+    f.client
+        .execute_update(
+            "CREATE TABLE t (id BIGINT NOT NULL, PRIMARY KEY (id))".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    f.client
+        .execute_update("INSERT INTO t VALUES (1)".into(), None)
+        .await
+        .unwrap();
+    let token = f.client.token().cloned().unwrap();
+    let valid = format!("Bearer {token}");
+    let ok = call_every_rpc(f.channel.clone(), Some(&valid)).await;
+    assert_eq!(ok.len(), 10);
+    for (rpc, code) in &ok {
+        assert_ne!(
+            *code,
+            tonic::Code::Unauthenticated,
+            "{rpc} with a valid token"
+        );
+    }
+    // The valid calls did reach the handlers: DoGet returned rows.
+    assert!(ok
+        .iter()
+        .any(|(rpc, code)| *rpc == "DoGet" && *code == tonic::Code::Ok));
+
+    let forged = format!("Bearer {}x", &token[..token.len() - 1]);
+    let bad_states = [
+        None,
+        Some("Bearer nope"),
+        Some(forged.as_str()),
+        Some("Basic YW5uOndyb25n"),
+    ];
+    for header in bad_states {
+        for (rpc, code) in call_every_rpc(f.channel.clone(), header).await {
+            assert_eq!(code, tonic::Code::Unauthenticated, "{rpc} with {header:?}");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    for (rpc, code) in call_every_rpc(f.channel.clone(), Some(&valid)).await {
+        assert_eq!(
+            code,
+            tonic::Code::Unauthenticated,
+            "{rpc} with an expired token"
+        );
+    }
+    f.stop().await;
+}
