@@ -247,8 +247,13 @@ impl QuiverFlightSql {
     async fn read_param_rows(
         stream: PeekableFlightDataStream,
     ) -> Result<Vec<Vec<ScalarValue>>, Status> {
-        let mut batches =
-            FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
+        // A statement without parameters may come as a lone message that
+        // carries only the descriptor (arrow-flight's client sends that):
+        // no IPC message, so nothing to decode.
+        let messages = stream
+            .try_filter(|m| futures::future::ready(!m.data_header.is_empty()))
+            .map_err(FlightError::from);
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(messages);
         let mut rows = Vec::new();
         while let Some(batch) = batches.try_next().await? {
             for r in 0..batch.num_rows() {

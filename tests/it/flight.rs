@@ -1156,3 +1156,136 @@ async fn every_rpc_refuses_missing_bad_and_expired_tokens() {
     }
     f.stop().await;
 }
+
+/// The Arrow Flight SQL JDBC driver's call sequence, replayed with
+/// arrow-flight's client (the driver's jar is not in a registry this
+/// machine reaches). Each step names the driver behaviour it reproduces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_driver_call_sequence() {
+    let mut f = Fixture::start().await;
+    // 1. Connection: DatabaseMetaData reads GetSqlInfo for all ids at once
+    //    and casts each value to its declared type
+    //    (`sql_info_has_every_id_with_its_declared_type` checks the types).
+    let info = f.client.get_sql_info(vec![]).await.unwrap();
+    assert!(
+        f.fetch(info)
+            .await
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>()
+            > 80
+    );
+
+    // 2. Statement.executeUpdate / execute of DDL: the driver prepares every
+    //    statement; an empty dataset_schema tells it this is an update, which
+    //    it runs with DoPut(CommandPreparedStatementUpdate) and reads the
+    //    row count from the DoPut result; then ClosePreparedStatement.
+    let mut ddl = f
+        .client
+        .prepare(
+            "CREATE TABLE items (id BIGINT NOT NULL, name VARCHAR, v FLOAT[2], PRIMARY KEY (id))"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(ddl.dataset_schema().unwrap().fields().is_empty());
+    assert_eq!(ddl.execute_update().await.unwrap(), 0);
+    ddl.close().await.unwrap();
+    let mut insert = f
+        .client
+        .prepare(
+            "INSERT INTO items VALUES (1, 'a', [0, 1]), (2, 'b', [1, 0]), (3, 'c', [1, 1])".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(insert.dataset_schema().unwrap().fields().is_empty());
+    assert_eq!(insert.execute_update().await.unwrap(), 3);
+    insert.close().await.unwrap();
+
+    // 3. PreparedStatement with `?` parameters: the parameter schema comes
+    //    with the prepare result; the driver binds a row by
+    //    DoPut(CommandPreparedStatementQuery), then GetFlightInfo(prepared
+    //    query) and DoGet on every endpoint (locations empty: same server).
+    let mut query = f
+        .client
+        .prepare(
+            "SELECT id, name FROM items WHERE id >= ? ORDER BY l2_distance(v, ?) LIMIT 2".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let schema = query.dataset_schema().unwrap().clone();
+    assert_eq!(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>(),
+        ["id", "name"]
+    );
+    assert_eq!(query.parameter_schema().unwrap().fields().len(), 2);
+    let params = RecordBatch::try_from_iter(vec![
+        (
+            "$1",
+            Arc::new(arrow::array::Int64Array::from(vec![2])) as arrow::array::ArrayRef,
+        ),
+        (
+            "$2",
+            Arc::new(arrow::array::ListArray::from_iter_primitive::<
+                arrow::datatypes::Float64Type,
+                _,
+                _,
+            >(vec![Some(vec![Some(0.9), Some(0.1)])])),
+        ),
+    ])
+    .unwrap();
+    query.set_parameters(params).unwrap();
+    let info = query.execute().await.unwrap();
+    assert!(info.endpoint.iter().all(|e| e.location.is_empty()));
+    let rows = f.fetch(info).await;
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(ids, vec![2, 3]);
+    query.close().await.unwrap();
+
+    // 4. DatabaseMetaData.getColumns: GetTables with include_schema, reading
+    //    the ARROW:FLIGHT:SQL:* field metadata; getPrimaryKeys.
+    let info = f
+        .client
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: Some("ite%".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let tables = f.fetch(info).await;
+    let ipc = tables[0].column(4).as_binary::<i32>().value(0);
+    let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(ipc).unwrap();
+    let type_names: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.metadata()[quiver::flight_meta::TYPE_NAME].as_str())
+        .collect();
+    assert_eq!(type_names, ["BIGINT", "VARCHAR", "FLOAT[2]"]);
+    let info = f
+        .client
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: None,
+            table: "items".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        f.fetch(info).await[0].column(3).as_string::<i32>().value(0),
+        "id"
+    );
+    f.stop().await;
+}
