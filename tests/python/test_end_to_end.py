@@ -201,6 +201,30 @@ def test_sql_ddl_and_dml(conn):
             cur.execute("SELECT * FROM t")
 
 
+def test_dml_row_counts(conn):
+    with conn.cursor() as cur:
+        stmt = cur.adbc_statement
+        # ADBC's statement-level execute_update: CommandStatementUpdate.
+        stmt.set_sql_query("CREATE TABLE counts (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))")
+        assert stmt.execute_update() == 0
+        stmt.set_sql_query("INSERT INTO counts VALUES (1, [1, 2]), (2, [3, 4]), (3, [5, 6])")
+        assert stmt.execute_update() == 3
+        stmt.set_sql_query("DELETE FROM counts WHERE id >= 2")
+        assert stmt.execute_update() == 2
+        # cursor.execute sends DML down the query path: the count comes back as a row.
+        cur.execute("INSERT INTO counts VALUES (7, [0, 0]), (8, [1, 1])")
+        assert cur.fetchall() == [(2,)]
+        # A prepared update with many parameter rows (executemany).
+        cur.executemany("INSERT INTO counts VALUES (?, ?)", [(10, [1.0, 1.0]), (11, [2.0, 2.0]), (12, [3.0, 3.0])])
+        assert cur.rowcount == 3
+        cur.executemany("DELETE FROM counts WHERE id = $1", [(10,), (11,), (99,)])
+        assert cur.rowcount == 2
+        cur.execute("SELECT id FROM counts ORDER BY id")
+        assert [r[0] for r in cur.fetchall()] == [1, 7, 8, 12]
+        stmt.set_sql_query("DROP TABLE counts")
+        assert stmt.execute_update() == 0
+
+
 def test_ingest_modes(conn):
     small = make_table(n=100, seed=1)
     more = make_table(n=50, seed=2, id_offset=100)
