@@ -21,8 +21,11 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     echo "$want" > "$stamp"
 fi
 
-echo "==> cargo build"
-cargo build --locked --bins --features failpoints
+# One build for the binary and the tests: `cargo build --bins` alone would
+# resolve dependency features without the dev-dependencies and compile the
+# whole dependency tree a second time.
+echo "==> cargo build (binary and tests)"
+cargo test --locked --features failpoints --no-run
 
 echo "==> cargo test (unit tests, sql/*.slt, integration tests)"
 cargo test --locked --features failpoints
