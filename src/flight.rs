@@ -396,31 +396,30 @@ where
             None => std::future::pending().await,
         }
     };
-    let state = Some((Box::pin(batches), Box::pin(sleep), token));
-    futures::stream::unfold(state, move |state| {
-        let sql = sql.clone();
-        async move {
-            let (mut batches, mut sleep, token) = state?;
-            tokio::select! {
-                biased;
-                _ = token.cancelled() => {
-                    tracing::info!(sql = %sql, "query cancelled");
-                    Some((Err(FlightError::from(Status::cancelled("the query was cancelled (CancelFlightInfo)"))), None))
-                }
-                _ = &mut sleep => {
-                    tracing::info!(sql = %sql, "query timed out");
-                    let msg = if server_timeout.is_zero() {
-                        "the query ran past the client's deadline (grpc-timeout)".to_string()
-                    } else {
-                        format!(
-                            "the query ran past its deadline (server --query-timeout {} or the client's grpc-timeout)",
-                            humantime::format_duration(server_timeout)
-                        )
-                    };
-                    Some((Err(FlightError::from(Status::deadline_exceeded(msg))), None))
-                }
-                item = batches.next() => item.map(|i| (i, Some((batches, sleep, token)))),
+    let sql: Arc<str> = sql.into();
+    let state = Some((Box::pin(batches), Box::pin(sleep), token, sql));
+    futures::stream::unfold(state, move |state| async move {
+        let (mut batches, mut sleep, token, sql) = state?;
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => {
+                tracing::info!(sql = %sql, "query cancelled");
+                let status = Status::cancelled("the query was cancelled (CancelFlightInfo)");
+                Some((Err(FlightError::from(status)), None))
             }
+            _ = &mut sleep => {
+                tracing::info!(sql = %sql, "query timed out");
+                let msg = if server_timeout.is_zero() {
+                    "the query ran past the client's deadline (grpc-timeout)".to_string()
+                } else {
+                    format!(
+                        "the query ran past its deadline (server --query-timeout {} or the client's grpc-timeout)",
+                        humantime::format_duration(server_timeout)
+                    )
+                };
+                Some((Err(FlightError::from(Status::deadline_exceeded(msg))), None))
+            }
+            item = batches.next() => item.map(|i| (i, Some((batches, sleep, token, sql)))),
         }
     })
 }
@@ -559,11 +558,11 @@ impl FlightSqlService for QuiverFlightSql {
     async fn do_get_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
         let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
-        let deadline = self.deadline(_request.metadata());
+        let deadline = self.deadline(request.metadata());
         self.run_query(stmt, &p.sql, CancellationToken::new(), deadline)
             .await
     }
