@@ -195,3 +195,29 @@ def test_no_credentials_means_loopback_only(tmp_path):
             timeout=60,
         )
         assert r.returncode != 0 and needle in r.stderr, r.stderr
+
+
+def test_users_file(tmp_path):
+    users = tmp_path / "users"
+    users.write_text("# team\nann:one\n\nbob:two:with-colon\n")
+    s = Server(tmp_path / "data", ["--users-file", str(users)]).start()
+    try:
+        for user, password in [("ann", "one"), ("bob", "two:with-colon")]:
+            with flightsql.connect(
+                s.uri, db_kwargs={"username": user, "password": password}, autocommit=True
+            ) as conn:
+                assert _scalar(conn, "SELECT 1") == 1
+        with pytest.raises(Exception, match="(?i)unauthenticated"):
+            with flightsql.connect(s.uri, db_kwargs={"username": "ann", "password": "two"}, autocommit=True) as conn:
+                _scalar(conn, "SELECT 1")
+    finally:
+        s.stop()
+    bad = tmp_path / "bad"
+    bad.write_text("ann:one\nnocolon\n")
+    r = subprocess.run(
+        [quiver_bin(), "serve", "--data-dir", str(tmp_path / "d3"), "--users-file", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0 and "line 2: expected name:password" in r.stderr, r.stderr
