@@ -318,7 +318,9 @@ fn supports_convert() -> HashMap<i32, Vec<i32>> {
 }
 
 /// GetSqlInfo: every id the Flight SQL JDBC driver and ADBC read, with the
-/// value type the spec declares for it.
+/// value type the JDBC driver casts it to (`ArrowDatabaseMetadata`: String,
+/// Boolean, Long, Integer bitmasks, List, Map); enum-valued ids it tests
+/// bit by bit are bitmasks.
 pub fn sql_info(state: &SessionState) -> SqlInfoData {
     use arrow_flight::sql::{
         SqlNullOrdering, SqlOuterJoinsSupportLevel, SqlSupportedCaseSensitivity,
@@ -405,9 +407,14 @@ pub fn sql_info(state: &SessionState) -> SqlInfoData {
         bits(&[0, 1]),
     );
     b.append(SqlInfo::SqlSupportsIntegrityEnhancementFacility, false);
+    // A bitmask for the JDBC driver (supportsFullOuterJoins tests bit 2,
+    // supportsLimitedOuterJoins bit 1).
     b.append(
         SqlInfo::SqlOuterJoinsSupportLevel,
-        SqlOuterJoinsSupportLevel::SqlFullOuterJoins as i32,
+        bits(&[
+            SqlOuterJoinsSupportLevel::SqlLimitedOuterJoins as i32,
+            SqlOuterJoinsSupportLevel::SqlFullOuterJoins as i32,
+        ]),
     );
     b.append(SqlInfo::SqlSchemaTerm, "schema");
     b.append(SqlInfo::SqlProcedureTerm, "procedure");
@@ -463,12 +470,16 @@ pub fn sql_info(state: &SessionState) -> SqlInfoData {
     }
     b.append(SqlInfo::SqlMaxRowSizeIncludesBlobs, true);
     // Transactions: none; each statement commits on its own.
+    // int64, not int32: the JDBC driver reads this one as a Long.
     b.append(
         SqlInfo::SqlDefaultTransactionIsolation,
-        SqlTransactionIsolationLevel::SqlTransactionNone as i32,
+        SqlTransactionIsolationLevel::SqlTransactionNone as i64,
     );
     b.append(SqlInfo::SqlTransactionsSupported, false);
-    b.append(SqlInfo::SqlSupportedTransactionsIsolationLevels, 0i32);
+    b.append(
+        SqlInfo::SqlSupportedTransactionsIsolationLevels,
+        bits(&[SqlTransactionIsolationLevel::SqlTransactionNone as i32]),
+    );
     b.append(SqlInfo::SqlDataDefinitionCausesTransactionCommit, false);
     b.append(SqlInfo::SqlDataDefinitionsInTransactionsIgnored, true);
     b.append(

@@ -696,8 +696,10 @@ async fn query_memory_is_bounded() {
 }
 
 /// GetSqlInfo answers every id the spec defines (the JDBC driver reads them
-/// all) with the value type the spec declares: a wrong union branch makes
-/// the driver fail with a ClassCastException.
+/// all at its first metadata call) with the type the driver's
+/// `ArrowDatabaseMetadata` casts it to (`desiredType.cast(..)`): a wrong
+/// union branch fails there with a ClassCastException, a missing id with a
+/// NullPointerException.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_info_has_every_id_with_its_declared_type() {
     use arrow::array::{Array, UnionArray};
@@ -770,7 +772,7 @@ async fn sql_info_has_every_id_with_its_declared_type() {
         (539, b),
         (540, i32_),
         (556, b),
-        (562, i32_),
+        (562, i64_),
         (563, b),
         (564, i32_),
         (565, b),
@@ -796,6 +798,16 @@ async fn sql_info_has_every_id_with_its_declared_type() {
             "SqlInfo id {id} has union branch {t}, expected {branch}"
         );
     }
+    // Bitmasks the JDBC driver tests bit by bit: full and limited outer
+    // joins (bits 2 and 1), isolation level NONE (bit 0).
+    let int32 = |id: u32| {
+        got[&id]
+            .1
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .value(0)
+    };
+    assert_eq!(int32(528), 0b110);
+    assert_eq!(int32(564), 0b1);
     // A few values a client shows or relies on.
     let string = |id: u32| {
         let v = &got[&id].1;
