@@ -8,6 +8,9 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+# The tests on the module server run on a local directory and on S3 (SeaweedFS).
+BACKENDS = ("local", "s3")
+
 
 def _frame(n, offset=0, seed=0):
     rng = np.random.default_rng(seed)

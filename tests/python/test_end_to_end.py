@@ -12,6 +12,9 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+# The tests on the module server run on a local directory and on S3 (SeaweedFS).
+BACKENDS = ("local", "s3")
+
 N = 10_000
 DIM = 64
 K = 10

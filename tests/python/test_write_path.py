@@ -7,6 +7,9 @@ import pyarrow as pa
 
 from test_end_to_end import count, fetch, literal, make_table, true_distances, vectors
 
+# The tests on the module server run on a local directory and on S3 (SeaweedFS).
+BACKENDS = ("local", "s3")
+
 
 def test_upsert_by_ingest_replaces_rows(conn):
     with conn.cursor() as cur:
