@@ -12,6 +12,7 @@
 //!   put _manifest/<n+1>.json, PutMode::Create
 //!        ok ----------------------------> version n+1 is committed
 //!        AlreadyExists (another writer won n+1):
+//!            wait a random, growing time (jitter)
 //!            base = reload latest; retry apply (bounded)
 //!            change cannot be rebased -> CommitConflict (retryable by the caller)
 //! ```
@@ -411,13 +412,26 @@ pub async fn commit(
     change: &Change,
     ts: u64,
 ) -> Result<Manifest> {
-    for _ in 0..MAX_COMMIT_ATTEMPTS {
+    for attempt in 0..MAX_COMMIT_ATTEMPTS {
         if let Some(m) = try_commit(store, collection, base.as_ref(), change, ts).await? {
             return Ok(m);
         }
+        backoff(attempt).await;
         base = load_latest(store, collection).await?;
     }
     Err(gave_up(collection))
+}
+
+/// Waits before the next attempt after losing `attempt + 1` commit races:
+/// a random time up to 10 ms x 2^attempt (at most 1 s), so writers that
+/// collided spread out instead of colliding again.
+pub async fn backoff(attempt: usize) {
+    use std::hash::{BuildHasher, Hasher};
+    let cap_ms = (10u64 << attempt.min(7)).min(1000);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    tokio::time::sleep(std::time::Duration::from_micros(random % (cap_ms * 1000))).await;
 }
 
 /// The error after [`MAX_COMMIT_ATTEMPTS`] lost races.

@@ -987,7 +987,7 @@ impl Store {
             // Start from the store's latest version, not our cache: another
             // process may have committed since.
             let mut base = manifest::load_latest(self.object_store.as_ref(), name).await?;
-            for _ in 0..manifest::MAX_COMMIT_ATTEMPTS {
+            for attempt in 0..manifest::MAX_COMMIT_ATTEMPTS {
                 fail::fail_point!("before-manifest-commit", |_| Err(Error::internal(
                     "injected failure before the manifest commit"
                 )));
@@ -1003,6 +1003,7 @@ impl Store {
                 {
                     return Ok(m);
                 }
+                manifest::backoff(attempt).await;
                 base = match manifest::load_latest(self.object_store.as_ref(), name).await? {
                     Some(newer) => match keys {
                         Some((known, keys)) => {
