@@ -87,3 +87,39 @@ def test_concurrent_writer_processes_commit_every_version_once(tmp_path, seaweed
     want = {i for ids in acked for i in ids}
     assert n == distinct == len(want)
     assert got == want
+
+
+def _keys(seaweed, prefix):
+    query = urllib.parse.urlencode({"list-type": "2", "prefix": prefix})
+    body = urllib.request.urlopen(f"{seaweed.endpoint}/{seaweed.BUCKET}?{query}", timeout=30).read().decode()
+    return re.findall(r"<Key>([^<]+)</Key>", body)
+
+
+def test_a_missing_segment_object_is_an_error_naming_it(tmp_path, seaweed):
+    url = seaweed.url()
+    prefix = url.split("/", 3)[3]
+    s = Server(tmp_path / "d", ["--store", url, "--flush-bytes", "1"], env=seaweed.env()).start()
+    try:
+        with s.connect() as c, c.cursor() as cur:
+            for name in ("a", "b"):
+                t = pa.table({"id": pa.array(range(1000), pa.int64()), "x": pa.array([float(i) for i in range(1000)])})
+                cur.adbc_ingest(name, t, mode="create")
+            victim = next(k for k in _keys(seaweed, f"{prefix}/a/insert_log/") if k.endswith(".parquet"))
+            req = urllib.request.Request(f"{seaweed.endpoint}/{seaweed.BUCKET}/{victim}", method="DELETE")
+            urllib.request.urlopen(req, timeout=30)
+        # A new connection and a fresh server (no cached blocks) both name the object.
+        s.stop()
+        s = Server(tmp_path / "d", ["--store", url], env=seaweed.env()).start()
+        with s.connect() as c, c.cursor() as cur:
+            name = victim.split("/", 1)[1]  # the path inside the store
+            try:
+                cur.execute("SELECT sum(x) FROM a")
+                cur.fetchall()
+                raise AssertionError("a query over a missing object succeeded")
+            except adbc_driver_manager.Error as e:
+                assert name in str(e), str(e)
+            cur.execute("SELECT count(*) FROM b")
+            assert cur.fetchone() == (1000,)
+        assert s.alive()
+    finally:
+        s.stop()
