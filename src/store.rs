@@ -460,7 +460,13 @@ impl Store {
                     .await
                     .map_err(|e| Error::Corrupt {
                         path: path.to_string(),
-                        reason: e.to_string(),
+                        reason: if is_not_found(&e) {
+                            "the manifest references this file but the store does not have it \
+                             (`quiver inspect --verify` lists every such problem)"
+                                .to_string()
+                        } else {
+                            e.to_string()
+                        },
                     })
             })
             .await
@@ -1248,6 +1254,20 @@ fn open_local(path: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
     let s = object_store::local::LocalFileSystem::new_with_prefix(path)
         .map_err(|e| Error::Config(format!("data directory '{}': {e}", path.display())))?;
     Ok(Arc::new(s))
+}
+
+/// Whether an error was caused by an object the store does not have.
+fn is_not_found(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(object_store::Error::NotFound { .. }) =
+            err.downcast_ref::<object_store::Error>()
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -120,6 +120,24 @@ def test_a_missing_segment_object_is_an_error_naming_it(tmp_path, seaweed):
                 assert name in str(e), str(e)
             cur.execute("SELECT count(*) FROM b")
             assert cur.fetchone() == (1000,)
+        # The top-k path reads footers itself: it says the object is missing.
+        with s.connect() as c, c.cursor() as cur:
+            cur.adbc_ingest("vec", pa.table({"id": pa.array([1, 2], pa.int64()),
+                                             "v": pa.array([[1.0, 0.0], [0.0, 1.0]], pa.list_(pa.float32(), 2))}),
+                            mode="create")
+        s.stop()
+        gone = next(k for k in _keys(seaweed, f"{prefix}/vec/insert_log/") if k.endswith(".parquet"))
+        urllib.request.urlopen(
+            urllib.request.Request(f"{seaweed.endpoint}/{seaweed.BUCKET}/{gone}", method="DELETE"), timeout=30
+        )
+        s = Server(tmp_path / "d", ["--store", url], env=seaweed.env()).start()
+        with s.connect() as c, c.cursor() as cur:
+            try:
+                cur.execute("SELECT id FROM vec ORDER BY l2_distance(v, [1, 0]) LIMIT 1")
+                cur.fetchall()
+                raise AssertionError("a top-k over a missing object succeeded")
+            except adbc_driver_manager.Error as e:
+                assert gone.split("/", 1)[1] in str(e) and "does not have it" in str(e), str(e)
         assert s.alive()
     finally:
         s.stop()
