@@ -351,23 +351,25 @@ pub fn sql_info(state: &SessionState) -> SqlInfoData {
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
     b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
-    // DDL and identifiers.
+    // DDL and identifiers. The case and null-ordering enums go as int64:
+    // the Java SqlInfoBuilder writes them so and the ODBC driver reads them
+    // so (the proto comment says int32; JDBC does not read them).
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, false);
     b.append(SqlInfo::SqlDdlTable, true);
     b.append(
         SqlInfo::SqlIdentifierCase,
-        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i64,
     );
     b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
     b.append(
         SqlInfo::SqlQuotedIdentifierCase,
-        SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i64,
     );
     b.append(SqlInfo::SqlAllTablesAreSelectable, true);
     b.append(
         SqlInfo::SqlNullOrdering,
-        SqlNullOrdering::SqlNullsSortedHigh as i32,
+        SqlNullOrdering::SqlNullsSortedHigh as i64,
     );
     b.append(SqlInfo::SqlKeywords, keywords);
     b.append(SqlInfo::SqlNumericFunctions, numeric);
@@ -391,7 +393,8 @@ pub fn sql_info(state: &SessionState) -> SqlInfoData {
             SqlSupportedGroupBy::SqlGroupByBeyondSelect as i32,
         ]),
     );
-    b.append(SqlInfo::SqlSupportsLikeEscapeClause, true);
+    // DataFusion accepts only `ESCAPE '\'`, not any escape character.
+    b.append(SqlInfo::SqlSupportsLikeEscapeClause, false);
     b.append(SqlInfo::SqlSupportsNonNullableColumns, true);
     b.append(
         SqlInfo::SqlSupportedGrammar,
