@@ -343,6 +343,13 @@ where
     )
 }
 
+/// The answer to the foreign-key commands: quiver has none.
+fn no_foreign_keys() -> DoGetStream {
+    encode_batch(RecordBatch::new_empty(
+        crate::flight_meta::foreign_keys_schema(),
+    ))
+}
+
 fn encode_batch(batch: RecordBatch) -> DoGetStream {
     encode(
         batch.schema(),
@@ -880,9 +887,7 @@ impl FlightSqlService for QuiverFlightSql {
         _query: CommandGetImportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(encode_batch(RecordBatch::new_empty(
-            crate::flight_meta::foreign_keys_schema(),
-        ))))
+        Ok(Response::new(no_foreign_keys()))
     }
 
     async fn get_flight_info_exported_keys(
@@ -899,9 +904,7 @@ impl FlightSqlService for QuiverFlightSql {
         _query: CommandGetExportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(encode_batch(RecordBatch::new_empty(
-            crate::flight_meta::foreign_keys_schema(),
-        ))))
+        Ok(Response::new(no_foreign_keys()))
     }
 
     async fn get_flight_info_cross_reference(
@@ -918,9 +921,7 @@ impl FlightSqlService for QuiverFlightSql {
         _query: CommandGetCrossReference,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(encode_batch(RecordBatch::new_empty(
-            crate::flight_meta::foreign_keys_schema(),
-        ))))
+        Ok(Response::new(no_foreign_keys()))
     }
 
     async fn do_action_fallback(

@@ -967,7 +967,18 @@ async fn call_every_rpc(
         }
         r
     }
-    let code = |r: Result<(), tonic::Status>| r.err().map_or(tonic::Code::Ok, |s| s.code());
+    fn code(r: Result<(), tonic::Status>) -> tonic::Code {
+        r.err().map_or(tonic::Code::Ok, |s| s.code())
+    }
+    /// The status of a streaming call up to its first message.
+    async fn first<T: prost::Message + Default + 'static>(
+        call: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+    ) -> tonic::Code {
+        match call {
+            Ok(r) => code(r.into_inner().message().await.map(|_| ())),
+            Err(s) => s.code(),
+        }
+    }
     let cmd =
         arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::CommandStatementQuery {
             query: "SELECT * FROM t".into(),
@@ -985,122 +996,67 @@ async fn call_every_rpc(
         flight_descriptor: Some(descriptor.clone()),
         ..Default::default()
     };
-    let mut out = Vec::new();
     let hs = HandshakeRequest {
         protocol_version: 0,
         payload: Default::default(),
     };
-    out.push((
-        "Handshake",
-        code(
-            async {
-                let mut s = c
-                    .handshake(req(futures::stream::iter(vec![hs]), header))
-                    .await?
-                    .into_inner();
-                s.message().await.map(|_| ())
-            }
+    let action = arrow_flight::Action::new("ClosePreparedStatement", Vec::<u8>::new());
+    let puts = || futures::stream::iter(vec![put.clone()]);
+    vec![
+        (
+            "Handshake",
+            first(
+                c.handshake(req(futures::stream::iter(vec![hs]), header))
+                    .await,
+            )
             .await,
         ),
-    ));
-    out.push((
-        "ListFlights",
-        code(
-            async {
-                let mut s = c
-                    .list_flights(req(Criteria::default(), header))
-                    .await?
-                    .into_inner();
-                s.message().await.map(|_| ())
-            }
-            .await,
+        (
+            "ListFlights",
+            first(c.list_flights(req(Criteria::default(), header)).await).await,
         ),
-    ));
-    out.push((
-        "GetFlightInfo",
-        code(
-            c.get_flight_info(req(descriptor.clone(), header))
-                .await
-                .map(|_| ()),
+        (
+            "GetFlightInfo",
+            code(
+                c.get_flight_info(req(descriptor.clone(), header))
+                    .await
+                    .map(|_| ()),
+            ),
         ),
-    ));
-    out.push((
-        "PollFlightInfo",
-        code(
-            c.poll_flight_info(req(descriptor.clone(), header))
-                .await
-                .map(|_| ()),
+        (
+            "PollFlightInfo",
+            code(
+                c.poll_flight_info(req(descriptor.clone(), header))
+                    .await
+                    .map(|_| ()),
+            ),
         ),
-    ));
-    out.push((
-        "GetSchema",
-        code(
-            c.get_schema(req(descriptor.clone(), header))
-                .await
-                .map(|_| ()),
+        (
+            "GetSchema",
+            code(
+                c.get_schema(req(descriptor.clone(), header))
+                    .await
+                    .map(|_| ()),
+            ),
         ),
-    ));
-    out.push((
-        "DoGet",
-        code(
-            async {
-                let mut s = c.do_get(req(ticket.clone(), header)).await?.into_inner();
-                s.message().await.map(|_| ())
-            }
-            .await,
+        (
+            "DoGet",
+            first(c.do_get(req(ticket.clone(), header)).await).await,
         ),
-    ));
-    out.push((
-        "DoPut",
-        code(
-            async {
-                let mut s = c
-                    .do_put(req(futures::stream::iter(vec![put.clone()]), header))
-                    .await?
-                    .into_inner();
-                s.message().await.map(|_| ())
-            }
-            .await,
+        ("DoPut", first(c.do_put(req(puts(), header)).await).await),
+        (
+            "DoExchange",
+            first(c.do_exchange(req(puts(), header)).await).await,
         ),
-    ));
-    out.push((
-        "DoExchange",
-        code(
-            async {
-                let mut s = c
-                    .do_exchange(req(futures::stream::iter(vec![put.clone()]), header))
-                    .await?
-                    .into_inner();
-                s.message().await.map(|_| ())
-            }
-            .await,
+        (
+            "DoAction",
+            first(c.do_action(req(action, header)).await).await,
         ),
-    ));
-    out.push((
-        "DoAction",
-        code(
-            async {
-                let action = arrow_flight::Action::new("ClosePreparedStatement", Vec::<u8>::new());
-                let mut s = c.do_action(req(action, header)).await?.into_inner();
-                s.message().await.map(|_| ())
-            }
-            .await,
+        (
+            "ListActions",
+            first(c.list_actions(req(arrow_flight::Empty {}, header)).await).await,
         ),
-    ));
-    out.push((
-        "ListActions",
-        code(
-            async {
-                let mut s = c
-                    .list_actions(req(arrow_flight::Empty {}, header))
-                    .await?
-                    .into_inner();
-                s.message().await.map(|_| ())
-            }
-            .await,
-        ),
-    ));
-    out
+    ]
 }
 
 /// Every RPC without a token, with a made-up token, with a forged secret
