@@ -8,6 +8,13 @@
 //! share what overlaps; concurrent misses of one block fetch it once. Every
 //! other path (manifests, listings) and every write goes straight through.
 //! Because the cache is the store, it travels with every plan.
+//!
+//! Checksums: the manifest records a crc32c for every block of a data file
+//! ([`BlockSums`], registered here when a manifest is loaded). A block is
+//! checked when it is fetched, before anything reads it, so each byte is
+//! verified once per fetch (and a cached block is served without checking
+//! it again). A mismatch is an error naming the file and block; a file
+//! without registered sums (written before checksums) is read unchecked.
 
 use std::fmt;
 use std::ops::Range;
@@ -34,6 +41,28 @@ pub const DEFAULT_BLOCK_BYTES: u64 = 1024 * 1024;
 
 /// Path segments of immutable segment files.
 const IMMUTABLE_DIRS: [&str; 3] = ["insert_log", "stats_log", "delta_log"];
+
+/// The crc32c of every `block`-byte block of one file (the last one
+/// shorter), as its manifest records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSums {
+    pub block: u64,
+    pub crcs: Vec<u32>,
+}
+
+impl BlockSums {
+    /// Computes the sums of `bytes` in blocks of `block` bytes.
+    pub fn compute(bytes: &[u8], block: u64) -> Self {
+        let block = block.max(MIN_BLOCK_BYTES);
+        Self {
+            block,
+            crcs: bytes.chunks(block as usize).map(crc32c::crc32c).collect(),
+        }
+    }
+}
+
+/// Blocks are at least this large (4 KiB).
+pub const MIN_BLOCK_BYTES: u64 = 4096;
 
 /// Counters of a [`ChunkCache`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -67,6 +96,7 @@ pub struct ChunkCache {
     block: u64,
     blocks: moka::future::Cache<(Path, u64), Bytes>,
     metas: moka::future::Cache<Path, ObjectMeta>,
+    sums: parking_lot::RwLock<std::collections::HashMap<Path, Arc<BlockSums>>>,
     counters: Arc<Counters>,
 }
 
@@ -103,9 +133,10 @@ impl ChunkCache {
             .build();
         Self {
             inner,
-            block: block.max(4096),
+            block: block.max(MIN_BLOCK_BYTES),
             blocks,
             metas: moka::future::Cache::builder().max_capacity(1 << 16).build(),
+            sums: Default::default(),
             counters,
         }
     }
@@ -127,15 +158,42 @@ impl ChunkCache {
         self.blocks.run_pending_tasks().await;
     }
 
+    /// The size of one block of a data file (its blocks are read, and
+    /// cached, as they were checksummed).
+    pub fn block_bytes(&self) -> u64 {
+        self.block
+    }
+
+    /// Records the block checksums of the file at `location`: later reads
+    /// of it are verified.
+    pub fn register(&self, location: Path, sums: Arc<BlockSums>) {
+        let known = self.sums.read().contains_key(&location);
+        if !known {
+            self.sums.write().insert(location, sums);
+        }
+    }
+
+    /// Forgets the sums of a file that was deleted.
+    pub fn forget(&self, location: &Path) {
+        self.sums.write().remove(location);
+    }
+
+    fn sums(&self, location: &Path) -> Option<Arc<BlockSums>> {
+        self.sums.read().get(location).cloned()
+    }
+
     fn enabled(&self) -> bool {
         self.blocks.policy().max_capacity().unwrap_or(0) > 0
     }
 
+    /// Whether reads of `location` go through blocks: cached files, and
+    /// files with checksums (verified even when caching is off).
     fn cacheable(&self, location: &Path) -> bool {
-        self.enabled()
+        (self.enabled()
             && location
                 .parts()
-                .any(|p| IMMUTABLE_DIRS.contains(&p.as_ref()))
+                .any(|p| IMMUTABLE_DIRS.contains(&p.as_ref())))
+            || self.sums.read().contains_key(location)
     }
 
     fn request(&self) {
@@ -154,29 +212,62 @@ impl ChunkCache {
             .map_err(unshare)
     }
 
-    async fn block(&self, location: &Path, index: u64, size: u64) -> Result<Bytes> {
+    async fn block(
+        &self,
+        location: &Path,
+        index: u64,
+        size: u64,
+        sums: Option<&Arc<BlockSums>>,
+    ) -> Result<Bytes> {
         let key = (location.clone(), index);
-        if let Some(b) = self.blocks.get(&key).await {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(b);
+        if self.enabled() {
+            if let Some(b) = self.blocks.get(&key).await {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(b);
+            }
         }
-        let start = index * self.block;
-        let end = (start + self.block).min(size);
+        let block = sums.map_or(self.block, |s| s.block);
+        let start = index * block;
+        let end = (start + block).min(size);
         let inner = self.inner.clone();
         let counters = self.counters.clone();
         let path = location.clone();
-        self.blocks
-            .try_get_with(key, async move {
-                counters.misses.fetch_add(1, Ordering::Relaxed);
-                counters.requests.fetch_add(1, Ordering::Relaxed);
-                let b = inner.get_range(&path, start..end).await?;
-                counters
-                    .fetched_bytes
-                    .fetch_add(b.len() as u64, Ordering::Relaxed);
-                Ok::<_, object_store::Error>(b)
-            })
-            .await
-            .map_err(unshare)
+        let want = match sums {
+            Some(s) => Some(s.crcs.get(index as usize).copied().ok_or_else(|| {
+                corrupt(
+                    location,
+                    format!(
+                        "the file has {size} bytes, more than the {} blocks of {block} bytes its manifest records",
+                        s.crcs.len()
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let fetch = async move {
+            counters.misses.fetch_add(1, Ordering::Relaxed);
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            let b = inner.get_range(&path, start..end).await?;
+            counters
+                .fetched_bytes
+                .fetch_add(b.len() as u64, Ordering::Relaxed);
+            if let Some(want) = want {
+                let got = crc32c::crc32c(&b);
+                if got != want {
+                    return Err(corrupt(
+                        &path,
+                        format!(
+                            "checksum mismatch in block {index} (bytes {start}..{end}): crc32c {got:08x} but the manifest records {want:08x}"
+                        ),
+                    ));
+                }
+            }
+            Ok::<_, object_store::Error>(b)
+        };
+        if !self.enabled() {
+            return fetch.await;
+        }
+        self.blocks.try_get_with(key, fetch).await.map_err(unshare)
     }
 
     /// Bytes `range` of `location` (whose size is `size`) from blocks.
@@ -184,14 +275,16 @@ impl ChunkCache {
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
-        let first = range.start / self.block;
-        let last = (range.end - 1) / self.block;
+        let sums = self.sums(location);
+        let block = sums.as_ref().map_or(self.block, |s| s.block);
+        let first = range.start / block;
+        let last = (range.end - 1) / block;
         let blocks: Vec<Bytes> = futures::stream::iter(first..=last)
-            .map(|i| self.block(location, i, size))
+            .map(|i| self.block(location, i, size, sums.as_ref()))
             .buffered(8)
             .try_collect()
             .await?;
-        let skip = (range.start - first * self.block) as usize;
+        let skip = (range.start - first * block) as usize;
         let len = (range.end - range.start) as usize;
         if blocks.len() == 1 {
             return Ok(blocks[0].slice(skip..skip + len));
@@ -232,6 +325,14 @@ impl ChunkCache {
             range,
             attributes: Default::default(),
         })
+    }
+}
+
+/// A block that does not match its checksum.
+fn corrupt(location: &Path, reason: String) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "quiver",
+        source: Box::new(SharedError(format!("corrupt data in '{location}': {reason}"))),
     }
 }
 

@@ -36,7 +36,25 @@ pub struct StoreConfig {
     /// Bytes of decoded vector columns (per row group) kept in memory
     /// (0: off).
     pub decoded_cache_bytes: u64,
+    /// How transient object-store failures are retried.
+    pub retry: crate::retry::RetryPolicy,
+    /// Files of at least this many bytes are written with a multipart
+    /// upload.
+    pub multipart_threshold_bytes: u64,
+    /// Size of one part of a multipart upload (S3 needs at least 5 MiB for
+    /// every part but the last).
+    pub multipart_part_bytes: u64,
 }
+
+/// Default size from which files are written with a multipart upload
+/// (64 MiB).
+pub const DEFAULT_MULTIPART_THRESHOLD_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Default part size of a multipart upload (16 MiB).
+pub const DEFAULT_MULTIPART_PART_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Smallest part S3 accepts (except for the last part).
+pub const MIN_MULTIPART_PART_BYTES: u64 = 5 * 1024 * 1024;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -48,6 +66,9 @@ impl Default for StoreConfig {
             cache_bytes: crate::cache::DEFAULT_CACHE_BYTES,
             cache_block_bytes: crate::cache::DEFAULT_BLOCK_BYTES,
             decoded_cache_bytes: DEFAULT_DECODED_CACHE_BYTES,
+            retry: crate::retry::RetryPolicy::default(),
+            multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
+            multipart_part_bytes: DEFAULT_MULTIPART_PART_BYTES,
         }
     }
 }

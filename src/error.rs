@@ -32,6 +32,11 @@ pub enum Error {
     #[error("commit conflict on collection '{collection}': {reason}. Help: retry the operation")]
     CommitConflict { collection: String, reason: String },
 
+    /// The manifest put failed in a way that does not tell whether it landed
+    /// (the store stopped answering). The written files are kept.
+    #[error("the commit of collection '{collection}' may or may not have landed: {reason}. Help: check the collection's contents before retrying")]
+    CommitUnknown { collection: String, reason: String },
+
     /// A stored file or manifest is unreadable or inconsistent.
     #[error("corrupt data in '{path}': {reason}")]
     Corrupt { path: String, reason: String },
@@ -92,6 +97,7 @@ impl Error {
             Error::CollectionExists(_) => Status::already_exists(msg),
             Error::NotAllowed(_) => Status::permission_denied(msg),
             Error::CommitConflict { .. } => Status::aborted(msg),
+            Error::CommitUnknown { .. } => Status::unavailable(msg),
             Error::Corrupt { .. } => Status::data_loss(msg),
             Error::Config(_) => Status::failed_precondition(msg),
             Error::DataFusion(e) => datafusion_status(e, msg),

@@ -388,6 +388,11 @@ impl Store {
             for (_, r) in &log.records {
                 self.clock().observe(r.ts());
             }
+            if self.unreadable(&name).is_some() {
+                // Its manifest is damaged: keep its log untouched for later.
+                tracing::error!(collection = %name, "not replaying the log of an unreadable collection");
+                continue;
+            }
             let Some(m) = self.snapshot(&name) else {
                 // Dropped (or never created): its log is superseded.
                 std::fs::remove_dir_all(&dir).map_err(|e| wal::io_error(&dir, e))?;

@@ -27,6 +27,7 @@ pub mod keys;
 pub mod layout;
 pub mod manifest;
 pub mod schema;
+pub mod retry;
 pub mod segment;
 pub mod server;
 pub mod snapshot;

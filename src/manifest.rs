@@ -30,8 +30,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::schema::CollectionSchema;
 
-/// Version of the manifest JSON layout written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the manifest JSON layout written by this build (2: with a
+/// checksum and a commit id).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// A manifest file starts with its checksum as the first JSON member:
+/// `{"crc32c": "<8 hex digits>",` followed by the rest of the pretty-printed
+/// manifest. The crc32c covers the manifest without that member (`{` and
+/// what follows the comma), so the file stays plain JSON for `jq` and
+/// friends, and any changed byte is detected before the JSON is trusted.
+const CHECKSUM_PREFIX: &[u8] = b"{\"crc32c\": \"";
 
 /// How many times a commit is rebased onto a newer version before giving up.
 pub const MAX_COMMIT_ATTEMPTS: usize = 32;
@@ -61,6 +69,10 @@ pub struct Manifest {
     pub wal_ts: u64,
     /// Wall-clock time of the commit, milliseconds since the Unix epoch.
     pub committed_at_ms: u64,
+    /// Unique per commit attempt: a writer whose create-only put succeeded
+    /// but whose answer was lost finds its own commit by this id.
+    #[serde(default)]
+    pub commit_id: String,
 }
 
 /// A sealed segment: column-group files that zip by row position.
@@ -116,6 +128,39 @@ pub struct DataFile {
     pub size: u64,
     pub crc32c: u32,
     pub row_groups: u32,
+    /// Size of the checksummed blocks (0: none recorded).
+    #[serde(default)]
+    pub block_bytes: u64,
+    /// crc32c of every block, 8 hex digits each, concatenated.
+    #[serde(default)]
+    pub block_crc32c: String,
+}
+
+impl DataFile {
+    /// The block checksums, if recorded and well-formed.
+    pub fn block_sums(&self) -> Option<crate::cache::BlockSums> {
+        if self.block_bytes == 0 || self.block_crc32c.len() % 8 != 0 {
+            return None;
+        }
+        let crcs = (0..self.block_crc32c.len())
+            .step_by(8)
+            .map(|i| u32::from_str_radix(self.block_crc32c.get(i..i + 8)?, 16).ok())
+            .collect::<Option<Vec<u32>>>()?;
+        Some(crate::cache::BlockSums {
+            block: self.block_bytes,
+            crcs,
+        })
+    }
+
+    /// Records `sums` in the manifest's form.
+    pub fn set_block_sums(&mut self, sums: &crate::cache::BlockSums) {
+        use std::fmt::Write;
+        self.block_bytes = sums.block;
+        self.block_crc32c = sums.crcs.iter().fold(String::new(), |mut s, c| {
+            let _ = write!(s, "{c:08x}");
+            s
+        });
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -292,6 +337,7 @@ impl Manifest {
                     max_ts: base.map_or(ts, |b| b.max_ts.max(ts)),
                     wal_ts,
                     committed_at_ms: now_ms(),
+                    commit_id: new_commit_id(),
                 });
             }
         };
@@ -306,8 +352,64 @@ impl Manifest {
             max_ts: base.map_or(ts, |b| b.max_ts.max(ts)),
             wal_ts,
             committed_at_ms: now_ms(),
+            commit_id: new_commit_id(),
         })
     }
+
+    /// The bytes of the manifest file: JSON with its checksum first.
+    pub fn encode(&self) -> Result<Bytes> {
+        let body = serde_json::to_vec_pretty(self).map_err(|e| Error::internal(e.to_string()))?;
+        let crc = crc32c::crc32c(&body);
+        let mut out = Vec::with_capacity(body.len() + 24);
+        out.extend_from_slice(CHECKSUM_PREFIX);
+        out.extend_from_slice(format!("{crc:08x}\",").as_bytes());
+        out.extend_from_slice(&body[1..]);
+        Ok(Bytes::from(out))
+    }
+
+    /// Parses a manifest file read from `path`, checking its checksum.
+    /// Manifests of format 1 (written before checksums) have none.
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.to_string(),
+            reason,
+        };
+        let checked = bytes
+            .strip_prefix(CHECKSUM_PREFIX)
+            .filter(|rest| rest.len() > 10 && &rest[8..10] == b"\",")
+            .and_then(|rest| {
+                let hex = std::str::from_utf8(&rest[..8]).ok()?;
+                Some((u32::from_str_radix(hex, 16).ok()?, &rest[10..]))
+            });
+        let m: Manifest = match checked {
+            Some((want, rest)) => {
+                let mut body = Vec::with_capacity(rest.len() + 1);
+                body.push(b'{');
+                body.extend_from_slice(rest);
+                let got = crc32c::crc32c(&body);
+                if got != want {
+                    return Err(corrupt(format!(
+                        "checksum mismatch: crc32c {got:08x} but the file records {want:08x}"
+                    )));
+                }
+                serde_json::from_slice(&body)
+                    .map_err(|e| corrupt(format!("manifest is not valid JSON: {e}")))?
+            }
+            None => {
+                let m: Manifest = serde_json::from_slice(bytes)
+                    .map_err(|e| corrupt(format!("manifest is not valid JSON: {e}")))?;
+                if m.format_version >= 2 {
+                    return Err(corrupt("the manifest's checksum is missing or damaged".into()));
+                }
+                m
+            }
+        };
+        Ok(m)
+    }
+}
+
+fn new_commit_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 pub fn now_ms() -> u64 {
@@ -348,10 +450,7 @@ pub async fn load_version(
 ) -> Result<Manifest> {
     let path = Manifest::path(collection, version);
     let bytes = store.get(&path).await?.bytes().await?;
-    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-        path: path.to_string(),
-        reason: format!("manifest is not valid JSON: {e}"),
-    })?;
+    let m = Manifest::decode(&path, &bytes)?;
     if m.format_version > FORMAT_VERSION {
         return Err(Error::Corrupt {
             path: path.to_string(),
@@ -380,17 +479,26 @@ pub async fn try_commit(
     ts: u64,
 ) -> Result<Option<Manifest>> {
     let next = Manifest::apply(collection, base, change, ts)?;
-    let json = serde_json::to_vec_pretty(&next).map_err(|e| Error::internal(e.to_string()))?;
+    let json = next.encode()?;
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
     };
     let path = Manifest::path(collection, next.version);
     match store
-        .put_opts(&path, PutPayload::from(Bytes::from(json)), opts)
+        .put_opts(&path, PutPayload::from(json), opts)
         .await
     {
         Ok(_) => Ok(Some(next)),
+        Err(object_store::Error::AlreadyExists { .. })
+            if load_version(store, collection, next.version)
+                .await
+                .is_ok_and(|there| there.commit_id == next.commit_id) =>
+        {
+            // An earlier attempt of this put succeeded; its answer was lost.
+            tracing::debug!(collection, version = next.version, "commit found after a retried put");
+            Ok(Some(next))
+        }
         Err(object_store::Error::AlreadyExists { .. }) => {
             tracing::debug!(
                 collection,
@@ -399,7 +507,18 @@ pub async fn try_commit(
             );
             Ok(None)
         }
-        Err(e) => Err(e.into()),
+        Err(e) if !crate::retry::is_transient(&e) => Err(e.into()),
+        // The put may have landed on an attempt whose answer was lost: look.
+        Err(e) => match load_version(store, collection, next.version).await {
+            Ok(there) if there.commit_id == next.commit_id => Ok(Some(next)),
+            // Another writer has this version: ours did not land.
+            Ok(_) => Ok(None),
+            Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => Err(e.into()),
+            Err(look) => Err(Error::CommitUnknown {
+                collection: collection.to_string(),
+                reason: format!("writing version {} failed ({e}) and reading it back failed ({look})", next.version),
+            }),
+        },
     }
 }
 

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
 use datafusion::scalar::ScalarValue;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{path::Path, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding};
@@ -134,15 +135,17 @@ pub async fn write_segment_with_ts(
         let full = Path::from(format!("{collection}/{rel}"));
         async move {
             let columns: Vec<String> = gschema.fields().iter().map(|f| f.name().clone()).collect();
+            let enc = cfg.clone();
             let (bytes, row_groups) = tokio::task::spawn_blocking(move || {
-                encode_parquet(&cfg, group, gschema, &gbatches)
+                encode_parquet(&enc, group, gschema, &gbatches)
             })
             .await
             .map_err(|e| Error::internal(format!("encoder task failed: {e}")))??;
             let size = bytes.len() as u64;
             let crc = crc32c::crc32c(&bytes);
-            upload(store, &full, bytes).await?;
-            Ok::<_, Error>(DataFile {
+            let sums = crate::cache::BlockSums::compute(&bytes, cfg.cache_block_bytes);
+            upload(store, &cfg, &full, bytes).await?;
+            let mut file = DataFile {
                 group,
                 columns: columns
                     .into_iter()
@@ -152,7 +155,11 @@ pub async fn write_segment_with_ts(
                 size,
                 crc32c: crc,
                 row_groups,
-            })
+                block_bytes: 0,
+                block_crc32c: String::new(),
+            };
+            file.set_block_sums(&sums);
+            Ok::<_, Error>(file)
         }
     });
     // Upload every group; if any part of sealing fails, remove what was
@@ -184,6 +191,7 @@ pub async fn write_segment_with_ts(
         };
         upload(
             store.clone(),
+            cfg,
             &Path::from(format!("{collection}/{rel}")),
             bloom,
         )
@@ -232,8 +240,8 @@ pub async fn write_delete_log(
         arrow::datatypes::Field::new(TS_COLUMN, DataType::UInt64, false),
     ]));
     let batch = RecordBatch::try_new(schema.clone(), vec![keys, Arc::new(UInt64Array::from(ts))])?;
-    let cfg = cfg.clone();
-    let (bytes, _) = tokio::task::spawn_blocking(move || encode_parquet(&cfg, 0, schema, &[batch]))
+    let enc = cfg.clone();
+    let (bytes, _) = tokio::task::spawn_blocking(move || encode_parquet(&enc, 0, schema, &[batch]))
         .await
         .map_err(|e| Error::internal(format!("encoder task failed: {e}")))??;
     let rel = format!("delta_log/{}.parquet", uuid::Uuid::new_v4().simple());
@@ -247,6 +255,7 @@ pub async fn write_delete_log(
     };
     upload(
         store.clone(),
+        cfg,
         &Path::from(format!("{collection}/{rel}")),
         bytes,
     )
@@ -315,11 +324,73 @@ fn encode_parquet(
     Ok((Bytes::from(buf), meta.num_row_groups() as u32))
 }
 
-async fn upload(store: Arc<dyn ObjectStore>, path: &Path, bytes: Bytes) -> Result<()> {
-    // Multipart above the buffer size, a single put below it.
-    let mut w = object_store::buffered::BufWriter::new(store, path.clone());
-    w.put(bytes).await?;
-    tokio::io::AsyncWriteExt::shutdown(&mut w).await?;
+/// Writes a whole file: one put below `cfg.multipart_threshold_bytes`,
+/// a multipart upload of `cfg.multipart_part_bytes` parts from it. A
+/// multipart upload that fails is aborted (no object appears) and, if the
+/// failure was transient, started again within `cfg.retry`.
+pub async fn upload(
+    store: Arc<dyn ObjectStore>,
+    cfg: &StoreConfig,
+    path: &Path,
+    bytes: Bytes,
+) -> Result<()> {
+    if (bytes.len() as u64) < cfg.multipart_threshold_bytes.max(1) {
+        store.put(path, bytes.into()).await?;
+        return Ok(());
+    }
+    let part = cfg
+        .multipart_part_bytes
+        .max(crate::config::MIN_MULTIPART_PART_BYTES) as usize;
+    let stats = crate::retry::RetryStats::default();
+    cfg.retry
+        .run(
+            || format!("multipart upload of {path}"),
+            &stats,
+            || multipart_once(store.as_ref(), path, &bytes, part),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Parts uploaded at once by one multipart upload.
+const UPLOAD_CONCURRENCY: usize = 4;
+
+async fn multipart_once(
+    store: &dyn ObjectStore,
+    path: &Path,
+    bytes: &Bytes,
+    part: usize,
+) -> object_store::Result<()> {
+    let mut upload = store.put_multipart(path).await?;
+    let parts: Vec<_> = (0..bytes.len())
+        .step_by(part)
+        .map(|start| {
+            let chunk = bytes.slice(start..(start + part).min(bytes.len()));
+            upload.put_part(chunk.into())
+        })
+        .collect();
+    let sent = futures::stream::iter(parts)
+        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await;
+    let done = match sent {
+        Ok(_) => {
+            fail::fail_point!("multipart-before-complete", |_| Err(
+                object_store::Error::Generic {
+                    store: "failpoint",
+                    source: "injected failure before completing a multipart upload".into(),
+                }
+            ));
+            upload.complete().await.map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = done {
+        if let Err(abort) = upload.abort().await {
+            tracing::warn!(path = %path, error = %abort, "could not abort a failed multipart upload");
+        }
+        return Err(e);
+    }
     Ok(())
 }
 

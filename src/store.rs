@@ -98,6 +98,9 @@ pub struct Store {
     clock: Clock,
     /// Latest committed manifest of every live collection.
     collections: RwLock<BTreeMap<String, Arc<Manifest>>>,
+    /// Collections whose newest manifest could not be read, with why: they
+    /// answer every query with that error, the others keep working.
+    unreadable: RwLock<BTreeMap<String, String>>,
     /// Serializes this process's commits per store (other processes are
     /// handled by the conditional put).
     write_lock: tokio::sync::Mutex<()>,
@@ -159,8 +162,10 @@ impl Store {
     ) -> Result<Self> {
         let store_url = Url::parse(&format!("quiver://{}", uuid::Uuid::new_v4().simple()))
             .map_err(|e| Error::internal(e.to_string()))?;
+        let retrying: Arc<dyn ObjectStore> =
+            Arc::new(crate::retry::RetryStore::new(object_store, config.retry));
         let cache = Arc::new(crate::cache::ChunkCache::new(
-            object_store,
+            retrying,
             config.cache_bytes,
             config.cache_block_bytes,
         ));
@@ -173,6 +178,7 @@ impl Store {
             config,
             clock: Clock::default(),
             collections: RwLock::new(BTreeMap::new()),
+            unreadable: RwLock::new(BTreeMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
             footers: moka::future::Cache::builder()
                 .max_capacity(FOOTER_CACHE_BYTES)
@@ -212,19 +218,42 @@ impl Store {
     pub async fn reload(&self) -> Result<()> {
         let listed = self.object_store.list_with_delimiter(None).await?;
         let mut found = BTreeMap::new();
+        let mut unreadable = BTreeMap::new();
         for prefix in listed.common_prefixes {
             let Some(name) = prefix.filename() else {
                 continue;
             };
-            if let Some(m) = manifest::load_latest(self.object_store.as_ref(), name).await? {
-                self.clock.observe(m.max_ts);
-                if m.is_live() {
-                    found.insert(name.to_string(), Arc::new(m));
+            match manifest::load_latest(self.object_store.as_ref(), name).await {
+                Ok(Some(m)) => {
+                    self.clock.observe(m.max_ts);
+                    self.learn(&m);
+                    if m.is_live() {
+                        found.insert(name.to_string(), Arc::new(m));
+                    }
                 }
+                Ok(None) => {}
+                // One damaged collection must not take the others down.
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::error!(collection = name, error = %e, "collection unreadable");
+                    unreadable.insert(name.to_string(), e.to_string());
+                }
+                Err(e) => return Err(e),
             }
         }
         *self.collections.write() = found;
+        *self.unreadable.write() = unreadable;
         Ok(())
+    }
+
+    /// Registers the block checksums of `m`'s data files with the chunk
+    /// cache, so reads of them are verified.
+    pub(crate) fn learn(&self, m: &Manifest) {
+        for f in m.segments.iter().flat_map(|s| &s.files) {
+            if let Some(sums) = f.block_sums() {
+                self.cache
+                    .register(Self::file_path(&m.collection, &f.path), Arc::new(sums));
+            }
+        }
     }
 
     /// Rows of several row groups of a one-column vector file, decoded to
@@ -501,8 +530,29 @@ impl Store {
     }
 
     pub fn require(&self, name: &str) -> Result<Arc<Manifest>> {
+        if let Some(e) = self.unreadable(name) {
+            return Err(e);
+        }
         self.snapshot(name)
             .ok_or_else(|| Error::CollectionNotFound(name.to_string()))
+    }
+
+    /// Why collection `name` cannot be read, if its newest manifest is
+    /// damaged.
+    pub fn unreadable(&self, name: &str) -> Option<Error> {
+        self.unreadable.read().get(name).map(|why| Error::Corrupt {
+            path: format!("{name}/_manifest"),
+            reason: format!("collection '{name}' is unreadable: {why}"),
+        })
+    }
+
+    /// Collections whose newest manifest is damaged, with why.
+    pub fn unreadable_collections(&self) -> Vec<(String, String)> {
+        self.unreadable
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Full object path of a file listed in a manifest.
@@ -905,6 +955,7 @@ impl Store {
 
     /// Keeps an older version (with its deletes) at hand for time travel.
     pub async fn pin(&self, m: Arc<Manifest>) -> Result<()> {
+        self.learn(&m);
         let deletes = self.delete_map(&m).await?;
         self.pinned
             .insert((m.collection.clone(), m.version), (m, deletes));
@@ -1025,6 +1076,9 @@ impl Store {
         .await;
         let committed = match result {
             Ok(m) => Arc::new(m),
+            // The files may be part of a version that landed: keep them (gc
+            // removes them if not).
+            Err(e @ Error::CommitUnknown { .. }) => return Err(e),
             Err(e) => {
                 match change {
                     Change::Create {
@@ -1046,6 +1100,7 @@ impl Store {
             rows = committed.num_rows(),
             "committed"
         );
+        self.learn(&committed);
         let mut map = self.collections.write();
         if committed.is_live() {
             map.insert(name.to_string(), committed.clone());
@@ -1220,6 +1275,7 @@ pub fn open_object_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
         "s3" | "s3a" => {
             let s = object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url)
+                .with_retry(no_client_retries())
                 .build()
                 .map_err(cfg)?;
             Ok(with_prefix(Arc::new(s)))
@@ -1227,6 +1283,7 @@ pub fn open_object_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
         "gs" => {
             let s = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
+                .with_retry(no_client_retries())
                 .build()
                 .map_err(cfg)?;
             Ok(with_prefix(Arc::new(s)))
@@ -1234,6 +1291,7 @@ pub fn open_object_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
         "az" | "azure" | "abfs" | "abfss" => {
             let s = object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_url(url)
+                .with_retry(no_client_retries())
                 .build()
                 .map_err(cfg)?;
             Ok(with_prefix(Arc::new(s)))
@@ -1241,6 +1299,15 @@ pub fn open_object_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
         other => Err(Error::Config(format!(
             "store '{url}': unsupported scheme '{other}' (use a path, file://, s3://, gs://, az:// or memory://)"
         ))),
+    }
+}
+
+/// quiver's [`crate::retry::RetryStore`] owns retries; the cloud clients'
+/// own would multiply its attempts.
+fn no_client_retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 0,
+        ..Default::default()
     }
 }
 

@@ -103,6 +103,9 @@ impl SchemaProvider for QuiverSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(e) = self.store.unreadable(name) {
+            return Err(e.into());
+        }
         let Some((m, mems)) = self.store.snapshot_with_mem(name) else {
             return Ok(None);
         };

@@ -18,7 +18,15 @@ pub struct Problem {
 /// Checks every file the live collections' newest versions list.
 pub async fn verify(store: &Store) -> Result<Vec<Problem>> {
     let os = store.object_store();
-    let mut problems = Vec::new();
+    let mut problems: Vec<Problem> = store
+        .unreadable_collections()
+        .into_iter()
+        .map(|(collection, why)| Problem {
+            path: format!("{collection}/_manifest"),
+            collection,
+            problem: why,
+        })
+        .collect();
     for name in store.collection_names() {
         let Some(m) = store.snapshot(&name) else {
             continue;

@@ -101,8 +101,10 @@ async fn warm_queries_make_no_requests_and_answers_match_without_cache() {
         assert_eq!(&got, want, "{q}");
     }
     let s = off.store().cache_stats();
-    assert_eq!((s.hits, s.misses, s.cached_bytes), (0, 0, 0));
-    assert!(s.requests > 0);
+    // Blocks are still fetched one by one (to check their checksums), but
+    // none is kept or served from memory.
+    assert_eq!((s.hits, s.cached_bytes), (0, 0));
+    assert!(s.misses > 0 && s.requests > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
