@@ -94,6 +94,18 @@ struct StoreArgs {
     /// Bytes of decoded columns (per row group: vectors, and the key and scalar columns top-k queries read) kept in memory, so warm searches skip decoding (0: off).
     #[arg(long, env = "QUIVER_VECTOR_CACHE_BYTES", default_value_t = quiver::config::DEFAULT_DECODED_CACHE_BYTES)]
     vector_cache_bytes: u64,
+    /// Retries of an object-store operation after a transient failure (network error, 5xx, a read that broke off), with exponential backoff and full jitter (0: none).
+    #[arg(long, env = "QUIVER_STORE_RETRIES", default_value_t = 5)]
+    store_retries: u32,
+    /// No retry starts later than this after an operation's first attempt, e.g. 30s.
+    #[arg(long, env = "QUIVER_STORE_RETRY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    store_retry_timeout: std::time::Duration,
+    /// Files of at least this many bytes are written with a multipart upload.
+    #[arg(long, env = "QUIVER_MULTIPART_THRESHOLD_BYTES", default_value_t = quiver::config::DEFAULT_MULTIPART_THRESHOLD_BYTES)]
+    multipart_threshold_bytes: u64,
+    /// Bytes per part of a multipart upload (at least 5 MiB, as S3 requires).
+    #[arg(long, env = "QUIVER_MULTIPART_PART_BYTES", default_value_t = quiver::config::DEFAULT_MULTIPART_PART_BYTES)]
+    multipart_part_bytes: u64,
     /// Directory of the write-ahead log (a local disk; default: <data-dir>/_wal, also with --store).
     #[arg(long, env = "QUIVER_WAL_DIR")]
     wal_dir: Option<std::path::PathBuf>,
@@ -152,7 +164,21 @@ impl StoreArgs {
                 "--row-group-rows and --segment-max-rows must be positive".into(),
             ));
         }
+        if self.multipart_part_bytes < quiver::config::MIN_MULTIPART_PART_BYTES {
+            return Err(quiver::Error::Config(format!(
+                "--multipart-part-bytes must be at least {} (5 MiB, the smallest part S3 accepts), not {}",
+                quiver::config::MIN_MULTIPART_PART_BYTES,
+                self.multipart_part_bytes
+            )));
+        }
         Ok(StoreConfig {
+            retry: quiver::retry::RetryPolicy {
+                max_retries: self.store_retries,
+                timeout: self.store_retry_timeout,
+                ..Default::default()
+            },
+            multipart_threshold_bytes: self.multipart_threshold_bytes,
+            multipart_part_bytes: self.multipart_part_bytes,
             row_group_rows: self.row_group_rows,
             segment_max_rows: self.segment_max_rows,
             compression: parse_compression(&self.compression)?,

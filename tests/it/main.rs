@@ -3,6 +3,7 @@
 mod cache;
 mod cli;
 mod engine;
+mod faults;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 mod flight;

@@ -41,7 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn batch(rows: &[(i64, i64)]) -> RecordBatch {
+pub(crate) fn batch(rows: &[(i64, i64)]) -> RecordBatch {
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
     let values: Vec<f64> = rows.iter().map(|r| r.1 as f64).collect();
     let vecs: Vec<f32> = rows.iter().flat_map(|r| [r.1 as f32, 0.0]).collect();

@@ -1,7 +1,65 @@
 //! Helpers shared by the integration test modules.
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
+use object_store::ObjectStore;
 use quiver::{IngestMode, Store};
+
+/// Where a storage test runs: a local directory, or a fresh prefix of the
+/// S3 bucket `scripts/test.sh` sets up on a SeaweedFS server on loopback
+/// (`QUIVER_TEST_S3`, e.g. `s3://quiver-test`, with the `AWS_*` variables).
+pub enum Backend {
+    Local(tempfile::TempDir),
+    S3(String),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Local(_) => f.write_str("local"),
+            Backend::S3(url) => write!(f, "s3 ({url})"),
+        }
+    }
+}
+
+impl Backend {
+    /// A local directory, and S3 when the test command provides it.
+    pub async fn all() -> Vec<Backend> {
+        let mut all = vec![Backend::local()];
+        match std::env::var("QUIVER_TEST_S3") {
+            Ok(bucket) if !bucket.is_empty() => {
+                let url = format!(
+                    "{}/{}",
+                    bucket.trim_end_matches('/'),
+                    uuid::Uuid::new_v4().simple()
+                );
+                all.push(Backend::S3(url));
+            }
+            _ => eprintln!(
+                "QUIVER_TEST_S3 is not set: storage tests run on a local directory only (scripts/test.sh runs them on S3 too)"
+            ),
+        }
+        all
+    }
+
+    pub fn local() -> Backend {
+        Backend::Local(tempfile::tempdir().unwrap())
+    }
+
+    /// The store URL.
+    pub fn url(&self) -> String {
+        match self {
+            Backend::Local(d) => d.path().to_str().unwrap().to_string(),
+            Backend::S3(url) => url.clone(),
+        }
+    }
+
+    /// The raw object store under the URL (no cache, no retries).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        quiver::store::open_object_store(&self.url()).unwrap()
+    }
+}
 
 /// Ingests one batch into collection `name` as one write.
 pub async fn ingest(
