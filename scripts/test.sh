@@ -27,8 +27,32 @@ fi
 echo "==> cargo build (binary and tests)"
 cargo test --locked --features failpoints --no-run
 
-echo "==> cargo test (unit tests, sql/*.slt, integration tests)"
-cargo test --locked --features failpoints
+# The storage tests run on a local directory and on a real S3 server:
+# SeaweedFS on loopback, started here and stopped when this script ends.
+echo "==> starting SeaweedFS (S3 on 127.0.0.1) for the Rust storage tests"
+s3_dir=$(mktemp -d)
+coproc SEAWEED { exec .venv/bin/python tests/python/seaweed.py "$s3_dir"; }
+seaweed_pid=$SEAWEED_PID
+cleanup() {
+    kill "$seaweed_pid" 2>/dev/null || true
+    wait "$seaweed_pid" 2>/dev/null || true
+    rm -rf "$s3_dir"
+}
+trap cleanup EXIT
+s3_env=()
+while read -r line <&"${SEAWEED[0]}"; do
+    s3_env+=("${line#export }")
+    case "$line" in *QUIVER_TEST_S3=*) break ;; esac
+done
+case "${s3_env[*]}" in
+    *QUIVER_TEST_S3=*) ;;
+    *) echo "SeaweedFS did not start" >&2; exit 1 ;;
+esac
+
+echo "==> cargo test (unit tests, sql/*.slt, integration tests; storage tests also on S3)"
+env "${s3_env[@]}" cargo test --locked --features failpoints
+cleanup
+trap - EXIT
 
 echo "==> pytest (real binary, ADBC, pandas, polars)"
 QUIVER_BIN="$target/debug/quiver" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider "$@"

@@ -18,6 +18,8 @@ use quiver::flush::WalOptions;
 use quiver::schema::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
+use crate::util::Backend;
+
 #[derive(Debug, Clone)]
 enum Op {
     /// Write these (key, value) rows in one ingest.
@@ -111,24 +113,31 @@ async fn check(
     Ok(())
 }
 
-async fn open(path: &str, logged: bool) -> Engine {
+/// Opens the store at `url`, with its log in `wal` (a local directory)
+/// when `logged`.
+async fn open(url: &str, wal: &std::path::Path, logged: bool) -> Engine {
     let config = StoreConfig {
         segment_max_rows: 8,
         ..StoreConfig::default()
     };
     let store = if logged {
-        let wal = WalOptions::new(std::path::Path::new(path).join("_wal"));
-        Store::open_with_wal(path, config, wal).await.unwrap()
+        Store::open_with_wal(url, config, WalOptions::new(wal)).await.unwrap()
     } else {
-        Store::open(path, config).await.unwrap()
+        Store::open(url, config).await.unwrap()
     };
     Engine::new(store).unwrap()
 }
 
-async fn run(ops: Vec<Op>, logged: bool) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_str().unwrap().to_string();
-    let mut engine = open(&path, logged).await;
+async fn run(ops: Vec<Op>, logged: bool, s3: bool) -> Result<(), TestCaseError> {
+    let backend = if s3 {
+        Backend::s3().expect("QUIVER_TEST_S3")
+    } else {
+        Backend::local()
+    };
+    let wal_dir = tempfile::tempdir().unwrap();
+    let wal = wal_dir.path().join("_wal");
+    let path = backend.url();
+    let mut engine = open(&path, &wal, logged).await;
     let first = batch(&[(1000, 0)]);
     engine
         .store()
@@ -187,7 +196,7 @@ async fn run(ops: Vec<Op>, logged: bool) -> Result<(), TestCaseError> {
             Op::Restart => {
                 // No flush first: with the log, this is a crash and replay.
                 drop(engine);
-                engine = open(&path, logged).await;
+                engine = open(&path, &wal, logged).await;
             }
         }
         check(&engine, &model, step).await?;
@@ -197,15 +206,24 @@ async fn run(ops: Vec<Op>, logged: bool) -> Result<(), TestCaseError> {
 
 #[test]
 fn storage_matches_an_in_memory_model() {
-    model_test(false);
+    model_test(false, false);
 }
 
 #[test]
 fn logged_storage_matches_an_in_memory_model() {
-    model_test(true);
+    model_test(true, false);
 }
 
-fn model_test(logged: bool) {
+/// The same suite on S3 (SeaweedFS), when the test command provides it.
+#[test]
+fn storage_on_s3_matches_an_in_memory_model() {
+    if Backend::s3().is_some() {
+        model_test(false, true);
+        model_test(true, true);
+    }
+}
+
+fn model_test(logged: bool, s3: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -219,7 +237,7 @@ fn model_test(logged: bool) {
     };
     let mut runner = TestRunner::new(config);
     let result = runner.run(&proptest::collection::vec(op(), 1..14), |ops| {
-        rt.block_on(run(ops, logged))
+        rt.block_on(run(ops, logged, s3))
     });
     if let Err(e) = result {
         panic!("model test failed (seed 0x51577645): {e}");

@@ -26,21 +26,24 @@ impl std::fmt::Debug for Backend {
 impl Backend {
     /// A local directory, and S3 when the test command provides it.
     pub async fn all() -> Vec<Backend> {
-        let mut all = vec![Backend::local()];
+        std::iter::once(Backend::local()).chain(Backend::s3()).collect()
+    }
+
+    /// A fresh prefix in the test bucket, if the test command provides one.
+    pub fn s3() -> Option<Backend> {
         match std::env::var("QUIVER_TEST_S3") {
-            Ok(bucket) if !bucket.is_empty() => {
-                let url = format!(
-                    "{}/{}",
-                    bucket.trim_end_matches('/'),
-                    uuid::Uuid::new_v4().simple()
+            Ok(bucket) if !bucket.is_empty() => Some(Backend::S3(format!(
+                "{}/{}",
+                bucket.trim_end_matches('/'),
+                uuid::Uuid::new_v4().simple()
+            ))),
+            _ => {
+                eprintln!(
+                    "QUIVER_TEST_S3 is not set: storage tests run on a local directory only (scripts/test.sh runs them on S3 too)"
                 );
-                all.push(Backend::S3(url));
+                None
             }
-            _ => eprintln!(
-                "QUIVER_TEST_S3 is not set: storage tests run on a local directory only (scripts/test.sh runs them on S3 too)"
-            ),
         }
-        all
     }
 
     pub fn local() -> Backend {
