@@ -100,7 +100,7 @@ pub struct Store {
     collections: RwLock<BTreeMap<String, Arc<Manifest>>>,
     /// Collections whose newest manifest could not be read, with why: they
     /// answer every query with that error, the others keep working.
-    unreadable: RwLock<BTreeMap<String, String>>,
+    unreadable: RwLock<BTreeMap<String, (String, String)>>,
     /// Serializes this process's commits per store (other processes are
     /// handled by the conditional put).
     write_lock: tokio::sync::Mutex<()>,
@@ -233,9 +233,9 @@ impl Store {
                 }
                 Ok(None) => {}
                 // One damaged collection must not take the others down.
-                Err(e @ Error::Corrupt { .. }) => {
-                    tracing::error!(collection = name, error = %e, "collection unreadable");
-                    unreadable.insert(name.to_string(), e.to_string());
+                Err(Error::Corrupt { path, reason }) => {
+                    tracing::error!(collection = name, file = %path, reason = %reason, "collection unreadable");
+                    unreadable.insert(name.to_string(), (path, reason));
                 }
                 Err(e) => return Err(e),
             }
@@ -540,18 +540,22 @@ impl Store {
     /// Why collection `name` cannot be read, if its newest manifest is
     /// damaged.
     pub fn unreadable(&self, name: &str) -> Option<Error> {
-        self.unreadable.read().get(name).map(|why| Error::Corrupt {
-            path: format!("{name}/_manifest"),
-            reason: format!("collection '{name}' is unreadable: {why}"),
-        })
+        self.unreadable
+            .read()
+            .get(name)
+            .map(|(path, why)| Error::Corrupt {
+                path: path.clone(),
+                reason: format!("collection '{name}' is unreadable: {why}"),
+            })
     }
 
-    /// Collections whose newest manifest is damaged, with why.
-    pub fn unreadable_collections(&self) -> Vec<(String, String)> {
+    /// Collections whose newest manifest is damaged: (collection, manifest
+    /// file, why).
+    pub fn unreadable_collections(&self) -> Vec<(String, String, String)> {
         self.unreadable
             .read()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, (path, why))| (k.clone(), path.clone(), why.clone()))
             .collect()
     }
 

@@ -21,9 +21,9 @@ pub async fn verify(store: &Store) -> Result<Vec<Problem>> {
     let mut problems: Vec<Problem> = store
         .unreadable_collections()
         .into_iter()
-        .map(|(collection, why)| Problem {
-            path: format!("{collection}/_manifest"),
+        .map(|(collection, path, why)| Problem {
             collection,
+            path,
             problem: why,
         })
         .collect();

@@ -2,6 +2,7 @@
 
 mod cache;
 mod cli;
+mod corrupt;
 mod engine;
 mod faults;
 #[cfg(feature = "failpoints")]
