@@ -38,6 +38,8 @@ pub enum Kind {
     Get,
     Put,
     Multipart,
+    /// Completing a multipart upload.
+    Complete,
     List,
     Delete,
     Copy,
@@ -330,7 +332,7 @@ impl MultipartUpload for FaultyUpload {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let (fault, _) = self.state.decide(Kind::Multipart);
+        let (fault, _) = self.state.decide(Kind::Complete);
         if fault.is_some() {
             return Err(injected("completing the upload refused"));
         }
@@ -654,4 +656,98 @@ async fn five_percent_faults_give_no_wrong_answers_and_lose_nothing() {
         eprintln!("{backend:?} without retries: {ops} operations, {t:?}");
         assert!(t.writes_failed > 0 && t.queries_failed > 0, "{t:?}");
     }
+}
+
+/// Rows with 128-d vectors: 3,000 rows make a vector file of 1.5 MiB.
+fn wide(ids: std::ops::Range<i64>) -> RecordBatch {
+    use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array};
+    let emb = FixedSizeListArray::new(
+        quiver::schema::vector_item_field(),
+        128,
+        Arc::new(Float32Array::from_iter_values(
+            ids.clone().flat_map(|i| (0..128).map(move |j| ((i * 31 + j) % 977) as f32)),
+        )),
+        None,
+    );
+    RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef),
+        ("embedding", Arc::new(emb) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+/// Objects under `prefix`, by path.
+async fn objects(os: &dyn ObjectStore, prefix: &str) -> Vec<(String, Option<String>)> {
+    let mut all: Vec<(String, Option<String>)> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(os.list(Some(&Path::from(prefix))))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.location.to_string(), m.e_tag))
+            .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_go_up_in_parts_and_a_failed_upload_leaves_nothing() {
+    for backend in Backend::all().await {
+        let base = backend.object_store();
+        let f = faulty(base.clone(), Faults::default(), 9);
+        let config = StoreConfig {
+            multipart_threshold_bytes: 6 * 1024 * 1024,
+            multipart_part_bytes: quiver::config::MIN_MULTIPART_PART_BYTES,
+            retry: fast_retries(2),
+            ..StoreConfig::default()
+        };
+        let store = Store::open_with(f.clone(), backend.url(), config.clone())
+            .await
+            .unwrap();
+        // 15,000 x 128-d float32: a 7.7 MB vector file, in two parts.
+        crate::util::ingest(&store, "t", wide(0..15_000), IngestMode::CREATE)
+            .await
+            .unwrap();
+        assert_eq!(f.calls(Kind::Complete), 1, "{backend:?}: one multipart upload");
+        assert_eq!(f.calls(Kind::Multipart), 1 + 2, "{backend:?}: start and two parts");
+        let files = objects(base.as_ref(), "t/insert_log").await;
+        if matches!(backend, Backend::S3(_)) {
+            // S3 marks a multipart object's ETag with its part count.
+            assert!(
+                files.iter().any(|(_, tag)| tag.as_deref().is_some_and(|t| t.contains("-2"))),
+                "{files:?}"
+            );
+        }
+        let engine = Engine::new(store.clone()).unwrap();
+        let sum = "SELECT count(*), sum(embedding[5]) FROM t";
+        let want = pretty_format(&engine.sql(sum).await.unwrap());
+
+        // Completing the upload fails every time: each attempt is aborted,
+        // the write fails, and nothing of it is visible.
+        let versions = quiver::manifest::list_versions(base.as_ref(), "t").await.unwrap();
+        f.set(Faults {
+            fraction: 1.0,
+            only: vec![Kind::Complete],
+            ..Default::default()
+        });
+        let before = f.calls(Kind::Complete);
+        let err = crate::util::ingest(&store, "t", wide(20_000..35_000), IngestMode::APPEND)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("multipart upload of t/insert_log/"), "{err}");
+        assert!(err.contains("after 3 attempts"), "{err}");
+        assert_eq!(f.calls(Kind::Complete) - before, 3);
+        f.set(Faults::default());
+        assert_eq!(objects(base.as_ref(), "t/insert_log").await, files, "{backend:?}");
+        assert_eq!(
+            quiver::manifest::list_versions(base.as_ref(), "t").await.unwrap(),
+            versions
+        );
+        let fresh = Engine::new(Store::open(&backend.url(), config).await.unwrap()).unwrap();
+        assert_eq!(pretty_format(&fresh.sql(sum).await.unwrap()), want);
+    }
+}
+
+fn pretty_format(b: &[RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(b).unwrap().to_string()
 }
