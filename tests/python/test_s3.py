@@ -1,15 +1,20 @@
 """quiver on a real S3 server (SeaweedFS on loopback): concurrent writer
 processes committing to one collection."""
 
+import json
+import os
+import random
 import re
+import subprocess
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import adbc_driver_manager
 import pyarrow as pa
+import pytest
 
-from conftest import Server
+from conftest import Server, quiver_bin
 
 WRITERS, COMMITS = 8, 50
 
@@ -139,5 +144,71 @@ def test_a_missing_segment_object_is_an_error_naming_it(tmp_path, seaweed):
             except adbc_driver_manager.Error as e:
                 assert gone.split("/", 1)[1] in str(e) and "does not have it" in str(e), str(e)
         assert s.alive()
+    finally:
+        s.stop()
+
+
+def _object(seaweed, key, body=None):
+    """GET (or PUT, with `body`) one object of the test bucket."""
+    url = f"{seaweed.endpoint}/{seaweed.BUCKET}/{key}"
+    if body is None:
+        return urllib.request.urlopen(url, timeout=30).read()
+    urllib.request.urlopen(urllib.request.Request(url, data=body, method="PUT"), timeout=30)
+
+
+def _verify(url, seaweed, tmp_path):
+    return subprocess.run(
+        [quiver_bin(), "inspect", "--store", url, "--data-dir", str(tmp_path / "d"), "--verify", "--json"],
+        capture_output=True, text=True, env={**os.environ, **seaweed.env()}, timeout=120,
+    )
+
+
+def test_flipped_bytes_on_s3_are_named_and_verify_lists_them_without_changing_anything(tmp_path, seaweed):
+    url = seaweed.url()
+    prefix = url.split("/", 3)[3]
+    s = Server(tmp_path / "d", ["--store", url, "--flush-bytes", "1"], env=seaweed.env()).start()
+    try:
+        with s.connect() as c, c.cursor() as cur:
+            for name in ("a", "b"):
+                t = pa.table({"id": pa.array(range(2000), pa.int64()),
+                              "v": pa.array([[float(i), 1.0] for i in range(2000)], pa.list_(pa.float32(), 2))})
+                cur.adbc_ingest(name, t, mode="create")
+            cur.execute("DELETE FROM a WHERE id < 10")
+        s.stop()
+        assert _verify(url, seaweed, tmp_path).returncode == 0
+
+        keys = [k for k in _keys(seaweed, f"{prefix}/a/") if "/insert_log/" in k or "/delta_log/" in k]
+        keys.append(max(k for k in _keys(seaweed, f"{prefix}/a/_manifest/")))
+        rng = random.Random(11)
+        for key in keys:
+            original = _object(seaweed, key)
+            damaged = bytearray(original)
+            damaged[rng.randrange(len(damaged))] ^= 0x10
+            _object(seaweed, key, bytes(damaged))
+            name = key.split("/", 1)[1]  # the path inside the store
+            try:
+                # verify names the file, exits 1, and changes nothing.
+                r = _verify(url, seaweed, tmp_path)
+                assert r.returncode == 1, r.stdout + r.stderr
+                problems = json.loads(r.stdout)["problems"]
+                assert [p["path"] for p in problems] == [name], problems
+                assert _object(seaweed, key) == bytes(damaged)
+                # A fresh server refuses the damaged collection, naming the
+                # file, and keeps answering the other one.
+                s = Server(tmp_path / "d", ["--store", url], env=seaweed.env()).start()
+                with s.connect() as c, c.cursor() as cur:
+                    with pytest.raises(adbc_driver_manager.Error) as e:
+                        cur.execute("SELECT id, v FROM a ORDER BY id")
+                        cur.fetchall()
+                    assert name in str(e.value), str(e.value)
+                    cur.execute("SELECT count(*) FROM b")
+                    assert cur.fetchone() == (2000,)
+                    cur.execute("SELECT id FROM b ORDER BY l2_distance(v, [5, 1]) LIMIT 1")
+                    assert cur.fetchone() == (5,)
+                assert s.alive()
+                s.stop()
+            finally:
+                _object(seaweed, key, original)
+        assert _verify(url, seaweed, tmp_path).returncode == 0
     finally:
         s.stop()
