@@ -43,6 +43,10 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
 }
 
 async fn engine(dir: &std::path::Path, cache_bytes: u64) -> Engine {
+    engine_at(dir.to_str().unwrap(), cache_bytes).await
+}
+
+async fn engine_at(url: &str, cache_bytes: u64) -> Engine {
     let config = StoreConfig {
         cache_bytes,
         decoded_cache_bytes: cache_bytes,
@@ -50,7 +54,42 @@ async fn engine(dir: &std::path::Path, cache_bytes: u64) -> Engine {
         row_group_rows: 1000,
         ..StoreConfig::default()
     };
-    Engine::new(Store::open(dir.to_str().unwrap(), config).await.unwrap()).unwrap()
+    Engine::new(Store::open(url, config).await.unwrap()).unwrap()
+}
+
+/// A fresh process on a store answers its first query from footers and the
+/// byte ranges it needs, not whole segments (local directory and S3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_query_reads_footers_and_needed_ranges_not_whole_segments() {
+    for backend in crate::util::Backend::all().await {
+        let url = backend.url();
+        let e = engine_at(&url, 64 * 1024 * 1024).await;
+        ingest(e.store(), "t", batch(0..20_000), IngestMode::CREATE)
+            .await
+            .unwrap();
+        let m = e.store().require("t").unwrap();
+        let stored: u64 = m.segments.iter().flat_map(|s| &s.files).map(|f| f.size).sum();
+        drop(e);
+        for q in [
+            "SELECT id, embedding FROM t WHERE id BETWEEN 1000 AND 1010 ORDER BY id",
+            "SELECT id FROM t WHERE id BETWEEN 15000 AND 15100 \
+             ORDER BY l2_distance(embedding, [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]), id LIMIT 5",
+        ] {
+            let cold = engine_at(&url, 64 * 1024 * 1024).await;
+            let before = cold.store().cache_stats();
+            cold.sql(q).await.unwrap();
+            let s = cold.store().cache_stats();
+            let fetched = s.fetched_bytes - before.fetched_bytes;
+            eprintln!(
+                "{backend:?}: {q}: {} requests, {fetched} of {stored} stored bytes",
+                s.requests - before.requests
+            );
+            assert!(
+                fetched * 4 < stored,
+                "{backend:?}: a selective cold query fetched {fetched} of {stored} bytes: {q}"
+            );
+        }
+    }
 }
 
 const QUERIES: [&str; 3] = [
