@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch};
+use arrow::array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch,
+};
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -71,11 +73,15 @@ fn batch(rng: &mut StdRng, start: usize, rows: usize, dim: usize) -> RecordBatch
     RecordBatch::try_from_iter(vec![
         (
             "id",
-            Arc::new(Int64Array::from_iter_values(start as i64..(start + rows) as i64)) as ArrayRef,
+            Arc::new(Int64Array::from_iter_values(
+                start as i64..(start + rows) as i64,
+            )) as ArrayRef,
         ),
         (
             "category",
-            Arc::new(Int32Array::from_iter_values((0..rows).map(|_| rng.random_range(0..10)))) as ArrayRef,
+            Arc::new(Int32Array::from_iter_values(
+                (0..rows).map(|_| rng.random_range(0..10)),
+            )) as ArrayRef,
         ),
         ("embedding", Arc::new(emb) as ArrayRef),
     ])
@@ -101,14 +107,27 @@ async fn run(url: &str, rows: usize, dim: usize, queries: &[String]) -> Figures 
     let start = Instant::now();
     for (i, from) in (0..rows).step_by(BATCH_ROWS).enumerate() {
         let b = batch(&mut rng, from, BATCH_ROWS.min(rows - from), dim);
-        let mode = if i == 0 { IngestMode::CREATE } else { IngestMode::APPEND };
+        let mode = if i == 0 {
+            IngestMode::CREATE
+        } else {
+            IngestMode::APPEND
+        };
         let t0 = Instant::now();
         store
-            .ingest("t", b.schema(), futures::stream::iter(vec![Ok(b)]), mode, None)
+            .ingest(
+                "t",
+                b.schema(),
+                futures::stream::iter(vec![Ok(b)]),
+                mode,
+                None,
+            )
             .await
             .unwrap();
         if std::env::var("TRACE_INGEST").is_ok() {
-            eprintln!("{url}: write {i}: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+            eprintln!(
+                "{url}: write {i}: {:.1} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
         }
     }
     f.ingest_s = start.elapsed().as_secs_f64();
@@ -177,7 +196,9 @@ fn main() {
         .unwrap();
     let q: Vec<String> = {
         let mut rng = StdRng::seed_from_u64(7);
-        let v: Vec<String> = (0..dim).map(|_| format!("{:.4}", rng.random::<f32>() - 0.5)).collect();
+        let v: Vec<String> = (0..dim)
+            .map(|_| format!("{:.4}", rng.random::<f32>() - 0.5))
+            .collect();
         let v = v.join(",");
         vec![
             format!("SELECT id, category FROM t WHERE category = 3 ORDER BY l2_distance(embedding, [{v}]) LIMIT 10"),
@@ -217,10 +238,31 @@ fn main() {
     );
     for (i, name) in names.iter().enumerate() {
         let (l, s) = (local.queries[i], s3.queries[i]);
-        println!("| {name}: first query ms | {:.1} | {:.1} | {:.2} |", l.0, s.0, s.0 / l.0);
-        println!("| {name}: requests / bytes fetched (of {:.0} MB) | {} / {:.2} MB | {} / {:.2} MB | |", mb, l.1, l.2 as f64 / 1e6, s.1, s.2 as f64 / 1e6);
-        println!("| {name}: warm p50 ms | {:.2} | {:.2} | {:.2} |", l.3, s.3, s.3 / l.3);
-        println!("| {name}: first / warm | {:.1} | {:.1} | |", l.0 / l.3, s.0 / s.3);
+        println!(
+            "| {name}: first query ms | {:.1} | {:.1} | {:.2} |",
+            l.0,
+            s.0,
+            s.0 / l.0
+        );
+        println!(
+            "| {name}: requests / bytes fetched (of {:.0} MB) | {} / {:.2} MB | {} / {:.2} MB | |",
+            mb,
+            l.1,
+            l.2 as f64 / 1e6,
+            s.1,
+            s.2 as f64 / 1e6
+        );
+        println!(
+            "| {name}: warm p50 ms | {:.2} | {:.2} | {:.2} |",
+            l.3,
+            s.3,
+            s.3 / l.3
+        );
+        println!(
+            "| {name}: first / warm | {:.1} | {:.1} | |",
+            l.0 / l.3,
+            s.0 / s.3
+        );
     }
     println!(
         "| object-store requests of all warm runs | {} | {} | |",

@@ -332,7 +332,9 @@ impl ChunkCache {
 fn corrupt(location: &Path, reason: String) -> object_store::Error {
     object_store::Error::Generic {
         store: "quiver",
-        source: Box::new(SharedError(format!("corrupt data in '{location}': {reason}"))),
+        source: Box::new(SharedError(format!(
+            "corrupt data in '{location}': {reason}"
+        ))),
     }
 }
 

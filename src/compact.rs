@@ -147,13 +147,8 @@ pub async fn compact_collection(engine: &Engine, name: &str) -> Result<CompactRe
         added,
         removed_deletes,
     };
-    let injected: Result<()> = (|| {
-        fail::fail_point!("compaction-before-commit", |_| Err(Error::internal(
-            "injected failure in the middle of a compaction"
-        )));
-        Ok(())
-    })();
-    if let Err(e) = injected {
+    if crate::error::injected("compaction-before-commit", name) {
+        let e = Error::internal("injected failure in the middle of a compaction");
         if let Change::Compact { added, .. } = &change {
             store.remove_written(name, added, &[]).await;
         }

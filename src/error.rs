@@ -68,6 +68,22 @@ pub enum Error {
     Internal(String),
 }
 
+/// Whether a test injected a failure at fail point `point` for
+/// `collection`: `fail::cfg(point, "return(<collection>)")` (the `failpoints`
+/// feature). Scoped to one collection so that tests running at the same
+/// time in one process do not trip over each other's failures.
+pub(crate) fn injected(point: &str, collection: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        fail::eval(point, |arg| arg.as_deref() == Some(collection)).unwrap_or(false)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = (point, collection);
+        false
+    }
+}
+
 impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidInput(msg.into())

@@ -533,9 +533,11 @@ impl Store {
         let mut rows = 0;
         for f in frozen {
             rows += self.flush_memtable(name, &cw, &f).await?;
-            fail::fail_point!("after-commit-before-wal-trim", |_| Err(Error::internal(
-                "injected failure after the flush commit, before the log was trimmed"
-            )));
+            if crate::error::injected("after-commit-before-wal-trim", name) {
+                return Err(Error::internal(
+                    "injected failure after the flush commit, before the log was trimmed",
+                ));
+            }
             if let Some(seq) = f.sealed_before() {
                 wal::trim_before(&cw.dir, seq)?;
             }

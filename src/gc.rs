@@ -92,10 +92,10 @@ async fn gc_collection(os: &dyn ObjectStore, name: &str, cutoff_ms: u64) -> Resu
         for o in objects {
             let old = (o.last_modified.timestamp_millis().max(0) as u64) < cutoff_ms;
             if old && !referenced.contains(o.location.as_ref()) {
-                if report.removed_files == 1 {
-                    fail::fail_point!("gc-mid-delete", |_| Err(crate::error::Error::internal(
-                        "injected failure in the middle of gc"
-                    )));
+                if report.removed_files == 1 && crate::error::injected("gc-mid-delete", name) {
+                    return Err(crate::error::Error::internal(
+                        "injected failure in the middle of gc",
+                    ));
                 }
                 os.delete(&o.location).await?;
                 report.removed_files += 1;

@@ -139,7 +139,7 @@ pub struct DataFile {
 impl DataFile {
     /// The block checksums, if recorded and well-formed.
     pub fn block_sums(&self) -> Option<crate::cache::BlockSums> {
-        if self.block_bytes == 0 || self.block_crc32c.len() % 8 != 0 {
+        if self.block_bytes == 0 || !self.block_crc32c.len().is_multiple_of(8) {
             return None;
         }
         let crcs = (0..self.block_crc32c.len())
@@ -399,7 +399,9 @@ impl Manifest {
                 let m: Manifest = serde_json::from_slice(bytes)
                     .map_err(|e| corrupt(format!("manifest is not valid JSON: {e}")))?;
                 if m.format_version >= 2 {
-                    return Err(corrupt("the manifest's checksum is missing or damaged".into()));
+                    return Err(corrupt(
+                        "the manifest's checksum is missing or damaged".into(),
+                    ));
                 }
                 m
             }
@@ -485,10 +487,7 @@ pub async fn try_commit(
         ..Default::default()
     };
     let path = Manifest::path(collection, next.version);
-    match store
-        .put_opts(&path, PutPayload::from(json), opts)
-        .await
-    {
+    match store.put_opts(&path, PutPayload::from(json), opts).await {
         Ok(_) => Ok(Some(next)),
         Err(object_store::Error::AlreadyExists { .. })
             if load_version(store, collection, next.version)
@@ -496,7 +495,11 @@ pub async fn try_commit(
                 .is_ok_and(|there| there.commit_id == next.commit_id) =>
         {
             // An earlier attempt of this put succeeded; its answer was lost.
-            tracing::debug!(collection, version = next.version, "commit found after a retried put");
+            tracing::debug!(
+                collection,
+                version = next.version,
+                "commit found after a retried put"
+            );
             Ok(Some(next))
         }
         Err(object_store::Error::AlreadyExists { .. }) => {
@@ -516,7 +519,10 @@ pub async fn try_commit(
             Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => Err(e.into()),
             Err(look) => Err(Error::CommitUnknown {
                 collection: collection.to_string(),
-                reason: format!("writing version {} failed ({e}) and reading it back failed ({look})", next.version),
+                reason: format!(
+                    "writing version {} failed ({e}) and reading it back failed ({look})",
+                    next.version
+                ),
             }),
         },
     }

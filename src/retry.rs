@@ -77,7 +77,12 @@ impl RetryPolicy {
     /// Runs `op` until it succeeds, fails with a non-transient error, or the
     /// policy's count or time runs out. `what` names the operation in the
     /// final error ("get insert_log/...").
-    pub async fn run<T, F, Fut>(&self, what: impl Fn() -> String, stats: &RetryStats, mut op: F) -> Result<T>
+    pub async fn run<T, F, Fut>(
+        &self,
+        what: impl Fn() -> String,
+        stats: &RetryStats,
+        mut op: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -229,8 +234,7 @@ impl ObjectStore for RetryStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         self.retry("put", location, || {
-            self.inner
-                .put_opts(location, payload.clone(), opts.clone())
+            self.inner.put_opts(location, payload.clone(), opts.clone())
         })
         .await
     }
@@ -291,11 +295,7 @@ impl ObjectStore for RetryStore {
                 let stats = stats.clone();
                 async move {
                     policy
-                        .run(
-                            || format!("delete {path}"),
-                            &stats,
-                            || inner.delete(&path),
-                        )
+                        .run(|| format!("delete {path}"), &stats, || inner.delete(&path))
                         .await?;
                     Ok(path)
                 }
@@ -370,13 +370,17 @@ mod tests {
         let stats = RetryStats::default();
         let calls = AtomicU64::new(0);
         let err = p
-            .run(|| "get a/b".into(), &stats, || async {
-                calls.fetch_add(1, Ordering::Relaxed);
-                Err::<(), _>(object_store::Error::Generic {
-                    store: "test",
-                    source: "connection reset".into(),
-                })
-            })
+            .run(
+                || "get a/b".into(),
+                &stats,
+                || async {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    Err::<(), _>(object_store::Error::Generic {
+                        store: "test",
+                        source: "connection reset".into(),
+                    })
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(calls.load(Ordering::Relaxed), 4);
@@ -388,13 +392,17 @@ mod tests {
         // Not transient: one attempt, the error unchanged.
         calls.store(0, Ordering::Relaxed);
         let err = p
-            .run(|| "get a/b".into(), &stats, || async {
-                calls.fetch_add(1, Ordering::Relaxed);
-                Err::<(), _>(object_store::Error::NotFound {
-                    path: "a/b".into(),
-                    source: "gone".into(),
-                })
-            })
+            .run(
+                || "get a/b".into(),
+                &stats,
+                || async {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    Err::<(), _>(object_store::Error::NotFound {
+                        path: "a/b".into(),
+                        source: "gone".into(),
+                    })
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(calls.load(Ordering::Relaxed), 1);

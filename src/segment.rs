@@ -172,9 +172,9 @@ pub async fn write_segment_with_ts(
         .collect();
     let sealed = async {
         let files = results.into_iter().collect::<Result<Vec<DataFile>>>()?;
-        fail::fail_point!("segment-after-files", |_| Err(Error::internal(
-            "injected failure after segment files"
-        )));
+        if crate::error::injected("segment-after-files", collection) {
+            return Err(Error::internal("injected failure after segment files"));
+        }
         // The key filter, so later inserts can tell which keys may exist here.
         let pk_idx = schema
             .fields()
@@ -374,15 +374,7 @@ async fn multipart_once(
         .try_collect::<Vec<()>>()
         .await;
     let done = match sent {
-        Ok(_) => {
-            fail::fail_point!("multipart-before-complete", |_| Err(
-                object_store::Error::Generic {
-                    store: "failpoint",
-                    source: "injected failure before completing a multipart upload".into(),
-                }
-            ));
-            upload.complete().await.map(|_| ())
-        }
+        Ok(_) => upload.complete().await.map(|_| ()),
         Err(e) => Err(e),
     };
     if let Err(e) = done {

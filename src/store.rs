@@ -1049,9 +1049,11 @@ impl Store {
             // process may have committed since.
             let mut base = manifest::load_latest(self.object_store.as_ref(), name).await?;
             for attempt in 0..manifest::MAX_COMMIT_ATTEMPTS {
-                fail::fail_point!("before-manifest-commit", |_| Err(Error::internal(
-                    "injected failure before the manifest commit"
-                )));
+                if crate::error::injected("before-manifest-commit", name) {
+                    return Err(Error::internal(
+                        "injected failure before the manifest commit",
+                    ));
+                }
                 let ts = self.clock.now();
                 if let Some(m) = manifest::try_commit(
                     self.object_store.as_ref(),

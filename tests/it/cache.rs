@@ -68,7 +68,12 @@ async fn a_cold_query_reads_footers_and_needed_ranges_not_whole_segments() {
             .await
             .unwrap();
         let m = e.store().require("t").unwrap();
-        let stored: u64 = m.segments.iter().flat_map(|s| &s.files).map(|f| f.size).sum();
+        let stored: u64 = m
+            .segments
+            .iter()
+            .flat_map(|s| &s.files)
+            .map(|f| f.size)
+            .sum();
         drop(e);
         for q in [
             "SELECT id, embedding FROM t WHERE id BETWEEN 1000 AND 1010 ORDER BY id",

@@ -5,7 +5,7 @@
 use arrow::util::pretty::pretty_format_batches;
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,7 +38,9 @@ async fn flip_bytes(backend: &Backend, trials: usize, seed: u64) {
     {
         let store = Store::open(&backend.url(), config()).await.unwrap();
         let rows: Vec<(i64, i64)> = (0..3000).map(|i| (i, i * 7 % 1000)).collect();
-        ingest(&store, "t", batch(&rows), IngestMode::CREATE).await.unwrap();
+        ingest(&store, "t", batch(&rows), IngestMode::CREATE)
+            .await
+            .unwrap();
         ingest(&store, "other", batch(&rows[..50]), IngestMode::CREATE)
             .await
             .unwrap();
@@ -62,7 +64,14 @@ async fn flip_bytes(backend: &Backend, trials: usize, seed: u64) {
     assert!(files.len() >= 4, "{files:?}");
     let mut originals = Vec::new();
     for f in &files {
-        originals.push(os.get(&Path::from(f.as_str())).await.unwrap().bytes().await.unwrap());
+        originals.push(
+            os.get(&Path::from(f.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        );
     }
 
     let mut rng = StdRng::seed_from_u64(seed);
@@ -118,7 +127,10 @@ async fn flip_bytes(backend: &Backend, trials: usize, seed: u64) {
     // Restored: everything answers again, verify is clean.
     let engine = Engine::new(Store::open(&backend.url(), config()).await.unwrap()).unwrap();
     assert_eq!(answer(&engine, QUERY).await.unwrap(), want);
-    assert!(quiver::verify::verify(engine.store()).await.unwrap().is_empty());
+    assert!(quiver::verify::verify(engine.store())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,12 +152,18 @@ async fn a_damaged_manifest_keeps_the_write_ahead_log_of_its_collection() {
         let store = Store::open_with_wal(url, config(), quiver::flush::WalOptions::new(&wal))
             .await
             .unwrap();
-        ingest(&store, "t", batch(&[(1, 1)]), IngestMode::CREATE).await.unwrap();
-        ingest(&store, "t", batch(&[(2, 2)]), IngestMode::APPEND).await.unwrap();
+        ingest(&store, "t", batch(&[(1, 1)]), IngestMode::CREATE)
+            .await
+            .unwrap();
+        ingest(&store, "t", batch(&[(2, 2)]), IngestMode::APPEND)
+            .await
+            .unwrap();
         // Row 2 is only in the log (not flushed).
     }
     let os = quiver::store::open_object_store(url).unwrap();
-    let versions = quiver::manifest::list_versions(os.as_ref(), "t").await.unwrap();
+    let versions = quiver::manifest::list_versions(os.as_ref(), "t")
+        .await
+        .unwrap();
     let newest = quiver::manifest::Manifest::path("t", *versions.iter().max().unwrap());
     let orig = os.get(&newest).await.unwrap().bytes().await.unwrap();
     let mut bad = orig.to_vec();
@@ -165,6 +183,8 @@ async fn a_damaged_manifest_keeps_the_write_ahead_log_of_its_collection() {
         .await
         .unwrap();
     let engine = Engine::new(store).unwrap();
-    let got = answer(&engine, "SELECT id FROM t ORDER BY id").await.unwrap();
+    let got = answer(&engine, "SELECT id FROM t ORDER BY id")
+        .await
+        .unwrap();
     assert!(got.contains("| 1  |") && got.contains("| 2  |"), "{got}");
 }

@@ -14,6 +14,11 @@ use crate::util::ingest;
 /// Failpoints are process-global: one scenario at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The collection these tests write. Fail points are configured as
+/// `return(fp_t)`, so they fire for it alone, not for the collections of
+/// tests running beside these.
+const C: &str = "fp_t";
+
 fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
     let n = (ids.end - ids.start) as usize;
     let emb = FixedSizeListArray::new(
@@ -33,12 +38,12 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
 }
 
 async fn write(store: &Store, ids: std::ops::Range<i64>, mode: IngestMode) -> quiver::Result<u64> {
-    ingest(store, "t", batch(ids), mode).await
+    ingest(store, C, batch(ids), mode).await
 }
 
 async fn state(engine: &Engine) -> (u64, Vec<i64>) {
-    let v = engine.store().snapshot("t").unwrap().version;
-    let rows = engine.sql("SELECT id FROM t ORDER BY id").await.unwrap();
+    let v = engine.store().snapshot(C).unwrap().version;
+    let rows = engine.sql("SELECT id FROM fp_t ORDER BY id").await.unwrap();
     let ids = rows
         .iter()
         .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
@@ -67,7 +72,7 @@ async fn setup() -> (tempfile::TempDir, Engine) {
     write(&store, 0..10, IngestMode::CREATE).await.unwrap();
     write(&store, 5..15, IngestMode::APPEND).await.unwrap();
     let engine = Engine::new(store).unwrap();
-    engine.sql("DELETE FROM t WHERE id = 0").await.unwrap();
+    engine.sql("DELETE FROM fp_t WHERE id = 0").await.unwrap();
     (dir, engine)
 }
 
@@ -79,7 +84,7 @@ async fn failed_writes_leave_the_old_state() {
         let before = state(&engine).await;
         let files = parquet_files(dir.path());
         let scenario = fail::FailScenario::setup();
-        fail::cfg(point, "return").unwrap();
+        fail::cfg(point, &format!("return({C})")).unwrap();
         let err = write(engine.store(), 10..30, IngestMode::APPEND)
             .await
             .unwrap_err();
@@ -117,8 +122,8 @@ async fn failed_compaction_and_gc_leave_a_valid_store() {
     let before = state(&engine).await;
 
     let scenario = fail::FailScenario::setup();
-    fail::cfg("compaction-before-commit", "return").unwrap();
-    let err = quiver::compact::compact_collection(&engine, "t")
+    fail::cfg("compaction-before-commit", &format!("return({C})")).unwrap();
+    let err = quiver::compact::compact_collection(&engine, C)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
@@ -130,7 +135,7 @@ async fn failed_compaction_and_gc_leave_a_valid_store() {
     );
 
     // Now compact for real, then fail GC half way: still the new state.
-    let r = quiver::compact::compact_collection(&engine, "t")
+    let r = quiver::compact::compact_collection(&engine, C)
         .await
         .unwrap();
     let after = state(&engine).await;
@@ -138,7 +143,7 @@ async fn failed_compaction_and_gc_leave_a_valid_store() {
     assert_eq!(after.1, before.1);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let scenario = fail::FailScenario::setup();
-    fail::cfg("gc-mid-delete", "return").unwrap();
+    fail::cfg("gc-mid-delete", &format!("return({C})")).unwrap();
     let err = quiver::gc::gc(engine.store(), std::time::Duration::ZERO)
         .await
         .unwrap_err();
@@ -191,13 +196,13 @@ async fn failed_flushes_keep_every_row_exactly_once() {
         write(engine.store(), 5..15, IngestMode::APPEND)
             .await
             .unwrap();
-        engine.sql("DELETE FROM t WHERE id = 0").await.unwrap();
+        engine.sql("DELETE FROM fp_t WHERE id = 0").await.unwrap();
         let want: Vec<i64> = (1..15).collect();
-        assert_eq!(engine.store().growing_status("t").0, 10);
+        assert_eq!(engine.store().growing_status(C).0, 10);
 
         let scenario = fail::FailScenario::setup();
-        fail::cfg(point, "return").unwrap();
-        let err = engine.store().flush("t").await.unwrap_err();
+        fail::cfg(point, &format!("return({C})")).unwrap();
+        let err = engine.store().flush(C).await.unwrap_err();
         assert!(
             err.to_string().contains("injected failure"),
             "{point}: {err}"
@@ -214,13 +219,13 @@ async fn failed_flushes_keep_every_row_exactly_once() {
         drop(engine);
         let engine = open().await;
         assert_eq!(state(&engine).await.1, want, "{point}: after replay");
-        engine.store().flush("t").await.unwrap();
-        assert_eq!(engine.store().growing_status("t").0, 0);
+        engine.store().flush(C).await.unwrap();
+        assert_eq!(engine.store().growing_status(C).0, 0);
         drop(engine);
         let engine = open().await;
         assert_eq!(state(&engine).await.1, want, "{point}: after a clean flush");
         assert!(
-            quiver::wal::list_files(&wal.join("t")).unwrap().is_empty(),
+            quiver::wal::list_files(&wal.join(C)).unwrap().is_empty(),
             "{point}: log not trimmed"
         );
     }

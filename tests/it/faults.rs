@@ -140,7 +140,7 @@ impl State {
         let mut rng = self.rng.lock();
         let fails = eligible
             && ((f.fail_first.contains(&kind) && nth_of_kind == 1)
-                || f.every_nth.is_some_and(|e| n % e == 0)
+                || f.every_nth.is_some_and(|e| n.is_multiple_of(e))
                 || (f.fraction > 0.0 && rng.random_bool(f.fraction)));
         if !fails {
             return (None, delay);
@@ -224,7 +224,8 @@ impl ObjectStore for FaultyStore {
             Some(How::After) => {
                 // The body breaks off half-way.
                 let r = self.inner.get_opts(location, options).await?;
-                let (meta, range, attributes) = (r.meta.clone(), r.range.clone(), r.attributes.clone());
+                let (meta, range, attributes) =
+                    (r.meta.clone(), r.range.clone(), r.attributes.clone());
                 let body = r.bytes().await?;
                 let half = body.slice(..body.len() / 2);
                 let stream = futures::stream::iter(vec![
@@ -357,7 +358,10 @@ fn fast_retries(max_retries: u32) -> RetryPolicy {
 async fn retries_are_bounded_by_count_and_by_time() {
     let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
     let p = Path::from("c/insert_log/1/0/a.parquet");
-    inner.put(&p, Bytes::from_static(b"0123456789").into()).await.unwrap();
+    inner
+        .put(&p, Bytes::from_static(b"0123456789").into())
+        .await
+        .unwrap();
 
     // Every get fails: 1 + max_retries attempts, then the error says so.
     let all = Faults {
@@ -409,9 +413,10 @@ async fn retries_are_bounded_by_count_and_by_time() {
         let got = r.get(&q).await.unwrap().bytes().await.unwrap();
         assert_eq!(got, Bytes::from(vec![i; 100]));
     }
-    let listed: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(r.list(Some(&Path::from("c/x"))))
-        .await
-        .unwrap();
+    let listed: Vec<_> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(r.list(Some(&Path::from("c/x"))))
+            .await
+            .unwrap();
     assert_eq!(listed.len(), 20);
     assert!(f.injected.load(Ordering::Relaxed) >= 10);
     assert!(r.stats().retries.load(Ordering::Relaxed) >= 10);
@@ -459,16 +464,24 @@ async fn a_manifest_put_that_landed_but_lost_its_answer_commits_once() {
             only: vec![Kind::Put],
             ..Default::default()
         });
-        let before = quiver::manifest::list_versions(base.as_ref(), "t").await.unwrap();
+        let before = quiver::manifest::list_versions(base.as_ref(), "t")
+            .await
+            .unwrap();
         for i in 2..6 {
             crate::util::ingest(&store, "t", batch(&[(i, i)]), IngestMode::APPEND)
                 .await
                 .unwrap();
         }
-        let mut after = quiver::manifest::list_versions(base.as_ref(), "t").await.unwrap();
+        let mut after = quiver::manifest::list_versions(base.as_ref(), "t")
+            .await
+            .unwrap();
         after.sort();
         assert_eq!(before, vec![1], "{backend:?}");
-        assert_eq!(after, vec![1, 2, 3, 4, 5], "one version per write ({backend:?})");
+        assert_eq!(
+            after,
+            vec![1, 2, 3, 4, 5],
+            "one version per write ({backend:?})"
+        );
         let engine = Engine::new(store).unwrap();
         let n = engine.sql("SELECT count(*) FROM t").await.unwrap();
         assert_eq!(n[0].column(0).as_primitive::<Int64Type>().value(0), 5);
@@ -507,7 +520,13 @@ struct Tally {
 /// until the store has seen `ops` operations. A write that reports an error
 /// must have changed nothing or everything (atomic commit); a write that
 /// succeeded must be visible; a query that succeeds must be right.
-async fn churn(backend: &Backend, fraction: f64, retries: u32, ops: u64, seed: u64) -> (Tally, u64) {
+async fn churn(
+    backend: &Backend,
+    fraction: f64,
+    retries: u32,
+    ops: u64,
+    seed: u64,
+) -> (Tally, u64) {
     let f = faulty(backend.object_store(), Faults::default(), seed);
     let config = StoreConfig {
         segment_max_rows: 16,
@@ -546,9 +565,10 @@ async fn churn(backend: &Backend, fraction: f64, retries: u32, ops: u64, seed: u
                 for (k, v) in &rows {
                     want.insert(*k, *v);
                 }
-                let r = crate::util::ingest(engine.store(), "docs", batch(&rows), IngestMode::APPEND)
-                    .await
-                    .map(|_| ());
+                let r =
+                    crate::util::ingest(engine.store(), "docs", batch(&rows), IngestMode::APPEND)
+                        .await
+                        .map(|_| ());
                 (r, want)
             }
             5 => {
@@ -598,7 +618,11 @@ async fn churn(backend: &Backend, fraction: f64, retries: u32, ops: u64, seed: u
                                     .collect::<Vec<_>>()
                             })
                             .collect();
-                        assert_eq!(v, model.get(&k).copied().into_iter().collect::<Vec<_>>(), "point lookup {k} at step {step}");
+                        assert_eq!(
+                            v,
+                            model.get(&k).copied().into_iter().collect::<Vec<_>>(),
+                            "point lookup {k} at step {step}"
+                        );
                     }
                     Err(_) => tally.queries_failed += 1,
                 }
@@ -611,7 +635,10 @@ async fn churn(backend: &Backend, fraction: f64, retries: u32, ops: u64, seed: u
             model = expect.clone();
         } else {
             tally.writes_failed += 1;
-            last_failure = format!("step {step}, operation {choice}: {:?}", result.as_ref().err());
+            last_failure = format!(
+                "step {step}, operation {choice}: {:?}",
+                result.as_ref().err()
+            );
         }
         if !written {
             // A failed commit whose outcome was unknown may have landed:
@@ -626,7 +653,8 @@ async fn churn(backend: &Backend, fraction: f64, retries: u32, ops: u64, seed: u
             assert!(reloaded, "50 reloads in a row failed");
         }
         // The truth, read by a process whose store does not fail.
-        let clean = Engine::new(Store::open(&backend.url(), config.clone()).await.unwrap()).unwrap();
+        let clean =
+            Engine::new(Store::open(&backend.url(), config.clone()).await.unwrap()).unwrap();
         let truth = rows(&clean).await.unwrap();
         if written {
             assert_eq!(
@@ -679,13 +707,16 @@ fn wide(ids: std::ops::Range<i64>) -> RecordBatch {
     let emb = FixedSizeListArray::new(
         quiver::schema::vector_item_field(),
         128,
-        Arc::new(Float32Array::from_iter_values(
-            ids.clone().flat_map(|i| (0..128).map(move |j| ((i * 31 + j) % 977) as f32)),
-        )),
+        Arc::new(Float32Array::from_iter_values(ids.clone().flat_map(|i| {
+            (0..128).map(move |j| ((i * 31 + j) % 977) as f32)
+        }))),
         None,
     );
     RecordBatch::try_from_iter(vec![
-        ("id", Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef),
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef,
+        ),
         ("embedding", Arc::new(emb) as ArrayRef),
     ])
     .unwrap()
@@ -722,13 +753,23 @@ async fn large_files_go_up_in_parts_and_a_failed_upload_leaves_nothing() {
         crate::util::ingest(&store, "t", wide(0..15_000), IngestMode::CREATE)
             .await
             .unwrap();
-        assert_eq!(f.calls(Kind::Complete), 1, "{backend:?}: one multipart upload");
-        assert_eq!(f.calls(Kind::Multipart), 1 + 2, "{backend:?}: start and two parts");
+        assert_eq!(
+            f.calls(Kind::Complete),
+            1,
+            "{backend:?}: one multipart upload"
+        );
+        assert_eq!(
+            f.calls(Kind::Multipart),
+            1 + 2,
+            "{backend:?}: start and two parts"
+        );
         let files = objects(base.as_ref(), "t/insert_log").await;
         if matches!(backend, Backend::S3(_)) {
             // S3 marks a multipart object's ETag with its part count.
             assert!(
-                files.iter().any(|(_, tag)| tag.as_deref().is_some_and(|t| t.contains("-2"))),
+                files
+                    .iter()
+                    .any(|(_, tag)| tag.as_deref().is_some_and(|t| t.contains("-2"))),
                 "{files:?}"
             );
         }
@@ -738,7 +779,9 @@ async fn large_files_go_up_in_parts_and_a_failed_upload_leaves_nothing() {
 
         // Completing the upload fails every time: each attempt is aborted,
         // the write fails, and nothing of it is visible.
-        let versions = quiver::manifest::list_versions(base.as_ref(), "t").await.unwrap();
+        let versions = quiver::manifest::list_versions(base.as_ref(), "t")
+            .await
+            .unwrap();
         f.set(Faults {
             fraction: 1.0,
             only: vec![Kind::Complete],
@@ -753,9 +796,15 @@ async fn large_files_go_up_in_parts_and_a_failed_upload_leaves_nothing() {
         assert!(err.contains("after 3 attempts"), "{err}");
         assert_eq!(f.calls(Kind::Complete) - before, 3);
         f.set(Faults::default());
-        assert_eq!(objects(base.as_ref(), "t/insert_log").await, files, "{backend:?}");
         assert_eq!(
-            quiver::manifest::list_versions(base.as_ref(), "t").await.unwrap(),
+            objects(base.as_ref(), "t/insert_log").await,
+            files,
+            "{backend:?}"
+        );
+        assert_eq!(
+            quiver::manifest::list_versions(base.as_ref(), "t")
+                .await
+                .unwrap(),
             versions
         );
         let fresh = Engine::new(Store::open(&backend.url(), config).await.unwrap()).unwrap();
@@ -764,5 +813,7 @@ async fn large_files_go_up_in_parts_and_a_failed_upload_leaves_nothing() {
 }
 
 fn pretty_format(b: &[RecordBatch]) -> String {
-    arrow::util::pretty::pretty_format_batches(b).unwrap().to_string()
+    arrow::util::pretty::pretty_format_batches(b)
+        .unwrap()
+        .to_string()
 }

@@ -4,9 +4,9 @@ mod cache;
 mod cli;
 mod corrupt;
 mod engine;
-mod faults;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+mod faults;
 mod flight;
 mod model;
 mod slt;

@@ -121,7 +121,9 @@ async fn open(url: &str, wal: &std::path::Path, logged: bool) -> Engine {
         ..StoreConfig::default()
     };
     let store = if logged {
-        Store::open_with_wal(url, config, WalOptions::new(wal)).await.unwrap()
+        Store::open_with_wal(url, config, WalOptions::new(wal))
+            .await
+            .unwrap()
     } else {
         Store::open(url, config).await.unwrap()
     };

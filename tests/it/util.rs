@@ -26,7 +26,9 @@ impl std::fmt::Debug for Backend {
 impl Backend {
     /// A local directory, and S3 when the test command provides it.
     pub async fn all() -> Vec<Backend> {
-        std::iter::once(Backend::local()).chain(Backend::s3()).collect()
+        std::iter::once(Backend::local())
+            .chain(Backend::s3())
+            .collect()
     }
 
     /// A fresh prefix in the test bucket, if the test command provides one.
