@@ -17,6 +17,7 @@ pub mod config;
 pub mod distance;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod flight;
 pub mod flight_meta;
 pub mod flush;
