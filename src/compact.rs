@@ -156,6 +156,7 @@ pub async fn compact_collection(engine: &Engine, name: &str) -> Result<CompactRe
     }
     let committed = store.commit_compaction(name, &change).await?;
     report.version = Some(committed.version);
+    crate::metrics::compacted();
     tracing::info!(collection = name, ?report, "compacted");
     Ok(report)
 }

@@ -63,55 +63,73 @@ pub fn open_input(path: &Path) -> Result<InputFile> {
     let format = InputFormat::of(path)?;
     let named = |e: &dyn std::fmt::Display| Error::invalid(format!("'{}': {e}", path.display()));
     let file = File::open(path).map_err(|e| named(&e))?;
-    let (schema, rows, batches): (SchemaRef, Option<u64>, Box<dyn Iterator<Item = Result<RecordBatch>> + Send>) =
-        match format {
-            InputFormat::Parquet => {
-                let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| named(&e))?;
-                let rows = b.metadata().file_metadata().num_rows() as u64;
-                let r = b.with_batch_size(BATCH_ROWS).build().map_err(|e| named(&e))?;
-                (r.schema(), Some(rows), Box::new(r.map(|b| b.map_err(Error::from))))
-            }
-            InputFormat::Csv => {
-                let mut file = file;
-                let (schema, _) = arrow::csv::reader::Format::default()
-                    .with_header(true)
-                    .infer_schema(&mut file, Some(10_000))
-                    .map_err(|e| named(&e))?;
-                file.rewind().map_err(|e| named(&e))?;
-                let schema = Arc::new(schema);
-                let r = arrow::csv::ReaderBuilder::new(schema.clone())
-                    .with_header(true)
-                    .with_batch_size(BATCH_ROWS)
-                    .build(file)
-                    .map_err(|e| named(&e))?;
-                (schema, None, Box::new(r.map(|b| b.map_err(Error::from))))
-            }
-            InputFormat::Ipc => {
-                // The file format first; else the stream format.
-                match arrow::ipc::reader::FileReader::try_new(BufReader::new(file), None) {
-                    Ok(r) => (r.schema(), None, Box::new(r.map(|b| b.map_err(Error::from)))),
-                    Err(_) => {
-                        let file = File::open(path).map_err(|e| named(&e))?;
-                        let r = arrow::ipc::reader::StreamReader::try_new(BufReader::new(file), None)
-                            .map_err(|e| named(&e))?;
-                        (r.schema(), None, Box::new(r.map(|b| b.map_err(Error::from))))
-                    }
+    let (schema, rows, batches): (
+        SchemaRef,
+        Option<u64>,
+        Box<dyn Iterator<Item = Result<RecordBatch>> + Send>,
+    ) = match format {
+        InputFormat::Parquet => {
+            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| named(&e))?;
+            let rows = b.metadata().file_metadata().num_rows() as u64;
+            let r = b
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| named(&e))?;
+            (
+                r.schema(),
+                Some(rows),
+                Box::new(r.map(|b| b.map_err(Error::from))),
+            )
+        }
+        InputFormat::Csv => {
+            let mut file = file;
+            let (schema, _) = arrow::csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(&mut file, Some(10_000))
+                .map_err(|e| named(&e))?;
+            file.rewind().map_err(|e| named(&e))?;
+            let schema = Arc::new(schema);
+            let r = arrow::csv::ReaderBuilder::new(schema.clone())
+                .with_header(true)
+                .with_batch_size(BATCH_ROWS)
+                .build(file)
+                .map_err(|e| named(&e))?;
+            (schema, None, Box::new(r.map(|b| b.map_err(Error::from))))
+        }
+        InputFormat::Ipc => {
+            // The file format first; else the stream format.
+            match arrow::ipc::reader::FileReader::try_new(BufReader::new(file), None) {
+                Ok(r) => (
+                    r.schema(),
+                    None,
+                    Box::new(r.map(|b| b.map_err(Error::from))),
+                ),
+                Err(_) => {
+                    let file = File::open(path).map_err(|e| named(&e))?;
+                    let r = arrow::ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+                        .map_err(|e| named(&e))?;
+                    (
+                        r.schema(),
+                        None,
+                        Box::new(r.map(|b| b.map_err(Error::from))),
+                    )
                 }
             }
-            InputFormat::Json => {
-                let mut reader = BufReader::new(file);
-                let (schema, _) =
-                    arrow::json::reader::infer_json_schema(&mut reader, Some(10_000)).map_err(|e| named(&e))?;
-                reader.rewind().map_err(|e| named(&e))?;
-                let schema = Arc::new(schema);
-                let r = arrow::json::ReaderBuilder::new(schema.clone())
-                    .with_batch_size(BATCH_ROWS)
-                    .build(reader)
-                    .map_err(|e| named(&e))?;
-                (schema, None, Box::new(r.map(|b| b.map_err(Error::from))))
-            }
-        };
+        }
+        InputFormat::Json => {
+            let mut reader = BufReader::new(file);
+            let (schema, _) = arrow::json::reader::infer_json_schema(&mut reader, Some(10_000))
+                .map_err(|e| named(&e))?;
+            reader.rewind().map_err(|e| named(&e))?;
+            let schema = Arc::new(schema);
+            let r = arrow::json::ReaderBuilder::new(schema.clone())
+                .with_batch_size(BATCH_ROWS)
+                .build(reader)
+                .map_err(|e| named(&e))?;
+            (schema, None, Box::new(r.map(|b| b.map_err(Error::from))))
+        }
+    };
     let has_lists = schema.fields().iter().any(|f| number_list(f.data_type()));
     if !has_lists {
         return Ok(InputFile {
@@ -240,10 +258,16 @@ pub fn write_result(
 ) -> Result<()> {
     match format {
         OutputFormat::Table => {
-            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(batches)?
+            )?;
         }
         OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             if batches.is_empty() {
                 w.write(&RecordBatch::new_empty(flat_schema(&schema)))?;
             }

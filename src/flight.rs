@@ -234,7 +234,11 @@ impl QuiverFlightSql {
             .execute_query(plan)
             .await
             .map_err(|e| log_status("execute", sql, e))?;
-        let batches = stream.map_err(|e| FlightError::from(Error::from(e).to_status()));
+        let mut meter = crate::metrics::QueryMeter::start();
+        let batches = stream
+            .map_err(|e| FlightError::from(Error::from(e).to_status()))
+            // The stream owns the meter: it records when the stream ends.
+            .inspect(move |b| meter.observe(b.as_ref().ok()));
         let timeout = self.limits.query_timeout;
         let batches = stoppable(batches, token, deadline, timeout, abbreviate(sql));
         Ok(Response::new(encode(
@@ -270,7 +274,8 @@ impl QuiverFlightSql {
     }
 }
 
-fn log_status(phase: &str, sql: &str, e: Error) -> Status {
+fn log_status(phase: &'static str, sql: &str, e: Error) -> Status {
+    crate::metrics::statement_failed(phase);
     let status = e.to_status();
     tracing::info!(phase, sql = %abbreviate(sql), code = ?status.code(), error = %status.message(), "statement failed");
     status

@@ -27,6 +27,7 @@ pub mod inspect;
 pub mod keys;
 pub mod layout;
 pub mod manifest;
+pub mod metrics;
 pub mod retry;
 pub mod schema;
 pub mod segment;

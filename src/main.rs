@@ -245,6 +245,9 @@ struct ServeArgs {
     /// Largest Flight data message of a result, in bytes (the ADBC driver refuses messages over 16 MiB).
     #[arg(long, env = "QUIVER_MAX_RESPONSE_MESSAGE_BYTES", default_value_t = quiver::flight::MAX_FLIGHT_DATA_BYTES)]
     max_response_message_bytes: usize,
+    /// Serve Prometheus metrics at http://ADDR/metrics (and /health, /ready), e.g. 127.0.0.1:9090 (port 0 picks one).
+    #[arg(long, env = "QUIVER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -439,6 +442,23 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 collections = store.collection_names().len(),
                 "store opened"
             );
+            let metrics_stop = tokio_util::sync::CancellationToken::new();
+            if let Some(addr) = args.metrics_listen {
+                let handle = quiver::metrics::install()?;
+                let listener = quiver::metrics::bind(addr).await?;
+                println!(
+                    "quiver serving metrics on http://{}/metrics",
+                    listener.local_addr()?
+                );
+                let stop = metrics_stop.clone();
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let stopped = async move { stop.cancelled().await };
+                    if let Err(e) = quiver::metrics::serve(listener, handle, store, stopped).await {
+                        tracing::error!(error = %e, "metrics endpoint stopped");
+                    }
+                });
+            }
             // One line on stdout tells scripts (and tests using port 0) where to connect.
             let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
             println!("quiver serving Flight SQL on {scheme}://{addr}");
@@ -458,7 +478,9 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                     max_message_bytes: args.max_response_message_bytes,
                 },
             };
-            server::serve(engine, listener, options, server::shutdown_signal()).await?;
+            let served = server::serve(engine, listener, options, server::shutdown_signal()).await;
+            metrics_stop.cancel();
+            served?;
             // Seal what is still in the growing segments; the log would
             // replay it anyway, this just leaves a tidy store.
             store.flush_all().await?;
@@ -637,7 +659,13 @@ async fn ingest(args: IngestArgs) -> quiver::Result<()> {
             b
         }));
         let n = store
-            .ingest(&args.collection, input.schema, batches, mode, args.primary_key.as_deref())
+            .ingest(
+                &args.collection,
+                input.schema,
+                batches,
+                mode,
+                args.primary_key.as_deref(),
+            )
             .await
             .map_err(|e| quiver::Error::invalid(format!("'{}': {e}", path.display())))?;
         rows += n;

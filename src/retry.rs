@@ -109,6 +109,7 @@ impl RetryPolicy {
                 });
             }
             stats.retries.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::object_store_retry();
             tracing::debug!(operation = %what(), retry, error = %err, "transient object store error, retrying");
             tokio::time::sleep(wait).await;
             retry += 1;
@@ -199,13 +200,27 @@ impl RetryStore {
         &self.stats
     }
 
-    async fn retry<T, F, Fut>(&self, op: &str, location: &Path, f: F) -> Result<T>
+    /// Runs `f` under the policy; `label` names the operation in metrics.
+    async fn retry<T, F, Fut>(
+        &self,
+        op: &str,
+        label: &'static str,
+        location: &Path,
+        mut f: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         self.policy
-            .run(|| format!("{op} {location}"), &self.stats, f)
+            .run(
+                || format!("{op} {location}"),
+                &self.stats,
+                || {
+                    crate::metrics::object_store_request(label);
+                    f()
+                },
+            )
             .await
     }
 }
@@ -233,10 +248,14 @@ impl ObjectStore for RetryStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.retry("put", location, || {
-            self.inner.put_opts(location, payload.clone(), opts.clone())
-        })
-        .await
+        let size = payload.content_length() as u64;
+        let r = self
+            .retry("put", "put", location, || {
+                self.inner.put_opts(location, payload.clone(), opts.clone())
+            })
+            .await?;
+        crate::metrics::object_store_bytes("put", size);
+        Ok(r)
     }
 
     async fn put_multipart_opts(
@@ -246,14 +265,14 @@ impl ObjectStore for RetryStore {
     ) -> Result<Box<dyn MultipartUpload>> {
         // Parts are not retried one by one (a part number cannot be reused
         // through this API); `segment::upload` retries a whole upload.
-        self.retry("start multipart upload of", location, || {
+        self.retry("start multipart upload of", "multipart", location, || {
             self.inner.put_multipart_opts(location, opts.clone())
         })
         .await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.retry("get", location, || async {
+        self.retry("get", "get", location, || async {
             let r = self.inner.get_opts(location, options.clone()).await?;
             let (meta, range, attributes) = (r.meta.clone(), r.range.clone(), r.attributes.clone());
             // The whole body inside the attempt: a stream that breaks off is
@@ -263,6 +282,7 @@ impl ObjectStore for RetryStore {
             } else {
                 r.bytes().await?
             };
+            crate::metrics::object_store_bytes("get", body.len() as u64);
             Ok(GetResult {
                 payload: GetResultPayload::Stream(
                     futures::stream::once(async move { Ok(body) }).boxed(),
@@ -276,10 +296,13 @@ impl ObjectStore for RetryStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.retry("get ranges of", location, || {
-            self.inner.get_ranges(location, ranges)
-        })
-        .await
+        let got = self
+            .retry("get ranges of", "get", location, || {
+                self.inner.get_ranges(location, ranges)
+            })
+            .await?;
+        crate::metrics::object_store_bytes("get", got.iter().map(|b| b.len() as u64).sum());
+        Ok(got)
     }
 
     fn delete_stream(
@@ -314,7 +337,10 @@ impl ObjectStore for RetryStore {
                 .run(
                     || format!("list {}", prefix.as_ref().map_or("/", |p| p.as_ref())),
                     &stats,
-                    || inner.list(prefix.as_ref()).try_collect::<Vec<_>>(),
+                    || {
+                        crate::metrics::object_store_request("list");
+                        inner.list(prefix.as_ref()).try_collect::<Vec<_>>()
+                    },
                 )
                 .await
         })
@@ -325,12 +351,14 @@ impl ObjectStore for RetryStore {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         let what = prefix.cloned().unwrap_or_default();
-        self.retry("list", &what, || self.inner.list_with_delimiter(prefix))
-            .await
+        self.retry("list", "list", &what, || {
+            self.inner.list_with_delimiter(prefix)
+        })
+        .await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.retry("copy", from, || {
+        self.retry("copy", "copy", from, || {
             self.inner.copy_opts(from, to, options.clone())
         })
         .await

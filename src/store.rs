@@ -632,6 +632,24 @@ impl Store {
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
     {
+        let rows = self
+            .ingest_unmetered(name, input_schema, batches, mode, primary_key)
+            .await?;
+        crate::metrics::ingested(rows);
+        Ok(rows)
+    }
+
+    async fn ingest_unmetered<S>(
+        &self,
+        name: &str,
+        input_schema: SchemaRef,
+        batches: S,
+        mode: IngestMode,
+        primary_key: Option<&str>,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send,
+    {
         let cw = self.coll_wal(name);
         let existing = self.snapshot(name);
         let appending = existing.is_some() && mode.on_exists == OnExists::Append;

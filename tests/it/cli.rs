@@ -151,29 +151,46 @@ fn verify_finds_corrupt_and_missing_files() {
 fn input_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     use std::sync::Arc;
 
-    use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
+    use arrow::array::{
+        ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
+    };
     let batch = |ids: [i64; 2]| {
         let v = FixedSizeListArray::new(
             quiver::schema::vector_item_field(),
             2,
-            Arc::new(Float32Array::from_iter_values(ids.iter().flat_map(|i| [*i as f32, 0.5]))),
+            Arc::new(Float32Array::from_iter_values(
+                ids.iter().flat_map(|i| [*i as f32, 0.5]),
+            )),
             None,
         );
         RecordBatch::try_from_iter(vec![
             ("id", Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef),
-            ("name", Arc::new(StringArray::from(vec![format!("n{}", ids[0]), format!("n{}", ids[1])])) as ArrayRef),
+            (
+                "name",
+                Arc::new(StringArray::from(vec![
+                    format!("n{}", ids[0]),
+                    format!("n{}", ids[1]),
+                ])) as ArrayRef,
+            ),
             ("v", Arc::new(v) as ArrayRef),
         ])
         .unwrap()
     };
     let parquet = dir.join("a.parquet");
     let b = batch([1, 2]);
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), b.schema(), None).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&parquet).unwrap(),
+        b.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&b).unwrap();
     w.close().unwrap();
     let ipc = dir.join("b.arrow");
     let b = batch([3, 4]);
-    let mut w = arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&ipc).unwrap(), &b.schema()).unwrap();
+    let mut w =
+        arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(&ipc).unwrap(), &b.schema())
+            .unwrap();
     w.write(&b).unwrap();
     w.finish().unwrap();
     let json = dir.join("c.jsonl");
@@ -190,41 +207,100 @@ fn ingest_reads_every_format_and_sql_writes_every_format() {
     let mut args = vec!["ingest", "--data-dir", d, "--collection", "docs"];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let out = quiver(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let said = String::from_utf8(out.stdout).unwrap();
-    assert!(said.contains("ingested 6 rows from 3 file(s) into 'docs'"), "{said}");
+    assert!(
+        said.contains("ingested 6 rows from 3 file(s) into 'docs'"),
+        "{said}"
+    );
     // No progress bar when stderr is not a terminal.
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("rows ("), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("rows ("),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Scalar columns from CSV into a second collection.
     let csv = dir.path().join("d.csv");
     std::fs::write(&csv, "id,name\n7,n7\n8,n8\n").unwrap();
-    let out = quiver(&["ingest", "--data-dir", d, "--collection", "names", "--primary-key", "id", csv.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = quiver(&[
+        "ingest",
+        "--data-dir",
+        d,
+        "--collection",
+        "names",
+        "--primary-key",
+        "id",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let q = "SELECT id, name, v FROM docs ORDER BY id";
     let out = quiver(&["sql", "--data-dir", d, "--format", "csv", q]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("id,name,v\n1,n1,\"[1.0, 0.5]\"\n"), "{text}");
+    assert!(
+        text.starts_with("id,name,v\n1,n1,\"[1.0, 0.5]\"\n"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 7, "{text}");
     let out = quiver(&["sql", "--data-dir", d, "--format", "json", q]);
     let text = String::from_utf8(out.stdout).unwrap();
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    assert_eq!(first, serde_json::json!({"id": 1, "name": "n1", "v": [1.0, 0.5]}));
+    assert_eq!(
+        first,
+        serde_json::json!({"id": 1, "name": "n1", "v": [1.0, 0.5]})
+    );
     assert_eq!(text.lines().count(), 6);
     let pq = dir.path().join("out.parquet");
-    let out = quiver(&["sql", "--data-dir", d, "--format", "parquet", "--output", pq.to_str().unwrap(), q]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&pq).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
+    let out = quiver(&[
+        "sql",
+        "--data-dir",
+        d,
+        "--format",
+        "parquet",
+        "--output",
+        pq.to_str().unwrap(),
+        q,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&pq).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
     let rows: usize = r.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 6);
-    let out = quiver(&["sql", "--data-dir", d, "--format", "csv", "SELECT id FROM names ORDER BY id"]);
+    let out = quiver(&[
+        "sql",
+        "--data-dir",
+        d,
+        "--format",
+        "csv",
+        "SELECT id FROM names ORDER BY id",
+    ]);
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "id\n7\n8\n");
     // An empty result still has its header.
-    let out = quiver(&["sql", "--data-dir", d, "--format", "csv", "SELECT id, name FROM names WHERE id > 100"]);
+    let out = quiver(&[
+        "sql",
+        "--data-dir",
+        d,
+        "--format",
+        "csv",
+        "SELECT id, name FROM names WHERE id > 100",
+    ]);
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "id,name\n");
 }
 
@@ -234,10 +310,28 @@ fn bad_ingest_input_is_refused_naming_the_file_and_nothing_changes() {
     let store = dir.path().join("store");
     let d = store.to_str().unwrap();
     let files = input_files(dir.path());
-    let out = quiver(&["ingest", "--data-dir", d, "--collection", "docs", files[0].to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = quiver(&[
+        "ingest",
+        "--data-dir",
+        d,
+        "--collection",
+        "docs",
+        files[0].to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let count = || {
-        let out = quiver(&["sql", "--data-dir", d, "--format", "csv", "SELECT count(*) AS n FROM docs"]);
+        let out = quiver(&[
+            "sql",
+            "--data-dir",
+            d,
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM docs",
+        ]);
         String::from_utf8(out.stdout).unwrap()
     };
     assert_eq!(count(), "n\n2\n");
@@ -255,7 +349,11 @@ fn bad_ingest_input_is_refused_naming_the_file_and_nothing_changes() {
         (&txt, "unknown file type", Some(&files[1])),
         (&missing, "missing.parquet", Some(&files[1])),
         // A file that turns out bad while it is read is one failed write.
-        (&ragged, "row 2: column 'v' has 3 numbers, but the first row had 2", None),
+        (
+            &ragged,
+            "row 2: column 'v' has 3 numbers, but the first row had 2",
+            None,
+        ),
         (&wrong, "wrong.jsonl", None),
     ] {
         let mut args = vec!["ingest", "--data-dir", d, "--collection", "docs"];

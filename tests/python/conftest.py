@@ -43,6 +43,7 @@ class Server:
         self.env = env
         self.proc = None
         self.uri = None
+        self.metrics_url = None
         self.stderr_lines = []
 
     def start(self):
@@ -54,6 +55,8 @@ class Server:
         line = ""
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
+            if "serving metrics on" in line:
+                self.metrics_url = line.strip().split()[-1]
             if "serving Flight SQL on" in line or line == "":
                 break
         if "serving Flight SQL on" not in line:

@@ -1,0 +1,78 @@
+"""Prometheus metrics of a running server (`--metrics-listen`): a scrape
+after queries and writes finds the counters moved; /health and /ready."""
+
+import re
+import urllib.request
+
+import adbc_driver_manager
+import pyarrow as pa
+import pytest
+
+from conftest import Server
+
+
+def scrape(server):
+    with urllib.request.urlopen(server.metrics_url, timeout=30) as r:
+        assert r.status == 200
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        values[name] = float(value)
+    return values
+
+
+def total(values, prefix):
+    return sum(v for k, v in values.items() if k == prefix or k.startswith(prefix + "{"))
+
+
+@pytest.fixture()
+def metered(tmp_path):
+    s = Server(tmp_path / "d", ["--metrics-listen", "127.0.0.1:0", "--flush-bytes", "1"]).start()
+    yield s
+    s.stop()
+
+
+def test_a_scrape_after_work_finds_the_counters_moved(metered):
+    assert metered.metrics_url and re.match(r"http://127\.0\.0\.1:\d+/metrics", metered.metrics_url)
+    base = metered.metrics_url.rsplit("/", 1)[0]
+    for path, body in (("/health", "ok"), ("/ready", "ready")):
+        with urllib.request.urlopen(base + path, timeout=30) as r:
+            assert r.status == 200 and r.read().decode().strip() == body
+
+    before = scrape(metered)
+    with metered.connect() as c, c.cursor() as cur:
+        t = pa.table({"id": pa.array(range(1000), pa.int64()),
+                      "v": pa.array([[float(i), 1.0] for i in range(1000)], pa.list_(pa.float32(), 2))})
+        cur.adbc_ingest("t", t, mode="create")
+        for _ in range(3):
+            cur.execute("SELECT id FROM t ORDER BY l2_distance(v, [5, 1]) LIMIT 10")
+            assert len(cur.fetchall()) == 10
+        with pytest.raises(adbc_driver_manager.Error):
+            cur.execute("SELECT nope FROM t")
+    after = scrape(metered)
+
+    def moved(name):
+        return total(after, name) - total(before, name)
+
+    assert moved("quiver_queries_total") >= 3
+    assert moved("quiver_query_rows_total") >= 30
+    assert moved("quiver_query_errors_total") >= 1
+    assert moved("quiver_ingest_rows_total") == 1000
+    assert moved("quiver_query_duration_seconds_count") >= 3
+    assert after['quiver_object_store_requests_total{operation="put"}'] > before.get(
+        'quiver_object_store_requests_total{operation="put"}', 0)
+    assert after['quiver_object_store_bytes_total{operation="put"}'] > 0
+    assert after['quiver_collection_manifest_version{collection="t"}'] >= 1
+    assert after['quiver_collection_rows{collection="t"}'] == 1000
+    assert "quiver_cache_hits" in after and "quiver_wal_bytes" in after
+
+
+def test_a_metrics_address_in_use_is_refused_naming_it(tmp_path, metered):
+    taken = metered.metrics_url.split("/")[2]
+    s = Server(tmp_path / "other", ["--metrics-listen", taken])
+    with pytest.raises(RuntimeError) as e:
+        s.start()
+    assert f"cannot listen for metrics on {taken}" in str(e.value)
