@@ -3,13 +3,15 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use quiver::config::{
     parse_compression, StoreConfig, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SEGMENT_MAX_ROWS,
 };
 use quiver::flush::{WalOptions, DEFAULT_FLUSH_BYTES, DEFAULT_FLUSH_ROWS};
 use quiver::server::{self, ServerOptions, DEFAULT_MAX_REQUEST_BYTES};
 use quiver::{Engine, EngineOptions, Store};
+
+mod settings;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +22,9 @@ use quiver::{Engine, EngineOptions, Store};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// TOML file of settings: keys are the flags that have a QUIVER_* variable (cache-bytes = 1073741824, listen = "0.0.0.0:50051"); the environment overrides it, flags override both.
+    #[arg(long, global = true, env = "QUIVER_CONFIG")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -245,6 +250,9 @@ struct ServeArgs {
     /// Largest Flight data message of a result, in bytes (the ADBC driver refuses messages over 16 MiB).
     #[arg(long, env = "QUIVER_MAX_RESPONSE_MESSAGE_BYTES", default_value_t = quiver::flight::MAX_FLIGHT_DATA_BYTES)]
     max_response_message_bytes: usize,
+    /// Print the effective settings (file, environment, flags, defaults) as TOML with where each came from, passwords redacted, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (and /health, /ready), e.g. 127.0.0.1:9090 (port 0 picks one).
     #[arg(long, env = "QUIVER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -385,7 +393,29 @@ enum IngestModeArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = Cli::command();
+    // The config file becomes environment variables before clap reads them
+    // (and before any thread starts).
+    if let Err(e) = settings::load(&cmd, &args) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    // clap reads a variable when its argument is built: build again.
+    let cmd = Cli::command();
+    let matches = cmd.clone().get_matches_from(&args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let (Some(("serve", sub)), Some(serve)) =
+        (matches.subcommand(), cmd.find_subcommand("serve"))
+    {
+        if sub.get_flag("print_config") {
+            print!("{}", settings::render(serve, sub));
+            return ExitCode::SUCCESS;
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -652,11 +682,10 @@ async fn ingest(args: IngestArgs) -> quiver::Result<()> {
         };
         bar.set_message(path.display().to_string());
         let progress = bar.clone();
-        let batches = futures::stream::iter(input.batches.map(move |b| {
-            if let Ok(b) = &b {
+        let batches = futures::stream::iter(input.batches.inspect(move |b| {
+            if let Ok(b) = b {
                 progress.inc(b.num_rows() as u64);
             }
-            b
         }));
         let n = store
             .ingest(

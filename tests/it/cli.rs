@@ -370,3 +370,123 @@ fn bad_ingest_input_is_refused_naming_the_file_and_nothing_changes() {
     let out = quiver(&["ingest", "--data-dir", d, files[0].to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--collection"));
 }
+
+fn quiver_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quiver"));
+    c.args(args).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("quiver runs")
+}
+
+#[test]
+fn config_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quiver.toml");
+    std::fs::write(
+        &file,
+        "cache-bytes = 12345\nquery_timeout = \"2m\"\ngc-interval = \"5m\"\nusername = \"ann\"\npassword = \"hunter2\"\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = quiver_env(
+        &[
+            "serve",
+            "--config",
+            f,
+            "--gc-interval",
+            "7m",
+            "--print-config",
+        ],
+        &[("QUIVER_QUERY_TIMEOUT", "5m")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} =")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("cache-bytes").contains("12345") && line("cache-bytes").ends_with("# config file")
+    );
+    assert!(
+        line("query-timeout").contains("\"5m\"")
+            && line("query-timeout").ends_with("# environment")
+    );
+    assert!(line("gc-interval").contains("\"7m\"") && line("gc-interval").ends_with("# flag"));
+    assert!(line("row-group-rows").ends_with("# default"));
+    assert!(
+        line("password").contains("<redacted>") && !text.contains("hunter2"),
+        "{text}"
+    );
+    // The printed settings are a config file themselves.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, text.replace("\"<redacted>\"", "\"x\"")).unwrap();
+    let out = quiver(&[
+        "serve",
+        "--config",
+        again.to_str().unwrap(),
+        "--print-config",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("cache-bytes = 12345"));
+
+    // Applies to the other subcommands too.
+    let store = dir.path().join("store");
+    std::fs::write(&file, format!("data-dir = {:?}\n", store.to_str().unwrap())).unwrap();
+    let out = quiver(&[
+        "sql",
+        "--config",
+        f,
+        "CREATE TABLE t (id BIGINT NOT NULL, PRIMARY KEY (id))",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(store.join("t").exists());
+}
+
+#[test]
+fn bad_config_fails_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    let f = file.to_str().unwrap();
+    for (body, want) in [
+        ("bogus = 1\n", "unknown key 'bogus'"),
+        ("cache-bytes = \"lots\"\n", "--cache-bytes"),
+        ("[serve]\nlisten = \"x\"\n", "unknown key 'serve'"),
+        (
+            "listen = [\"a\", \"b\"]\n",
+            "key 'listen' must be a single value",
+        ),
+        ("listen = \n", "bad.toml"),
+    ] {
+        std::fs::write(&file, body).unwrap();
+        let out = quiver(&["serve", "--config", f, "--print-config"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{body:?} was accepted");
+        assert!(err.contains(want), "{body:?}: {err}");
+    }
+    let out = quiver(&["serve", "--config", "/nonexistent/q.toml", "--print-config"]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read config file '/nonexistent/q.toml'"));
+    // QUIVER_CONFIG names the file too.
+    std::fs::write(&file, "bogus = 1\n").unwrap();
+    let out = quiver_env(&["serve", "--print-config"], &[("QUIVER_CONFIG", f)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key 'bogus'"));
+}
