@@ -47,6 +47,7 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::engine::{Engine, Statement};
 use crate::error::{Error, Result};
@@ -69,13 +70,19 @@ pub struct FlightLimits {
     pub query_timeout: Duration,
     /// Largest Flight data message of a result.
     pub max_message_bytes: usize,
+    /// Queries that take longer are logged (warn) with their SQL and plan.
+    pub slow_query: Duration,
 }
+
+/// Default threshold of the slow-query log (1 s).
+pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(1);
 
 impl Default for FlightLimits {
     fn default() -> Self {
         Self {
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             max_message_bytes: MAX_FLIGHT_DATA_BYTES,
+            slow_query: DEFAULT_SLOW_QUERY,
         }
     }
 }
@@ -229,12 +236,22 @@ impl QuiverFlightSql {
             return Err(Status::invalid_argument("not a query"));
         };
         let schema = crate::engine::client_schema(plan.schema().as_arrow());
+        let id = NEXT_QUERY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let summary = plan_summary(&plan);
+        let span = tracing::info_span!("query", id, sql = %abbreviate(sql));
+        tracing::debug!(parent: &span, plan = %summary, "executing");
         let stream = self
             .engine
             .execute_query(plan)
+            .instrument(span.clone())
             .await
             .map_err(|e| log_status("execute", sql, e))?;
-        let mut meter = crate::metrics::QueryMeter::start();
+        let mut meter = crate::metrics::QueryMeter::start(
+            span,
+            abbreviate(sql),
+            summary,
+            self.limits.slow_query,
+        );
         let batches = stream
             .map_err(|e| FlightError::from(Error::from(e).to_status()))
             // The stream owns the meter: it records when the stream ends.
@@ -281,11 +298,48 @@ fn log_status(phase: &'static str, sql: &str, e: Error) -> Status {
     status
 }
 
-/// SQL for logs: long vector literals shortened.
+/// Ids of queries in logs (one process-wide sequence).
+static NEXT_QUERY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The first lines of a query's logical plan, for logs.
+fn plan_summary(plan: &datafusion::logical_expr::LogicalPlan) -> String {
+    const LINES: usize = 8;
+    let text = plan.display_indent().to_string();
+    let mut lines: Vec<String> = text.lines().take(LINES).map(elide_vectors).collect();
+    if text.lines().count() > LINES {
+        lines.push("...".into());
+    }
+    lines.join(" | ")
+}
+
+/// Long list literals (query vectors) as `[<n> numbers]`.
+fn elide_vectors(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(1024));
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let Some(len) = rest[open..].find(']') else {
+            break;
+        };
+        let inner = &rest[open + 1..open + len];
+        out.push_str(&rest[..open]);
+        let commas = inner.matches(',').count();
+        if commas >= 8 && !inner.contains('[') {
+            out.push_str(&format!("[{} numbers]", commas + 1));
+        } else {
+            out.push_str(&rest[open..=open + len]);
+        }
+        rest = &rest[open + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// SQL for logs: vector literals elided, at most 300 bytes.
 fn abbreviate(sql: &str) -> String {
     const MAX: usize = 300;
+    let sql = elide_vectors(sql);
     if sql.len() <= MAX {
-        return sql.to_string();
+        return sql;
     }
     let mut end = MAX;
     while !sql.is_char_boundary(end) {

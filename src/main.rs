@@ -25,6 +25,21 @@ struct Cli {
     /// TOML file of settings: keys are the flags that have a QUIVER_* variable (cache-bytes = 1073741824, listen = "0.0.0.0:50051"); the environment overrides it, flags override both.
     #[arg(long, global = true, env = "QUIVER_CONFIG")]
     config: Option<std::path::PathBuf>,
+    /// Log lines as text or JSON (one object per line), on stderr; RUST_LOG filters them (default info).
+    #[arg(
+        long,
+        global = true,
+        env = "QUIVER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -253,6 +268,9 @@ struct ServeArgs {
     /// Print the effective settings (file, environment, flags, defaults) as TOML with where each came from, passwords redacted, and exit.
     #[arg(long)]
     print_config: bool,
+    /// Log queries that take at least this long (warn, with their SQL and a plan summary), e.g. 500ms (0s: off).
+    #[arg(long, env = "QUIVER_SLOW_QUERY", default_value = "1s", value_parser = humantime::parse_duration)]
+    slow_query: std::time::Duration,
     /// Serve Prometheus metrics at http://ADDR/metrics (and /health, /ready), e.g. 127.0.0.1:9090 (port 0 picks one).
     #[arg(long, env = "QUIVER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -416,13 +434,19 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -506,6 +530,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 limits: quiver::flight::FlightLimits {
                     query_timeout: args.query_timeout,
                     max_message_bytes: args.max_response_message_bytes,
+                    slow_query: args.slow_query,
                 },
             };
             let served = server::serve(engine, listener, options, server::shutdown_signal()).await;

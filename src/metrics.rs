@@ -189,20 +189,35 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 
 /// Records one query's outcome when dropped (its stream ended, failed or
 /// was dropped by the client).
+/// Also logs it: at debug level always, at warn level (with its SQL and
+/// plan summary) when it took longer than the slow-query threshold.
 pub struct QueryMeter {
     start: Instant,
     rows: u64,
     bytes: u64,
     failed: bool,
+    span: tracing::Span,
+    sql: String,
+    plan: String,
+    slow: std::time::Duration,
 }
 
 impl QueryMeter {
-    pub fn start() -> Self {
+    pub fn start(
+        span: tracing::Span,
+        sql: String,
+        plan: String,
+        slow: std::time::Duration,
+    ) -> Self {
         Self {
             start: Instant::now(),
             rows: 0,
             bytes: 0,
             failed: false,
+            span,
+            sql,
+            plan,
+            slow,
         }
     }
 
@@ -226,7 +241,14 @@ impl Drop for QueryMeter {
         }
         counter!("quiver_query_rows_total").increment(self.rows);
         counter!("quiver_query_bytes_total").increment(self.bytes);
-        histogram!("quiver_query_duration_seconds").record(self.start.elapsed().as_secs_f64());
+        let took = self.start.elapsed();
+        histogram!("quiver_query_duration_seconds").record(took.as_secs_f64());
+        let ms = took.as_secs_f64() * 1e3;
+        if !self.slow.is_zero() && took >= self.slow {
+            tracing::warn!(parent: &self.span, ms, rows = self.rows, failed = self.failed, sql = %self.sql, plan = %self.plan, "slow query");
+        } else {
+            tracing::debug!(parent: &self.span, ms, rows = self.rows, failed = self.failed, "query finished");
+        }
     }
 }
 

@@ -130,7 +130,11 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    // A span per RPC: every event of a call (a query's id, phases, errors)
+    // carries its method.
+    let mut builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()));
     if let Some(tls) = &options.tls {
         builder = builder
             .tls_config(tls.server_config())

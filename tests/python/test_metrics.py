@@ -1,6 +1,7 @@
 """Prometheus metrics of a running server (`--metrics-listen`): a scrape
 after queries and writes finds the counters moved; /health and /ready."""
 
+import json
 import re
 import urllib.request
 
@@ -76,3 +77,35 @@ def test_a_metrics_address_in_use_is_refused_naming_it(tmp_path, metered):
     with pytest.raises(RuntimeError) as e:
         s.start()
     assert f"cannot listen for metrics on {taken}" in str(e.value)
+
+
+def test_slow_queries_are_logged_as_json_with_id_sql_and_plan(tmp_path):
+    s = Server(tmp_path / "d", ["--log-format", "json", "--slow-query", "1ms"],
+               env={"RUST_LOG": "quiver=info"}).start()
+    try:
+        with s.connect() as c, c.cursor() as cur:
+            dim = 32
+            t = pa.table({"id": pa.array(range(2000), pa.int64()),
+                          "v": pa.array([[float(i % 7)] * dim for i in range(2000)], pa.list_(pa.float32(), dim))})
+            cur.adbc_ingest("t", t, mode="create")
+            literal = "[" + ", ".join(["0.5"] * dim) + "]"
+            cur.execute(f"SELECT id, l2_distance(v, {literal}) AS d FROM t ORDER BY d, id LIMIT 5")
+            assert len(cur.fetchall()) == 5
+            with pytest.raises(adbc_driver_manager.Error):
+                cur.execute("SELECT nope FROM t")
+    finally:
+        s.stop()
+    events = [json.loads(line) for line in s.stderr_lines if line.startswith("{")]
+    assert events, "".join(s.stderr_lines[-5:])
+    slow = [e for e in events if e["fields"].get("message") == "slow query"]
+    assert slow, [e["fields"].get("message") for e in events]
+    e = slow[-1]
+    assert f"[{32} numbers]" in e["fields"]["sql"] and "0.5, 0.5" not in e["fields"]["sql"], e
+    assert "Limit" in e["fields"]["plan"] or "Sort" in e["fields"]["plan"], e
+    assert e["fields"]["rows"] == 5 and e["fields"]["ms"] >= 1
+    assert e["span"]["name"] == "query" and isinstance(e["span"]["id"], int), e
+    # Events inside a call carry the RPC's span with its method.
+    failed = [e for e in events if e["fields"].get("message") == "statement failed"]
+    assert failed, [e["fields"].get("message") for e in events]
+    methods = [sp.get("method", "") for sp in failed[-1].get("spans", []) if sp["name"] == "rpc"]
+    assert methods and methods[0].startswith("/arrow.flight.protocol.FlightService/"), failed[-1]
