@@ -347,6 +347,7 @@ impl CollectionTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let segments = self.prune_segments(state, filters)?;
+        let segments_len = segments.len();
         if segments.is_empty() && self.growing.is_empty() {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
@@ -488,6 +489,8 @@ impl CollectionTable {
             address,
             deletes,
             files,
+            segments_total: self.manifest.segments.len(),
+            segments_pruned: self.manifest.segments.len() - segments_len,
         };
         Ok(Arc::new(MaterializeExec::new(
             scan,
@@ -627,6 +630,10 @@ struct Materialize {
     deletes: Option<DeleteFilter>,
     /// segment id -> vector column -> file.
     files: HashMap<u64, HashMap<String, DataFile>>,
+    /// Sealed segments of the version, and those skipped by their
+    /// min/max statistics (EXPLAIN ANALYZE: `segments_total`, `segments_pruned`).
+    segments_total: usize,
+    segments_pruned: usize,
 }
 
 /// A unit of work of a resident scan (see [`MaterializeExec::units`]).
@@ -711,6 +718,12 @@ impl MaterializeExec {
             Boundedness::Bounded,
         ));
         let metrics = ExecutionPlanMetricsSet::new();
+        MetricBuilder::new(&metrics)
+            .counter("segments_total", 0)
+            .add(work.segments_total);
+        MetricBuilder::new(&metrics)
+            .counter("segments_pruned", 0)
+            .add(work.segments_pruned);
         let resident_counters = FetchCounters::new(&metrics, 0);
         Self {
             input,

@@ -108,6 +108,22 @@ async fn segments_are_pruned_by_manifest_statistics() {
     let b = ids(&engine.sql(unpruned).await.unwrap());
     assert_eq!(a, (250..300).collect::<Vec<_>>());
     assert_eq!(a, b);
+    // EXPLAIN ANALYZE shows quiver's scan (which fetches the vectors) with
+    // how many segments it pruned.
+    for (filter, pruned_n) in [("id >= 250", 2), ("id + 0 >= 250", 0)] {
+        let sql = format!("SELECT id, embedding FROM docs WHERE {filter}");
+        let batches = engine.sql(&format!("EXPLAIN ANALYZE {sql}")).await.unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("MaterializeExec"), "{text}");
+        assert_eq!(crate::util::metric(&text, "segments_total"), 3, "{text}");
+        assert_eq!(
+            crate::util::metric(&text, "segments_pruned"),
+            pruned_n,
+            "{text}"
+        );
+    }
 }
 
 /// Scalar filters run inside the Parquet scan; vector columns are read only
