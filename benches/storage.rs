@@ -131,14 +131,6 @@ async fn run(url: &str, rows: usize, dim: usize, queries: &[String]) -> Figures 
         }
     }
     f.ingest_s = start.elapsed().as_secs_f64();
-    f.stored_bytes = store
-        .require("t")
-        .unwrap()
-        .segments
-        .iter()
-        .flat_map(|s| &s.files)
-        .map(|x| x.size)
-        .sum();
     // Baseline: the stored files' bytes as plain puts, one object per file.
     let files: Vec<u64> = store
         .require("t")
@@ -148,6 +140,7 @@ async fn run(url: &str, rows: usize, dim: usize, queries: &[String]) -> Figures 
         .flat_map(|s| &s.files)
         .map(|x| x.size)
         .collect();
+    f.stored_bytes = files.iter().sum();
     let os = quiver::store::open_object_store(url).unwrap();
     let start = Instant::now();
     for (i, size) in files.iter().enumerate() {
