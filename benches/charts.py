@@ -1,0 +1,71 @@
+"""Renders benchmark results (JSON written by the benchmarks) as SVG charts
+in docs/bench/, for README:
+
+- latency_vs_selectivity.svg (from search.json, `benches/search.py`): exact
+  top-10 p50 latency against filter selectivity, quiver over Flight SQL next
+  to faiss, numpy and DuckDB measured in the same run;
+- throughput.svg: queries/s with 1 and 8 clients.
+
+Run: .venv/bin/python benches/charts.py   (RESULTS_DIR to read elsewhere)
+"""
+
+import json
+import os
+import pathlib
+
+import matplotlib
+
+matplotlib.use("svg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DIR = pathlib.Path(os.environ.get("RESULTS_DIR", ROOT / "docs" / "bench"))
+
+SERIES = [
+    ("quiver_flight_p50_ms", "quiver over Flight SQL (ADBC), p50"),
+    ("faiss_ms", "faiss IndexFlatL2 in process"),
+    ("numpy_ms", "numpy in process"),
+    ("duckdb_parquet_ms", "DuckDB array_distance on Parquet"),
+]
+
+
+def latency_vs_selectivity(r):
+    rows = r["selectivity"]
+    xs = [row["fraction"] * 100 for row in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, label in SERIES:
+        ax.plot(xs, [row[key] for row in rows], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [row["label"] for row in rows])
+    ax.set_xlabel("rows passing the filter")
+    ax.set_ylabel("top-10 latency, ms (log)")
+    ax.set_title(f"Exact top-{r['k']}, {r['rows']:,} x {r['dim']}-d float32 ({r['cores']} cores, {r['date']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = DIR / "latency_vs_selectivity.svg"
+    fig.savefig(path, metadata={"Date": None})
+    return path
+
+
+def throughput(r):
+    t = r["throughput_qps"]
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.bar(list(t), list(t.values()), color=["#4c72b0", "#55a868"])
+    ax.set_ylabel("unfiltered top-10 queries/s")
+    ax.set_title(f"{r['rows']:,} x {r['dim']}-d, {r['cores']} cores")
+    fig.tight_layout()
+    path = DIR / "throughput.svg"
+    fig.savefig(path, metadata={"Date": None})
+    return path
+
+
+def main():
+    r = json.loads((DIR / "search.json").read_text())
+    for path in (latency_vs_selectivity(r), throughput(r)):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
