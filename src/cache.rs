@@ -173,11 +173,6 @@ impl ChunkCache {
         }
     }
 
-    /// Forgets the sums of a file that was deleted.
-    pub fn forget(&self, location: &Path) {
-        self.sums.write().remove(location);
-    }
-
     fn sums(&self, location: &Path) -> Option<Arc<BlockSums>> {
         self.sums.read().get(location).cloned()
     }
