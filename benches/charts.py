@@ -4,7 +4,10 @@ in docs/bench/, for README:
 - latency_vs_selectivity.svg (from search.json, `benches/search.py`): exact
   top-10 p50 latency against filter selectivity, quiver over Flight SQL next
   to faiss, numpy and DuckDB measured in the same run;
-- throughput.svg: queries/s with 1 and 8 clients.
+- throughput.svg: queries/s with 1 and 8 clients;
+- qps_vs_size.svg (from scale.json, `benches/scale.py`): unfiltered top-10
+  queries/s against the number of rows, quiver over Flight SQL (1 and 8
+  clients) next to faiss, numpy and DuckDB measured in the same run.
 
 Run: .venv/bin/python benches/charts.py   (RESULTS_DIR to read elsewhere)
 """
@@ -61,9 +64,45 @@ def throughput(r):
     return path
 
 
+SCALE_SERIES = [
+    ("quiver_flight_qps", "quiver over Flight SQL (ADBC), 1 client"),
+    ("quiver_flight_8_clients_qps", "quiver over Flight SQL, 8 clients"),
+    ("faiss_qps", "faiss IndexFlatL2 in process"),
+    ("numpy_qps", "numpy in process"),
+    ("duckdb_parquet_qps", "DuckDB array_distance on Parquet"),
+]
+
+
+def qps_vs_size(r):
+    rows = r["records"]
+    xs = [row["rows"] for row in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, label in SCALE_SERIES:
+        if all(key in row for row in rows):
+            ax.plot(xs, [row[key] for row in rows], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"rows ({r['dim']}-d float32)")
+    ax.set_ylabel(f"unfiltered top-{r['k']} queries/s (log)")
+    ax.set_title(f"Queries/s against data size ({r['cores']} cores, {r['date']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = DIR / "qps_vs_size.svg"
+    fig.savefig(path, metadata={"Date": None})
+    return path
+
+
 def main():
-    r = json.loads((DIR / "search.json").read_text())
-    for path in (latency_vs_selectivity(r), throughput(r)):
+    paths = []
+    if (DIR / "search.json").exists():
+        r = json.loads((DIR / "search.json").read_text())
+        paths += [latency_vs_selectivity(r), throughput(r)]
+    if (DIR / "scale.json").exists():
+        paths.append(qps_vs_size(json.loads((DIR / "scale.json").read_text())))
+    if not paths:
+        raise SystemExit(f"no results in {DIR}: run benches/search.py or benches/scale.py first")
+    for path in paths:
         print(f"wrote {path}")
 
 

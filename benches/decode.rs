@@ -7,7 +7,10 @@
 //! chunk with arrow's `take` against quiver's row-slice gather. Reported as GB/s of vector data and as
 //! time ratios against the zstd list, measured in the same run.
 //!
-//! Run: `cargo bench --bench decode`
+//! Run: `cargo bench --bench decode` (results also in
+//! `docs/bench/decode.json` and `.csv`; `RESULTS_DIR` to change).
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +23,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use quiver::schema::vector_item_field;
+use serde_json::json;
 
 /// Encodes one column; `page_bytes` sets quiver's small pages (the write
 /// batch must shrink with them, or pages overshoot the limit).
@@ -72,6 +76,7 @@ fn decode(bytes: &Bytes, convert: bool, batch: usize) -> f64 {
 }
 
 fn main() {
+    let mut results = common::Results::new("decode");
     for (n, dim) in [(1_000_000usize, 128usize), (200_000, 768)] {
         let mut seed = 7u64;
         let values = Float32Array::from_iter_values((0..n * dim).map(|_| {
@@ -124,6 +129,14 @@ fn main() {
             gather_s * 1e3,
             gather_s / take_s
         );
+        results.record(&[
+            ("rows", json!(n)),
+            ("dim", json!(dim)),
+            ("case", json!("gather half")),
+            ("arrow_take_ms", json!(take_s * 1e3)),
+            ("quiver_gather_ms", json!(gather_s * 1e3)),
+            ("time_ratio", json!(gather_s / take_s)),
+        ]);
         let zstd = Compression::ZSTD(ZstdLevel::try_new(1).unwrap());
         // Two batch sizes: 8192 rows (DataFusion's batch size, what a scan
         // decodes; the allocator reuses the memory of dropped batches) and a
@@ -153,6 +166,22 @@ fn main() {
                 gb / binary_plain,
                 binary_plain / list_zstd,
             );
+            for (layout, secs) in [
+                ("FixedSizeList zstd", list_zstd),
+                ("FixedSizeList plain", list_plain),
+                ("quiver FixedSizeBinary plain", binary_plain),
+            ] {
+                results.record(&[
+                    ("rows", json!(n)),
+                    ("dim", json!(dim)),
+                    ("case", json!("decode")),
+                    ("batch_rows", json!(batch)),
+                    ("layout", json!(layout)),
+                    ("gbps", json!(gb / secs)),
+                    ("time_ratio", json!(secs / list_zstd)),
+                ]);
+            }
         }
     }
+    results.save();
 }

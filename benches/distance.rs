@@ -1,12 +1,16 @@
 //! Distance kernels: simsimd (what the SQL functions run) against a plain
 //! scalar loop over the same vectors, as a ratio measured in the same run.
 //!
-//! Run: `cargo bench --bench distance`
+//! Run: `cargo bench --bench distance` (results also in
+//! `docs/bench/distance.json` and `.csv`; `RESULTS_DIR` to change).
+
+mod common;
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use quiver::distance::Metric;
+use serde_json::json;
 
 fn scalar_l2(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
@@ -18,6 +22,7 @@ fn scalar_l2(a: &[f32], b: &[f32]) -> f64 {
 
 fn main() {
     const N: usize = 200_000;
+    let mut results = common::Results::new("distance");
     for dim in [128usize, 768] {
         let mut seed = 1u64;
         let data: Vec<f32> = (0..N * dim)
@@ -48,9 +53,23 @@ fn main() {
             N as f64 / scalar / 1e6,
             simd / scalar
         );
+        results.record(&[
+            ("dim", json!(dim)),
+            ("kernel", json!("scalar loop l2")),
+            ("type", json!("float32")),
+            ("m_vectors_per_s", json!(N as f64 / scalar / 1e6)),
+            ("time_vs_simsimd_f32", json!(scalar / simd)),
+        ]);
         for m in Metric::ALL {
             let t = time(&|a, b| m.eval(a, b));
             println!("  {:<24} {:.1} M vectors/s", m.name(), N as f64 / t / 1e6);
+            results.record(&[
+                ("dim", json!(dim)),
+                ("kernel", json!(m.name())),
+                ("type", json!("float32")),
+                ("m_vectors_per_s", json!(N as f64 / t / 1e6)),
+                ("time_vs_simsimd_f32", json!(t / simd)),
+            ]);
         }
         // The same vectors as float16 and int8 (scaled), against float32.
         let halves: Vec<half::f16> = data.iter().map(|x| half::f16::from_f32(*x)).collect();
@@ -82,6 +101,16 @@ fn main() {
                 N as f64 / t8 / 1e6,
                 t8 / t32
             );
+            for (ty, t) in [("float16", t16), ("int8", t8)] {
+                results.record(&[
+                    ("dim", json!(dim)),
+                    ("kernel", json!(m.name())),
+                    ("type", json!(ty)),
+                    ("m_vectors_per_s", json!(N as f64 / t / 1e6)),
+                    ("time_vs_simsimd_f32", json!(t / t32)),
+                ]);
+            }
         }
     }
+    results.save();
 }

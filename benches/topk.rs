@@ -8,7 +8,10 @@
 //! query is timed, with the bytes it read from the store.
 //!
 //! Run: `cargo bench --bench topk` (1,000,000 x 128 and 200,000 x 768;
-//! `SHAPES=100000x64,...` to choose).
+//! `SHAPES=100000x64,...` to choose). Results also go to
+//! `docs/bench/topk.json` and `.csv` (`RESULTS_DIR` to change).
+
+mod common;
 
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use arrow::datatypes::Int64Type;
 use quiver::{Engine, EngineOptions, IngestMode, Store, StoreConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::json;
 use simsimd::SpatialSimilarity;
 
 const K: usize = 10;
@@ -94,17 +98,19 @@ async fn ids(engine: &Engine, sql: &str) -> Vec<i64> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    let mut results = common::Results::new("topk");
     let shapes = std::env::var("SHAPES").unwrap_or_else(|_| "1000000x128,200000x768".into());
     for shape in shapes.split(',') {
         let (rows, dim) = shape
             .split_once('x')
             .and_then(|(r, d)| Some((r.parse().ok()?, d.parse().ok()?)))
             .expect("SHAPES is a list of ROWSxDIM");
-        run_shape(rows, dim).await;
+        run_shape(rows, dim, &mut results).await;
     }
+    results.save();
 }
 
-async fn run_shape(rows: usize, dim: usize) {
+async fn run_shape(rows: usize, dim: usize, results: &mut common::Results) {
     let mut rng = StdRng::seed_from_u64(0);
     let vectors: Vec<f32> = (0..rows * dim).map(|_| normal(&mut rng)).collect();
     let bucket: Vec<i32> = (0..rows).map(|_| rng.random_range(0..1000)).collect();
@@ -230,6 +236,17 @@ async fn run_shape(rows: usize, dim: usize) {
             on / flat,
             on / base
         );
+        results.record(&[
+            ("rows", json!(rows)),
+            ("dim", json!(dim)),
+            ("case", json!("warm")),
+            ("selectivity", json!(label)),
+            ("fused_p50_ms", json!(on * 1e3)),
+            ("rule_off_p50_ms", json!(off * 1e3)),
+            ("flat_scan_p50_ms", json!(flat * 1e3)),
+            ("fused_per_flat", json!(on / flat)),
+            ("fused_per_unfiltered", json!(on / base)),
+        ]);
     }
 
     // Cold: a new store over the same files (empty caches), first query.
@@ -262,4 +279,14 @@ async fn run_shape(rows: usize, dim: usize) {
         warm * 1e3,
         first / warm
     );
+    results.record(&[
+        ("rows", json!(rows)),
+        ("dim", json!(dim)),
+        ("case", json!("cold")),
+        ("selectivity", json!("all")),
+        ("first_query_ms", json!(first * 1e3)),
+        ("bytes_read", json!(read)),
+        ("read_gbps", json!(read as f64 / first / 1e9)),
+        ("fused_p50_ms", json!(warm * 1e3)),
+    ]);
 }

@@ -15,7 +15,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use futures::{StreamExt, TryStreamExt};
@@ -415,9 +416,47 @@ impl Engine {
 
     /// Runs a query and streams its result in the client schema.
     pub async fn execute_query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        Ok(self
+            .start_query(plan, &tracing::Span::current())
+            .await?
+            .stream)
+    }
+
+    /// Plans `plan` physically (in a `plan` span under `span`) and starts
+    /// it; quiver's operators open their phase spans (`scan`, `topk`)
+    /// under `span` too, also on the tasks DataFusion spawns. The physical
+    /// plan is returned with the stream so its metrics can be read when
+    /// the stream ends ([`scan_totals`]).
+    pub async fn start_query(
+        &self,
+        plan: LogicalPlan,
+        span: &tracing::Span,
+    ) -> Result<RunningQuery> {
+        use tracing::Instrument;
         let df = self.ctx.execute_logical_plan(plan).await?;
-        let stream = df.execute_stream().await?;
-        Ok(to_client_stream(stream))
+        let task = df.task_ctx();
+        let plan_span = tracing::debug_span!(parent: span, "plan");
+        let started = std::time::Instant::now();
+        let physical = df
+            .create_physical_plan()
+            .instrument(plan_span.clone())
+            .await?;
+        // Events are logged inside their span (entered), so the span list
+        // of a JSON log line holds the phase, the query and the RPC.
+        plan_span.in_scope(|| {
+            tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "planned")
+        });
+        let config = task
+            .session_config()
+            .clone()
+            .with_extension(Arc::new(QuerySpan(span.clone())));
+        let task = Arc::new(task.with_session_config(config));
+        let stream =
+            datafusion::physical_plan::execute_stream(physical.clone(), task)?;
+        Ok(RunningQuery {
+            stream: to_client_stream(stream),
+            plan: physical,
+        })
     }
 
     /// Runs a statement that changes data; returns the affected row count.
@@ -746,6 +785,53 @@ pub fn client_schema(schema: &Schema) -> SchemaRef {
 }
 
 /// Converts a stream to the client schema, casting view-typed columns.
+/// A started query: its result stream and the physical plan that runs it.
+pub struct RunningQuery {
+    pub stream: SendableRecordBatchStream,
+    pub plan: Arc<dyn ExecutionPlan>,
+}
+
+/// The tracing span of the query a plan runs for, carried in the task's
+/// session config: operators run on tasks DataFusion spawns, where the
+/// caller's current span is gone.
+#[derive(Debug)]
+pub struct QuerySpan(pub tracing::Span);
+
+/// A span for a phase of the query that `context` runs for, under the
+/// query's span (or the current span when there is none: embedded use).
+pub fn phase_parent(context: &TaskContext) -> tracing::Span {
+    match context.session_config().get_extension::<QuerySpan>() {
+        Some(q) => q.0.clone(),
+        None => tracing::Span::current(),
+    }
+}
+
+/// Rows and bytes the scans of an executed plan read: quiver's scans
+/// (`rows_scanned`, `bytes_scanned`: the decoded size of the columns
+/// read) and DataFusion's Parquet scans (rows decoded, before pushed-down
+/// filters: `output_rows` + `pushdown_rows_pruned`; Parquet bytes read:
+/// `bytes_scanned`).
+pub fn scan_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    let mut todo = vec![plan.clone()];
+    while let Some(node) = todo.pop() {
+        if let Some(m) = node.metrics() {
+            let sum = |name: &str| {
+                m.sum_by_name(name)
+                    .map(|v| v.as_usize() as u64)
+                    .unwrap_or(0)
+            };
+            rows += sum("rows_scanned");
+            bytes += sum("bytes_scanned");
+            if node.name() == "DataSourceExec" {
+                rows += m.output_rows().unwrap_or(0) as u64 + sum("pushdown_rows_pruned");
+            }
+        }
+        todo.extend(node.children().into_iter().cloned());
+    }
+    (rows, bytes)
+}
+
 pub fn to_client_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
     let schema = client_schema(&stream.schema());
     if schema == stream.schema() {

@@ -239,19 +239,21 @@ impl QuiverFlightSql {
         let id = NEXT_QUERY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let summary = plan_summary(&plan);
         let span = tracing::info_span!("query", id, sql = %abbreviate(sql));
-        tracing::debug!(parent: &span, plan = %summary, "executing");
-        let stream = self
+        span.in_scope(|| tracing::debug!(plan = %summary, "executing"));
+        let running = self
             .engine
-            .execute_query(plan)
+            .start_query(plan, &span)
             .instrument(span.clone())
             .await
             .map_err(|e| log_status("execute", sql, e))?;
+        let stream = running.stream;
         let mut meter = crate::metrics::QueryMeter::start(
             span,
             abbreviate(sql),
             summary,
             self.limits.slow_query,
-        );
+        )
+        .with_plan(running.plan);
         let batches = stream
             .map_err(|e| FlightError::from(Error::from(e).to_status()))
             // The stream owns the meter: it records when the stream ends.

@@ -54,6 +54,15 @@ fn describe() {
     );
     describe_counter!("quiver_query_rows_total", "Rows returned by queries");
     describe_counter!(
+        "quiver_scan_rows_total",
+        "Rows the queries' scans read, after segment and row-group pruning and before row filters"
+    );
+    describe_counter!(
+        "quiver_scan_bytes_total",
+        Unit::Bytes,
+        "Bytes of column data the queries' scans read (decoded size for quiver's scans, Parquet bytes for DataFusion's Parquet reader)"
+    );
+    describe_counter!(
         "quiver_query_bytes_total",
         Unit::Bytes,
         "Bytes of Arrow data returned by queries"
@@ -197,9 +206,14 @@ pub struct QueryMeter {
     bytes: u64,
     failed: bool,
     span: tracing::Span,
+    /// The `stream` phase: from the start of execution to the end of the
+    /// result stream.
+    stream_span: tracing::Span,
     sql: String,
     plan: String,
     slow: std::time::Duration,
+    /// The physical plan, whose scans' metrics are read at the end.
+    executed: Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
 }
 
 impl QueryMeter {
@@ -214,11 +228,19 @@ impl QueryMeter {
             rows: 0,
             bytes: 0,
             failed: false,
+            stream_span: tracing::debug_span!(parent: &span, "stream"),
             span,
             sql,
             plan,
             slow,
+            executed: None,
         }
+    }
+
+    /// Counts the rows and bytes `plan`'s scans read when the query ends.
+    pub fn with_plan(mut self, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> Self {
+        self.executed = Some(plan);
+        self
     }
 
     /// One item of the result stream: a batch, or `None` for an error.
@@ -244,10 +266,27 @@ impl Drop for QueryMeter {
         let took = self.start.elapsed();
         histogram!("quiver_query_duration_seconds").record(took.as_secs_f64());
         let ms = took.as_secs_f64() * 1e3;
+        let (scanned_rows, scanned_bytes) = self
+            .executed
+            .as_ref()
+            .map_or((0, 0), crate::engine::scan_totals);
+        counter!("quiver_scan_rows_total").increment(scanned_rows);
+        counter!("quiver_scan_bytes_total").increment(scanned_bytes);
+        let _stream = self.stream_span.enter();
+        tracing::debug!(
+            ms,
+            rows = self.rows,
+            bytes = self.bytes,
+            scanned_rows,
+            scanned_bytes,
+            "stream finished"
+        );
+        drop(_stream);
+        let _query = self.span.enter();
         if !self.slow.is_zero() && took >= self.slow {
-            tracing::warn!(parent: &self.span, ms, rows = self.rows, failed = self.failed, sql = %self.sql, plan = %self.plan, "slow query");
+            tracing::warn!(ms, rows = self.rows, failed = self.failed, sql = %self.sql, plan = %self.plan, "slow query");
         } else {
-            tracing::debug!(parent: &self.span, ms, rows = self.rows, failed = self.failed, "query finished");
+            tracing::debug!(ms, rows = self.rows, failed = self.failed, "query finished");
         }
     }
 }

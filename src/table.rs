@@ -39,6 +39,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
 };
+use tracing::Instrument;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::Error;
@@ -815,6 +816,7 @@ impl MaterializeExec {
             ScanUnit::Growing => {
                 let mut out = Vec::with_capacity(self.growing.len());
                 for b in self.growing.iter() {
+                    self.resident_counters.scanned(b.num_rows(), b.columns());
                     let mask = prefilter(&b.project(&scalar_cols)?)?;
                     out.push((b.clone(), mask.filter(|m| m.true_count() < b.num_rows())));
                 }
@@ -852,6 +854,7 @@ impl MaterializeExec {
             .store
             .decoded_columns(&path, file.size, &meta, rg, &roots)
             .await?;
+        self.resident_counters.scanned(rows, &decoded);
         let mut decoded_at: Vec<Option<ArrayRef>> = vec![None; work.input_names.len()];
         for (&i, a) in needed.iter().zip(decoded) {
             decoded_at[i] = Some(a);
@@ -931,7 +934,9 @@ impl MaterializeExec {
                     })?;
                 counters.fetches.add(1);
                 counters.rows.add(positions.len());
-                columns[out_idx] = Some(work.read_rows(file, out_idx, &positions, counters).await?);
+                let vectors = work.read_rows(file, out_idx, &positions, counters).await?;
+                counters.scanned(0, [&vectors]);
+                columns[out_idx] = Some(vectors);
             }
         }
         let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
@@ -958,12 +963,23 @@ impl MaterializeExec {
             self.work.schema.clone()
         };
         let n_input = self.input.output_partitioning().partition_count();
+        let span = tracing::debug_span!(
+            parent: &crate::engine::phase_parent(&context),
+            "scan",
+            collection = %self.work.collection,
+            partition
+        );
+        let counters = FetchCounters::new(&self.metrics, partition);
         if partition >= n_input {
             let width = self.work.schema.fields().len();
+            let mut log = ScanLog::new(span);
+            log.rows = self.growing.iter().map(|b| b.num_rows()).sum();
+            log.batches = self.growing.len();
             let batches: Vec<DFResult<RecordBatch>> = self
                 .growing
                 .iter()
                 .map(|b| {
+                    counters.scanned(b.num_rows(), b.columns());
                     if keyed {
                         Ok(b.clone())
                     } else {
@@ -979,15 +995,25 @@ impl MaterializeExec {
         let batch_size = context.session_config().batch_size();
         let input = coalesce(self.input.execute(partition, context)?, batch_size);
         let work = self.work.clone();
-        let counters = FetchCounters::new(&self.metrics, partition);
+        let mut log = ScanLog::new(span.clone());
         let stream = input
             .map(move |batch| {
                 let work = work.clone();
                 let counters = counters.clone();
                 async move { work.process(batch?, &counters, keyed).await }
+                    .instrument(span.clone())
             })
             // Overlap object-store reads of consecutive batches, in order.
-            .buffered(4);
+            .buffered(4)
+            .inspect(move |b| {
+                // The whole log moves into the stream: it reports when the
+                // stream is dropped.
+                let log = &mut log;
+                if let Ok(b) = b {
+                    log.rows += b.num_rows();
+                    log.batches += 1;
+                }
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
@@ -1085,6 +1111,11 @@ struct FetchCounters {
     rows: Count,
     chunk_hits: Count,
     chunk_misses: Count,
+    /// Rows this operator read itself (row groups of resident scans, the
+    /// growing rows; the Parquet scan below counts its own).
+    rows_scanned: Count,
+    /// Decoded bytes of the columns this operator read itself.
+    bytes_scanned: Count,
 }
 
 impl FetchCounters {
@@ -1094,7 +1125,53 @@ impl FetchCounters {
             rows: MetricBuilder::new(metrics).counter("vector_rows", partition),
             chunk_hits: MetricBuilder::new(metrics).counter("chunk_cache_hits", partition),
             chunk_misses: MetricBuilder::new(metrics).counter("chunk_cache_misses", partition),
+            rows_scanned: MetricBuilder::new(metrics).counter("rows_scanned", partition),
+            bytes_scanned: MetricBuilder::new(metrics).counter("bytes_scanned", partition),
         }
+    }
+
+    /// Counts `rows` rows read, with the columns in `arrays`.
+    fn scanned<'a>(&self, rows: usize, arrays: impl IntoIterator<Item = &'a ArrayRef>) {
+        self.rows_scanned.add(rows);
+        self.bytes_scanned
+            .add(arrays.into_iter().map(|a| slice_bytes(a.as_ref())).sum());
+    }
+}
+
+/// The memory a (possibly sliced) array's values take.
+fn slice_bytes(a: &dyn Array) -> usize {
+    a.to_data().get_slice_memory_size().unwrap_or(0)
+}
+
+/// Logs a scan's totals when it ends or is dropped, at debug level in its
+/// `scan` span.
+struct ScanLog {
+    span: tracing::Span,
+    start: std::time::Instant,
+    rows: usize,
+    batches: usize,
+}
+
+impl ScanLog {
+    fn new(span: tracing::Span) -> Self {
+        Self {
+            span,
+            start: std::time::Instant::now(),
+            rows: 0,
+            batches: 0,
+        }
+    }
+}
+
+impl Drop for ScanLog {
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        tracing::debug!(
+            ms = self.start.elapsed().as_secs_f64() * 1e3,
+            rows = self.rows,
+            batches = self.batches,
+            "scan finished"
+        );
     }
 }
 
@@ -1209,7 +1286,9 @@ impl Materialize {
                         let positions: Vec<u32> = members.iter().map(|(p, _)| *p).collect();
                         counters.fetches.add(1);
                         counters.rows.add(positions.len());
-                        parts.push(self.read_rows(file, out_idx, &positions, counters).await?);
+                        let part = self.read_rows(file, out_idx, &positions, counters).await?;
+                        counters.scanned(0, [&part]);
+                        parts.push(part);
                     }
                     match parts.len() {
                         0 => arrow::array::new_empty_array(self.schema.field(out_idx).data_type()),

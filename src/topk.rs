@@ -54,6 +54,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
 };
+use tracing::Instrument;
 use futures::StreamExt;
 
 use crate::bits::BitDistanceUdf;
@@ -409,7 +410,15 @@ impl ExecutionPlan for VectorTopKExec {
         let schema = self.schema();
         let out_schema = schema.clone();
         let workers = context.session_config().target_partitions().max(1);
+        let span = tracing::debug_span!(
+            parent: &crate::engine::phase_parent(&context),
+            "topk",
+            k = self.fetch
+        );
+        let topk_span = span.clone();
+        let scored = shared.scored.clone();
         let fut = async move {
+            let started = std::time::Instant::now();
             let scan = input
                 .downcast_ref::<MaterializeExec>()
                 .expect("checked in try_new");
@@ -421,20 +430,34 @@ impl ExecutionPlan for VectorTopKExec {
                 let units = Arc::new(scan.units().await?);
                 for w in 0..workers.min(units.len()) {
                     let (input, units, shared) = (input.clone(), units.clone(), shared.clone());
-                    tasks.push(SpawnedTask::spawn(async move {
-                        let scan = input
-                            .downcast_ref::<MaterializeExec>()
-                            .expect("checked in try_new");
-                        let mut best = Best::default();
-                        for unit in units.iter().skip(w).step_by(workers) {
-                            let prefilter =
-                                |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
-                            for (batch, live) in scan.load_unit(*unit, &prefilter).await? {
-                                best.consider(&shared, &shared.post_filters, batch, live)?;
+                    let span = tracing::debug_span!(parent: &topk_span, "scan", worker = w);
+                    tasks.push(SpawnedTask::spawn(
+                        async move {
+                            let started = std::time::Instant::now();
+                            let scan = input
+                                .downcast_ref::<MaterializeExec>()
+                                .expect("checked in try_new");
+                            let mut best = Best::default();
+                            let (mut n_units, mut rows) = (0usize, 0usize);
+                            for unit in units.iter().skip(w).step_by(workers) {
+                                let prefilter =
+                                    |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
+                                for (batch, live) in scan.load_unit(*unit, &prefilter).await? {
+                                    rows += batch.num_rows();
+                                    best.consider(&shared, &shared.post_filters, batch, live)?;
+                                }
+                                n_units += 1;
                             }
+                            tracing::debug!(
+                                ms = started.elapsed().as_secs_f64() * 1e3,
+                                units = n_units,
+                                rows,
+                                "scan finished"
+                            );
+                            Ok::<_, DataFusionError>(best)
                         }
-                        Ok::<_, DataFusionError>(best)
-                    }));
+                        .instrument(span),
+                    ));
                 }
             } else {
                 for p in 0..input.output_partitioning().partition_count() {
@@ -473,8 +496,15 @@ impl ExecutionPlan for VectorTopKExec {
             let out = RecordBatch::try_new_with_options(out_schema, columns, &opts)?;
             timer.done();
             baseline.record_output(out.num_rows());
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                scored = scored.value(),
+                rows = out.num_rows(),
+                "top-k finished"
+            );
             Ok(out)
-        };
+        }
+        .instrument(span);
         // An empty result is no batch, like DataFusion's own operators.
         let stream = futures::stream::once(fut)
             .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.num_rows() == 0)));

@@ -126,6 +126,67 @@ async fn segments_are_pruned_by_manifest_statistics() {
     }
 }
 
+/// The rows and bytes a query's scans read (`quiver_scan_rows_total` /
+/// `quiver_scan_bytes_total`): pruned segments are not read, filters do not
+/// hide the rows they examined, the fused top-k's resident scan counts
+/// like the streaming one, and vectors add their bytes.
+#[tokio::test]
+async fn scans_count_the_rows_and_bytes_they_read() {
+    use futures::TryStreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    for (i, from) in [0i64, 100, 200].into_iter().enumerate() {
+        let mode = if i == 0 {
+            IngestMode::CREATE
+        } else {
+            IngestMode::APPEND
+        };
+        ingest(&store, "docs", batch(from..from + 100), mode)
+            .await
+            .unwrap();
+    }
+    let engine = Engine::new(store).unwrap();
+    let scanned = |sql: &'static str| {
+        let engine = &engine;
+        async move {
+            let quiver::engine::Statement::Query(plan) = engine.plan(sql).await.unwrap() else {
+                panic!("a query")
+            };
+            let q = engine
+                .start_query(plan, &tracing::Span::none())
+                .await
+                .unwrap();
+            let out: Vec<RecordBatch> = q.stream.try_collect().await.unwrap();
+            let n: usize = out.iter().map(|b| b.num_rows()).sum();
+            let (rows, bytes) = quiver::engine::scan_totals(&q.plan);
+            (n, rows, bytes)
+        }
+    };
+    // Streaming scans (DataFusion's Parquet reader, then the vectors).
+    let (n, rows, all_bytes) = scanned("SELECT id, embedding FROM docs").await;
+    assert_eq!((n, rows), (300, 300));
+    assert!(all_bytes >= 300 * DIM as u64 * 4, "{all_bytes}");
+    let (n, rows, bytes) = scanned("SELECT id, embedding FROM docs WHERE id >= 250").await;
+    assert_eq!((n, rows), (50, 100), "one segment read, half of it passes");
+    assert!(bytes > 0 && bytes < all_bytes, "{bytes} of {all_bytes}");
+    let (n, rows, no_vectors) = scanned("SELECT id FROM docs WHERE id >= 250").await;
+    assert_eq!((n, rows), (50, 100));
+    assert!(no_vectors < bytes, "vectors add bytes: {no_vectors} vs {bytes}");
+    // The fused top-k (resident scan of row groups).
+    let (n, rows, topk_bytes) = scanned(
+        "SELECT id FROM docs ORDER BY l2_distance(embedding, [1.0, 1.5, 2.0, 2.5]) LIMIT 3",
+    )
+    .await;
+    assert_eq!((n, rows), (3, 300));
+    assert!(topk_bytes >= 300 * DIM as u64 * 4, "{topk_bytes}");
+    let (n, rows, _) = scanned(
+        "SELECT id FROM docs WHERE id >= 250 \
+         ORDER BY l2_distance(embedding, [1.0, 1.5, 2.0, 2.5]) LIMIT 3",
+    )
+    .await;
+    assert_eq!((n, rows), (3, 100));
+}
+
 /// Scalar filters run inside the Parquet scan; vector columns are read only
 /// for the rows that pass, from their own column-group files.
 #[tokio::test]

@@ -63,6 +63,9 @@ def test_a_scrape_after_work_finds_the_counters_moved(metered):
     assert moved("quiver_query_errors_total") >= 1
     assert moved("quiver_ingest_rows_total") == 1000
     assert moved("quiver_query_duration_seconds_count") >= 3
+    # Three top-10 queries each read the 1,000 rows and their vectors.
+    assert moved("quiver_scan_rows_total") == 3000
+    assert moved("quiver_scan_bytes_total") >= 3 * 1000 * 2 * 4
     assert after['quiver_object_store_requests_total{operation="put"}'] > before.get(
         'quiver_object_store_requests_total{operation="put"}', 0)
     assert after['quiver_object_store_bytes_total{operation="put"}'] > 0
@@ -109,3 +112,47 @@ def test_slow_queries_are_logged_as_json_with_id_sql_and_plan(tmp_path):
     assert failed, [e["fields"].get("message") for e in events]
     methods = [sp.get("method", "") for sp in failed[-1].get("spans", []) if sp["name"] == "rpc"]
     assert methods and methods[0].startswith("/arrow.flight.protocol.FlightService/"), failed[-1]
+
+
+def test_query_phases_are_traced_under_the_query_id(tmp_path):
+    """RUST_LOG=quiver=debug: planning, the scans, the fused top-k and the
+    result stream each log an event in their own span (plan, scan, topk,
+    stream), every one under the query's span with its id."""
+    s = Server(tmp_path / "d", ["--log-format", "json"], env={"RUST_LOG": "quiver=debug"}).start()
+    try:
+        with s.connect() as c, c.cursor() as cur:
+            t = pa.table({"id": pa.array(range(500), pa.int64()),
+                          "v": pa.array([[float(i), 1.0] for i in range(500)], pa.list_(pa.float32(), 2))})
+            cur.adbc_ingest("t", t, mode="create")
+            cur.execute("SELECT id FROM t ORDER BY l2_distance(v, [5, 1]) LIMIT 10")
+            assert len(cur.fetchall()) == 10
+            cur.execute("SELECT id, v FROM t WHERE id < 100")
+            assert len(cur.fetchall()) == 100
+    finally:
+        s.stop()
+    events = [json.loads(line) for line in s.stderr_lines if line.startswith("{")]
+
+    def in_phase(message, phase):
+        out = []
+        for e in events:
+            if e["fields"].get("message") != message:
+                continue
+            spans = e.get("spans", [])
+            names = [sp["name"] for sp in spans]
+            if phase in names and "query" in names:
+                out.append([sp for sp in spans if sp["name"] == "query"][0]["id"])
+        return out
+
+    planned = in_phase("planned", "plan")
+    topk = in_phase("top-k finished", "topk")
+    scans = in_phase("scan finished", "scan")
+    streams = in_phase("stream finished", "stream")
+    assert len(set(planned)) >= 2, planned
+    assert len(topk) == 1, [e["fields"] for e in events]
+    assert topk[0] in scans, (topk, scans)
+    # The second query streams its scan (no top-k); its id differs.
+    assert len(set(scans)) == 2 and set(scans) <= set(planned), (scans, planned)
+    assert set(streams) == set(scans), (streams, scans)
+    finished = [e for e in events if e["fields"].get("message") == "stream finished"]
+    assert sorted(e["fields"]["rows"] for e in finished)[-2:] == [10, 100], [e["fields"] for e in finished]
+    assert all(e["fields"]["scanned_rows"] >= 100 for e in finished[-2:]), [e["fields"] for e in finished]
