@@ -13,9 +13,9 @@ use datafusion::common::{Constraint, ParamValues, ScalarValue};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -443,16 +443,14 @@ impl Engine {
             .await?;
         // Events are logged inside their span (entered), so the span list
         // of a JSON log line holds the phase, the query and the RPC.
-        plan_span.in_scope(|| {
-            tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "planned")
-        });
+        plan_span
+            .in_scope(|| tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "planned"));
         let config = task
             .session_config()
             .clone()
             .with_extension(Arc::new(QuerySpan(span.clone())));
         let task = Arc::new(task.with_session_config(config));
-        let stream =
-            datafusion::physical_plan::execute_stream(physical.clone(), task)?;
+        let stream = datafusion::physical_plan::execute_stream(physical.clone(), task)?;
         Ok(RunningQuery {
             stream: to_client_stream(stream),
             plan: physical,

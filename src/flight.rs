@@ -89,6 +89,10 @@ impl Default for FlightLimits {
 
 /// Cancellation handles of issued query tickets are kept this long.
 const RUN_IDLE: Duration = Duration::from_secs(3600);
+/// How long the plan made for a FlightInfo waits for its DoGet.
+const PLANNED_TTL: Duration = Duration::from_secs(60);
+/// At most this many plans wait for their DoGet.
+const PLANNED_MAX: u64 = 1_000;
 
 /// Prepared statements nobody used for this long are forgotten (1 hour).
 const PREPARED_IDLE: Duration = Duration::from_secs(3600);
@@ -124,6 +128,11 @@ pub struct QuiverFlightSql {
     limits: FlightLimits,
     /// Cancellation of each issued query ticket, by run id.
     runs: moka::sync::Cache<String, CancellationToken>,
+    /// The plan of each issued query ticket, made for its FlightInfo and
+    /// taken by its DoGet, so a query is planned once (with a long vector
+    /// literal, planning is a good part of a small query's time). Kept for
+    /// [`PLANNED_TTL`]; a later or repeated DoGet plans the ticket again.
+    planned: moka::sync::Cache<String, Statement>,
     prepared: moka::sync::Cache<Bytes, Arc<Prepared>>,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
@@ -143,6 +152,10 @@ impl QuiverFlightSql {
                 .max_capacity(PREPARED_MAX * 10)
                 .time_to_idle(RUN_IDLE)
                 .build(),
+            planned: moka::sync::Cache::builder()
+                .max_capacity(PLANNED_MAX)
+                .time_to_live(PLANNED_TTL)
+                .build(),
             prepared: moka::sync::Cache::builder()
                 .max_capacity(PREPARED_MAX)
                 .time_to_idle(PREPARED_IDLE)
@@ -161,10 +174,19 @@ impl QuiverFlightSql {
     }
 
     async fn plan(&self, sql: &str) -> Result<Statement, Status> {
-        self.engine
+        let started = std::time::Instant::now();
+        let stmt = self
+            .engine
             .plan(sql)
             .await
-            .map_err(|e| log_status("plan", sql, e))
+            .map_err(|e| log_status("plan", sql, e))?;
+        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "sql planned");
+        Ok(stmt)
+    }
+
+    /// The plan a FlightInfo made for ticket `run`, if it is still kept.
+    fn take_planned(&self, run: &str) -> Option<Statement> {
+        self.planned.remove(run)
     }
 
     /// FlightInfo for a statement: queries get a ticket to run later;
@@ -180,11 +202,13 @@ impl QuiverFlightSql {
         let (schema, handle) = if stmt.is_query() {
             let run = uuid::Uuid::new_v4().simple().to_string();
             self.runs.insert(run.clone(), CancellationToken::new());
+            let schema = stmt.result_schema();
+            self.planned.insert(run.clone(), stmt);
             let mut handle = vec![kind, b':'];
             handle.extend_from_slice(run.as_bytes());
             handle.push(b':');
             handle.extend_from_slice(target);
-            (stmt.result_schema(), Bytes::from(handle))
+            (schema, Bytes::from(handle))
         } else {
             let n = self
                 .engine
@@ -237,9 +261,14 @@ impl QuiverFlightSql {
         };
         let schema = crate::engine::client_schema(plan.schema().as_arrow());
         let id = NEXT_QUERY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let summary = plan_summary(&plan);
+        // The plan's text is made only when it is logged.
+        let logical = plan.clone();
         let span = tracing::info_span!("query", id, sql = %abbreviate(sql));
-        span.in_scope(|| tracing::debug!(plan = %summary, "executing"));
+        span.in_scope(|| {
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(plan = %plan_summary(&plan), "executing");
+            }
+        });
         let running = self
             .engine
             .start_query(plan, &span)
@@ -250,7 +279,7 @@ impl QuiverFlightSql {
         let mut meter = crate::metrics::QueryMeter::start(
             span,
             abbreviate(sql),
-            summary,
+            Box::new(move || plan_summary(&logical)),
             self.limits.slow_query,
         )
         .with_plan(running.plan);
@@ -600,14 +629,20 @@ impl FlightSqlService for QuiverFlightSql {
             let sql = std::str::from_utf8(sql)
                 .map_err(|_| Status::invalid_argument("ticket is not UTF-8"))?;
             let token = self.run_token(run)?;
-            let stmt = self.plan(sql).await?;
+            let stmt = match self.take_planned(run) {
+                Some(stmt) => stmt,
+                None => self.plan(sql).await?,
+            };
             return self.run_query(stmt, sql, token, deadline).await;
         }
         if let Some(rest) = h.strip_prefix(b"p:") {
             let (run, id) = split_run(rest)?;
             let token = self.run_token(run)?;
             let p = self.prepared(&Bytes::copy_from_slice(id))?;
-            let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+            let stmt = match self.take_planned(run) {
+                Some(stmt) => stmt,
+                None => p.bound().map_err(|e| log_status("bind", &p.sql, e))?,
+            };
             return self.run_query(stmt, &p.sql, token, deadline).await;
         }
         if let Some(n) = h.strip_prefix(b"r:") {

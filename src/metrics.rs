@@ -210,7 +210,8 @@ pub struct QueryMeter {
     /// result stream.
     stream_span: tracing::Span,
     sql: String,
-    plan: String,
+    /// The plan's summary, made when a slow query is logged.
+    plan: Box<dyn Fn() -> String + Send>,
     slow: std::time::Duration,
     /// The physical plan, whose scans' metrics are read at the end.
     executed: Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
@@ -220,7 +221,7 @@ impl QueryMeter {
     pub fn start(
         span: tracing::Span,
         sql: String,
-        plan: String,
+        plan: Box<dyn Fn() -> String + Send>,
         slow: std::time::Duration,
     ) -> Self {
         Self {
@@ -284,7 +285,7 @@ impl Drop for QueryMeter {
         drop(_stream);
         let _query = self.span.enter();
         if !self.slow.is_zero() && took >= self.slow {
-            tracing::warn!(ms, rows = self.rows, failed = self.failed, sql = %self.sql, plan = %self.plan, "slow query");
+            tracing::warn!(ms, rows = self.rows, failed = self.failed, sql = %self.sql, plan = %(self.plan)(), "slow query");
         } else {
             tracing::debug!(ms, rows = self.rows, failed = self.failed, "query finished");
         }

@@ -39,8 +39,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
 };
-use tracing::Instrument;
 use futures::{StreamExt, TryStreamExt};
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::growing::MemView;
@@ -1000,8 +1000,7 @@ impl MaterializeExec {
             .map(move |batch| {
                 let work = work.clone();
                 let counters = counters.clone();
-                async move { work.process(batch?, &counters, keyed).await }
-                    .instrument(span.clone())
+                async move { work.process(batch?, &counters, keyed).await }.instrument(span.clone())
             })
             // Overlap object-store reads of consecutive batches, in order.
             .buffered(4)

@@ -54,8 +54,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
 };
-use tracing::Instrument;
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::bits::BitDistanceUdf;
 use crate::distance::{score_rows, DistanceUdf, Metric};

@@ -98,11 +98,7 @@ impl Results {
             std::fs::write(dir.join(format!("{}.csv", self.name)), self.csv())
         };
         match write() {
-            Ok(()) => println!(
-                "results: {}/{}.json and .csv",
-                dir.display(),
-                self.name
-            ),
+            Ok(()) => println!("results: {}/{}.json and .csv", dir.display(), self.name),
             Err(e) => eprintln!("could not write results to {}: {e}", dir.display()),
         }
     }

@@ -171,7 +171,10 @@ async fn scans_count_the_rows_and_bytes_they_read() {
     assert!(bytes > 0 && bytes < all_bytes, "{bytes} of {all_bytes}");
     let (n, rows, no_vectors) = scanned("SELECT id FROM docs WHERE id >= 250").await;
     assert_eq!((n, rows), (50, 100));
-    assert!(no_vectors < bytes, "vectors add bytes: {no_vectors} vs {bytes}");
+    assert!(
+        no_vectors < bytes,
+        "vectors add bytes: {no_vectors} vs {bytes}"
+    );
     // The fused top-k (resident scan of row groups).
     let (n, rows, topk_bytes) = scanned(
         "SELECT id FROM docs ORDER BY l2_distance(embedding, [1.0, 1.5, 2.0, 2.5]) LIMIT 3",

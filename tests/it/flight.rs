@@ -1257,3 +1257,35 @@ async fn jdbc_driver_call_sequence() {
     );
     f.stop().await;
 }
+
+/// DoGet runs the plan its FlightInfo made (planned once); a ticket
+/// redeemed again, whose plan was taken, is planned again from its SQL and
+/// gives the same rows, for statements and prepared statements alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_redeemed_twice_gives_the_same_rows() {
+    let mut f = Fixture::start().await;
+    for sql in [
+        "CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))",
+        "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(1, 500)",
+    ] {
+        f.client.execute_update(sql.into(), None).await.unwrap();
+    }
+    let sql = "SELECT id FROM t WHERE id % 7 = 0 ORDER BY l2_distance(v, [40, 1]) LIMIT 5";
+    let info = f.client.execute(sql.into(), None).await.unwrap();
+    let first = f.fetch(info.clone()).await;
+    let again = f.fetch(info).await;
+    let ids = |b: &[RecordBatch]| -> Vec<i64> {
+        b.iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    };
+    assert_eq!(ids(&first), vec![42, 35, 49, 28, 56]);
+    assert_eq!(ids(&again), ids(&first));
+    let mut prepared = f.client.prepare(sql.into(), None).await.unwrap();
+    let info = prepared.execute().await.unwrap();
+    let a = f.fetch(info.clone()).await;
+    let b = f.fetch(info).await;
+    assert_eq!(ids(&a), ids(&first));
+    assert_eq!(ids(&b), ids(&first));
+    f.stop().await;
+}

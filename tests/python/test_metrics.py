@@ -143,6 +143,9 @@ def test_query_phases_are_traced_under_the_query_id(tmp_path):
                 out.append([sp for sp in spans if sp["name"] == "query"][0]["id"])
         return out
 
+    # Each query's SQL is planned once: DoGet runs the plan its FlightInfo made.
+    sql_planned = [e for e in events if e["fields"].get("message") == "sql planned"]
+    assert len(sql_planned) == 2, [e["fields"] for e in sql_planned]
     planned = in_phase("planned", "plan")
     topk = in_phase("top-k finished", "topk")
     scans = in_phase("scan finished", "scan")
