@@ -32,24 +32,35 @@ SERIES = [
 ]
 
 
-def latency_vs_selectivity(r):
-    rows = r["selectivity"]
-    xs = [row["fraction"] * 100 for row in rows]
+def log_log_lines(xs, rows, series, name, xlabel, ylabel, title, xticks=None):
+    """A log-log chart of one line per (key, label) in `series` found in
+    every row, saved as DIR/name."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for key, label in SERIES:
-        ax.plot(xs, [row[key] for row in rows], marker="o", label=label)
+    for key, label in series:
+        if all(key in row for row in rows):
+            ax.plot(xs, [row[key] for row in rows], marker="o", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xticks(xs, [row["label"] for row in rows])
-    ax.set_xlabel("rows passing the filter")
-    ax.set_ylabel("top-10 latency, ms (log)")
-    ax.set_title(f"Exact top-{r['k']}, {r['rows']:,} x {r['dim']}-d float32 ({r['cores']} cores, {r['date']})")
+    if xticks:
+        ax.set_xticks(xs, xticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = DIR / "latency_vs_selectivity.svg"
+    path = DIR / name
     fig.savefig(path, metadata={"Date": None})
     return path
+
+
+def latency_vs_selectivity(r):
+    rows = r["selectivity"]
+    return log_log_lines(
+        [row["fraction"] * 100 for row in rows], rows, SERIES, "latency_vs_selectivity.svg",
+        "rows passing the filter", "top-10 latency, ms (log)",
+        f"Exact top-{r['k']}, {r['rows']:,} x {r['dim']}-d float32 ({r['cores']} cores, {r['date']})",
+        xticks=[row["label"] for row in rows])
 
 
 def throughput(r):
@@ -75,22 +86,10 @@ SCALE_SERIES = [
 
 def qps_vs_size(r):
     rows = r["records"]
-    xs = [row["rows"] for row in rows]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for key, label in SCALE_SERIES:
-        if all(key in row for row in rows):
-            ax.plot(xs, [row[key] for row in rows], marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"rows ({r['dim']}-d float32)")
-    ax.set_ylabel(f"unfiltered top-{r['k']} queries/s (log)")
-    ax.set_title(f"Queries/s against data size ({r['cores']} cores, {r['date']})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = DIR / "qps_vs_size.svg"
-    fig.savefig(path, metadata={"Date": None})
-    return path
+    return log_log_lines(
+        [row["rows"] for row in rows], rows, SCALE_SERIES, "qps_vs_size.svg",
+        f"rows ({r['dim']}-d float32)", f"unfiltered top-{r['k']} queries/s (log)",
+        f"Queries/s against data size ({r['cores']} cores, {r['date']})")
 
 
 def main():
