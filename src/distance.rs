@@ -121,7 +121,8 @@ impl Metric {
         }
     }
 
-    /// Distance between two float16 vectors: widened to f32 (exact), then
+    /// Distance between two float16 vectors: widened to f32 (exact; half
+    /// converts with F16C instructions where the CPU has them), then
     /// simsimd's f32 kernel. simsimd's native float16 kernels on CPUs with
     /// AVX-512 FP16 accumulate in half precision (relative errors of 1e-4
     /// and more), which would break the 1e-5 bound every kernel keeps.
