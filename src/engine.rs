@@ -782,7 +782,6 @@ pub fn client_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// Converts a stream to the client schema, casting view-typed columns.
 /// A started query: its result stream and the physical plan that runs it.
 pub struct RunningQuery {
     pub stream: SendableRecordBatchStream,
@@ -830,6 +829,7 @@ pub fn scan_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
     (rows, bytes)
 }
 
+/// Converts a stream to the client schema, casting view-typed columns.
 pub fn to_client_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
     let schema = client_schema(&stream.schema());
     if schema == stream.schema() {

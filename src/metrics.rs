@@ -273,7 +273,7 @@ impl Drop for QueryMeter {
             .map_or((0, 0), crate::engine::scan_totals);
         counter!("quiver_scan_rows_total").increment(scanned_rows);
         counter!("quiver_scan_bytes_total").increment(scanned_bytes);
-        let _stream = self.stream_span.enter();
+        let in_stream = self.stream_span.enter();
         tracing::debug!(
             ms,
             rows = self.rows,
@@ -282,7 +282,7 @@ impl Drop for QueryMeter {
             scanned_bytes,
             "stream finished"
         );
-        drop(_stream);
+        drop(in_stream);
         let _query = self.span.enter();
         if !self.slow.is_zero() && took >= self.slow {
             tracing::warn!(ms, rows = self.rows, failed = self.failed, sql = %self.sql, plan = %(self.plan)(), "slow query");
