@@ -305,14 +305,17 @@ impl Engine {
 
     /// Parses and plans one SQL statement.
     pub async fn plan(&self, sql: &str) -> Result<Statement> {
-        let dialect = self.ctx.state().config().options().sql_parser.dialect;
-        let mut stmt = self.ctx.state().sql_to_statement(sql, &dialect)?;
+        // One copy of the session state per query (each is a clone of its
+        // function registries and options).
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut stmt = state.sql_to_statement(sql, &dialect)?;
         number_positional_placeholders(&mut stmt);
         crate::snapshot::resolve(&self.store, &mut stmt).await?;
         let state = if names_system_column(&stmt) {
             self.ctx_system.state()
         } else {
-            self.ctx.state()
+            state
         };
         match &stmt {
             DFStatement::CreateExternalTable(_) => {

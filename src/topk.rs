@@ -448,6 +448,7 @@ impl ExecutionPlan for VectorTopKExec {
                                 }
                                 n_units += 1;
                             }
+                            best.flush(&shared)?;
                             tracing::debug!(
                                 ms = started.elapsed().as_secs_f64() * 1e3,
                                 units = n_units,
@@ -468,6 +469,7 @@ impl ExecutionPlan for VectorTopKExec {
                         while let Some(batch) = stream.next().await {
                             best.consider(&shared, &shared.filters, batch?, None)?;
                         }
+                        best.flush(&shared)?;
                         Ok::<_, DataFusionError>(best)
                     }));
                 }
@@ -662,6 +664,12 @@ struct Best {
     best: Option<(RecordBatch, Vec<ArrayRef>)>,
     /// The k-th best value of the first sort key, once there are k rows.
     threshold: Option<Scalar<ArrayRef>>,
+    /// Rows that beat the threshold, with their first sort key, not yet
+    /// merged into `best` ([`Best::flush`]): a selective scan finds a few
+    /// such rows per row group, and merging (concatenating and sorting)
+    /// once per k of them costs far less than once per row group.
+    pending: Vec<(RecordBatch, ArrayRef)>,
+    pending_rows: usize,
 }
 
 impl Best {
@@ -773,6 +781,32 @@ impl Best {
         let batch = match rows_idx {
             Some(idx) => take_record_batch(&batch, &idx)?,
             None => batch,
+        };
+        self.pending_rows += batch.num_rows();
+        self.pending.push((batch, first));
+        // Until there is a threshold every row is a candidate: merge at
+        // once to get one.
+        if self.threshold.is_none() || self.pending_rows >= shared.fetch {
+            self.flush(shared)?;
+        }
+        Ok(())
+    }
+
+    /// Merges the pending rows into the best rows.
+    fn flush(&mut self, shared: &Shared) -> Result<()> {
+        let (batches, firsts): (Vec<RecordBatch>, Vec<ArrayRef>) =
+            std::mem::take(&mut self.pending).into_iter().unzip();
+        self.pending_rows = 0;
+        let (batch, first) = match batches.len() {
+            0 => return Ok(()),
+            1 => (batches[0].clone(), firsts[0].clone()),
+            _ => {
+                let firsts: Vec<&dyn Array> = firsts.iter().map(|a| a.as_ref()).collect();
+                (
+                    concat_batches(&batches[0].schema(), &batches)?,
+                    concat(&firsts)?,
+                )
+            }
         };
         self.offer(shared, batch, first)
     }
