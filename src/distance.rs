@@ -15,9 +15,8 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float16Type, Float32Type, Int8Type};
 use datafusion::common::{exec_err, plan_err, Result};
-use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 use half::f16;
@@ -214,34 +213,6 @@ pub fn register_distance_functions(ctx: &SessionContext) {
     }
 }
 
-/// Literal lists of at least this many values are named in short by
-/// [`literal_vector_name`].
-const LONG_LITERAL: usize = 16;
-
-/// `[128 values #1f2e3d4c5b6a7988]` for a literal list of at least
-/// [`LONG_LITERAL`] values: its length and a hash of its values, so that
-/// two different vectors still give two names.
-fn literal_vector_name(e: &Expr) -> Option<String> {
-    use std::hash::{Hash, Hasher};
-    let Expr::Literal(v, _) = e else {
-        return None;
-    };
-    let n = match v {
-        ScalarValue::List(a) => a.values().len(),
-        ScalarValue::LargeList(a) => a.values().len(),
-        ScalarValue::FixedSizeList(a) => a.values().len(),
-        _ => return None,
-    };
-    if n < LONG_LITERAL {
-        return None;
-    }
-    // SipHash with fixed keys: the same vector gets the same name in every
-    // process.
-    let mut h = std::hash::DefaultHasher::new();
-    v.hash(&mut h);
-    Some(format!("[{n} values #{:016x}]", h.finish()))
-}
-
 fn is_number(t: &DataType) -> bool {
     t.is_numeric() || t == &DataType::Null
 }
@@ -273,26 +244,6 @@ impl ScalarUDFImpl for DistanceUdf {
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(DataType::Float64)
-    }
-
-    /// Like DataFusion's default (`name(arg,arg)`), except that a literal
-    /// query vector is named by its length and a hash of its values rather
-    /// than spelt out: the planner and the optimizer name expressions many
-    /// times per query, and formatting 768 floats each time cost more than
-    /// the rest of planning a top-k query.
-    fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        let mut out = format!("{}(", self.name());
-        for (i, a) in args.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            match literal_vector_name(a) {
-                Some(short) => out.push_str(&short),
-                None => out.push_str(&a.schema_name().to_string()),
-            }
-        }
-        out.push(')');
-        Ok(out)
     }
 
     /// Vector columns keep their `FixedSizeList` shape; both arguments take
@@ -529,35 +480,6 @@ fn list_range<O: OffsetSizeTrait>(l: &GenericListArray<O>, i: usize) -> (&ArrayR
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_literal_vectors_are_named_by_length_and_hash() {
-        use datafusion::prelude::{col, lit};
-        let udf = Arc::new(ScalarUDF::new_from_impl(DistanceUdf::new(Metric::L2)));
-        let vector = |xs: &[f32]| {
-            let values = arrow::array::Float32Array::from(xs.to_vec());
-            lit(ScalarValue::List(Arc::new(
-                arrow::array::ListArray::new(
-                    Arc::new(Field::new_list_field(DataType::Float32, true)),
-                    arrow::buffer::OffsetBuffer::from_lengths([xs.len()]),
-                    Arc::new(values),
-                    None,
-                ),
-            )))
-        };
-        let name = |xs: &[f32]| udf.call(vec![col("v"), vector(xs)]).schema_name().to_string();
-        let a: Vec<f32> = (0..128).map(|i| i as f32 * 0.123).collect();
-        let mut b = a.clone();
-        b[127] += 1.0;
-        let (na, nb) = (name(&a), name(&b));
-        assert!(na.starts_with("l2_distance(v,[128 values #"), "{na}");
-        assert!(!na.contains("15.62"), "the values are not spelt out: {na}");
-        assert_ne!(na, nb, "two vectors, two names");
-        assert_eq!(na, name(&a), "one vector, one name");
-        // Short lists keep DataFusion's spelling.
-        let short = name(&[1.0, 2.0, 3.0]);
-        assert!(short.contains("1.0, 2.0, 3.0"), "{short}");
-    }
 
     fn reference(m: Metric, a: &[f32], b: &[f32]) -> f64 {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
