@@ -25,7 +25,7 @@ use crate::distance::register_distance_functions;
 use crate::error::{Error, Result};
 use crate::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
 use crate::store::{IngestMode, Store};
-use crate::table::{QuiverCatalog, CATALOG, SCHEMA};
+use crate::table::{latest_table, CollectionTable, QuiverCatalog, CATALOG, SCHEMA};
 
 /// A planned client statement.
 #[derive(Debug, Clone)]
@@ -417,6 +417,87 @@ impl Engine {
         }
     }
 
+    /// Re-pins every collection `plan` reads or writes by name at its
+    /// latest version (committed segments, growing rows, deletes), so a
+    /// statement planned earlier, such as a prepared statement run again,
+    /// sees the data as it is now. Time travel (`quiver_snapshot`) keeps
+    /// its version. A collection dropped since, or recreated with other
+    /// columns, is an error that asks for the statement to be prepared again.
+    pub async fn refresh(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        use datafusion::catalog::TableProvider;
+        use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+        use datafusion::datasource::{provider_as_source, source_as_provider};
+        use datafusion::logical_expr::TableSource;
+
+        fn pinned(source: &Arc<dyn TableSource>) -> Option<Arc<dyn TableProvider>> {
+            let provider = source_as_provider(source).ok()?;
+            let latest = provider
+                .downcast_ref::<CollectionTable>()
+                .is_some_and(|t| t.is_latest());
+            latest.then_some(provider)
+        }
+        fn key(t: &CollectionTable) -> (String, bool) {
+            (t.manifest().collection.clone(), t.has_system_columns())
+        }
+        // The collections named, with the columns they were planned with.
+        let mut named: Vec<((String, bool), SchemaRef)> = Vec::new();
+        plan.apply_with_subqueries(|node| {
+            let source = match node {
+                LogicalPlan::TableScan(s) => Some(&s.source),
+                LogicalPlan::Dml(d) => Some(&d.target),
+                _ => None,
+            };
+            if let Some(p) = source.and_then(pinned) {
+                let t = p.downcast_ref::<CollectionTable>().expect("a collection");
+                if !named.iter().any(|(k, _)| *k == key(t)) {
+                    named.push((key(t), p.schema()));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        if named.is_empty() {
+            return Ok(plan);
+        }
+        let mut fresh: HashMap<(String, bool), Arc<dyn TableSource>> = HashMap::new();
+        for ((name, system), planned) in named {
+            let table = latest_table(&self.store, &name, system)
+                .await?
+                .ok_or_else(|| Error::CollectionNotFound(name.clone()))?;
+            if table.schema() != planned {
+                return Err(Error::invalid(format!(
+                    "collection '{name}' was recreated with other columns since the statement \
+                     was prepared; prepare the statement again"
+                )));
+            }
+            fresh.insert((name, system), provider_as_source(table));
+        }
+        let swap = |source: &Arc<dyn TableSource>| -> Option<Arc<dyn TableSource>> {
+            let p = pinned(source)?;
+            let t = p.downcast_ref::<CollectionTable>()?;
+            fresh.get(&key(t)).cloned()
+        };
+        let plan = plan.transform_up_with_subqueries(|node| {
+            Ok(match node {
+                LogicalPlan::TableScan(mut s) => match swap(&s.source) {
+                    Some(source) => {
+                        s.source = source;
+                        Transformed::yes(LogicalPlan::TableScan(s))
+                    }
+                    None => Transformed::no(LogicalPlan::TableScan(s)),
+                },
+                LogicalPlan::Dml(mut d) => match swap(&d.target) {
+                    Some(target) => {
+                        d.target = target;
+                        Transformed::yes(LogicalPlan::Dml(d))
+                    }
+                    None => Transformed::no(LogicalPlan::Dml(d)),
+                },
+                other => Transformed::no(other),
+            })
+        })?;
+        Ok(plan.data)
+    }
+
     /// Runs a query and streams its result in the client schema.
     pub async fn execute_query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
         Ok(self
@@ -436,6 +517,7 @@ impl Engine {
         span: &tracing::Span,
     ) -> Result<RunningQuery> {
         use tracing::Instrument;
+        let plan = self.refresh(plan).await?;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let task = df.task_ctx();
         let plan_span = tracing::debug_span!(parent: span, "plan");
@@ -467,6 +549,7 @@ impl Engine {
                 "a query was sent as an update; use a query call (execute / read_sql) for SELECT",
             )),
             Statement::Insert(plan) => {
+                let plan = self.refresh(plan).await?;
                 let target = match &plan {
                     LogicalPlan::Dml(d) => d.table_name.table().to_string(),
                     _ => String::new(),
@@ -491,6 +574,7 @@ impl Engine {
                 if self.store.snapshot(&name).is_some() && if_not_exists {
                     return Ok(0);
                 }
+                let input = self.refresh(input).await?;
                 // Check the schema before running the input.
                 CollectionSchema::infer(&name, &schema, primary_key.as_deref())?;
                 let stream = self
@@ -514,6 +598,7 @@ impl Engine {
                 Ok(0)
             }
             Statement::Delete { name, input } => {
+                let input = self.refresh(input).await?;
                 // The keys of the visible rows that match, at this snapshot.
                 let pk = self
                     .store

@@ -8,6 +8,13 @@
 //! `cursor.execute` sends DDL and DML down the query path). `<run>` is a
 //! fresh id per `FlightInfo`, so `CancelFlightInfo` stops exactly that run.
 //!
+//! A query starts when its `FlightInfo` is made: it is planned (errors are
+//! the `GetFlightInfo` call's), reads the data as it is then, and runs in
+//! its own task while the client turns round to send `DoGet`, which takes
+//! the running query ([`StartedQuery`]); its first batches wait for it, a
+//! few at a time. A ticket redeemed again, or after [`PLANNED_TTL`], is
+//! planned and run afresh; an expired ticket's query is dropped.
+//!
 //! A query's stream ends with an error when it runs past the server's query
 //! timeout or the client's `grpc-timeout`, or when it is cancelled; a client
 //! that drops the stream drops the query with it.
@@ -122,17 +129,35 @@ impl Prepared {
     }
 }
 
+/// Batches a query started for its `FlightInfo` runs ahead of its `DoGet`.
+const PREFETCH_BATCHES: usize = 2;
+
+/// A query started when its `FlightInfo` was made, running in its own
+/// task; `DoGet` takes it (once).
+struct StartedQuery {
+    /// For logs, abbreviated.
+    sql: String,
+    schema: SchemaRef,
+    batches: tokio::sync::mpsc::Receiver<Result<RecordBatch, FlightError>>,
+}
+
+/// A started query, kept until its `DoGet` takes it.
+type Planned = Arc<Mutex<Option<StartedQuery>>>;
+
+/// A query's result as it leaves the engine: planned, metered, stoppable.
+type Batches = Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static>>;
+
 /// The Flight SQL service.
 pub struct QuiverFlightSql {
     engine: Engine,
     limits: FlightLimits,
     /// Cancellation of each issued query ticket, by run id.
     runs: moka::sync::Cache<String, CancellationToken>,
-    /// The plan of each issued query ticket, made for its FlightInfo and
-    /// taken by its DoGet, so a query is planned once (with a long vector
-    /// literal, planning is a good part of a small query's time). Kept for
-    /// [`PLANNED_TTL`]; a later or repeated DoGet plans the ticket again.
-    planned: moka::sync::Cache<String, Statement>,
+    /// The query of each issued ticket, started for its FlightInfo and
+    /// taken by its DoGet, so a query is planned once and runs while the
+    /// client turns round. Kept for [`PLANNED_TTL`]; a later or repeated
+    /// DoGet plans the ticket again. Dropping an entry stops its query.
+    planned: moka::sync::Cache<String, Planned>,
     prepared: moka::sync::Cache<Bytes, Arc<Prepared>>,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
@@ -184,9 +209,9 @@ impl QuiverFlightSql {
         Ok(stmt)
     }
 
-    /// The plan a FlightInfo made for ticket `run`, if it is still kept.
-    fn take_planned(&self, run: &str) -> Option<Statement> {
-        self.planned.remove(run)
+    /// The query a FlightInfo started for ticket `run`, if it is still kept.
+    fn take_planned(&self, run: &str) -> Option<StartedQuery> {
+        self.planned.remove(run).and_then(|p| p.lock().take())
     }
 
     /// FlightInfo for a statement: queries get a ticket to run later;
@@ -197,13 +222,18 @@ impl QuiverFlightSql {
         sql: &str,
         kind: u8,
         target: &[u8],
-        descriptor: FlightDescriptor,
+        request: Request<FlightDescriptor>,
     ) -> Result<FlightInfo, Status> {
+        let deadline = self.deadline(request.metadata());
+        let descriptor = request.into_inner();
         let (schema, handle) = if stmt.is_query() {
             let run = uuid::Uuid::new_v4().simple().to_string();
-            self.runs.insert(run.clone(), CancellationToken::new());
+            let token = CancellationToken::new();
+            self.runs.insert(run.clone(), token.clone());
             let schema = stmt.result_schema();
-            self.planned.insert(run.clone(), stmt);
+            let started = self.start(stmt, sql, token, deadline).await?;
+            self.planned
+                .insert(run.clone(), Arc::new(Mutex::new(Some(started))));
             let mut handle = vec![kind, b':'];
             handle.extend_from_slice(run.as_bytes());
             handle.push(b':');
@@ -238,24 +268,23 @@ impl QuiverFlightSql {
         let now = tokio::time::Instant::now();
         let server =
             (!self.limits.query_timeout.is_zero()).then(|| now + self.limits.query_timeout);
-        let client = metadata
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .map(|d| now + d);
+        let client = client_deadline(metadata);
         match (server, client) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    async fn run_query(
+    /// Plans `stmt` physically and starts it: its batches, metered (the
+    /// query's log line and metrics when the stream ends) and stopped by
+    /// `token`, the deadline or the server's query timeout.
+    async fn begin(
         &self,
         stmt: Statement,
         sql: &str,
         token: CancellationToken,
         deadline: Option<tokio::time::Instant>,
-    ) -> Result<Response<DoGetStream>, Status> {
+    ) -> Result<(SchemaRef, Batches), Status> {
         let Statement::Query(plan) = stmt else {
             return Err(Status::invalid_argument("not a query"));
         };
@@ -289,11 +318,81 @@ impl QuiverFlightSql {
             .inspect(move |b| meter.observe(b.as_ref().ok()));
         let timeout = self.limits.query_timeout;
         let batches = stoppable(batches, token, deadline, timeout, abbreviate(sql));
+        Ok((schema, Box::pin(batches)))
+    }
+
+    /// Runs `stmt` for a `DoGet` that carries no started query.
+    async fn run_query(
+        &self,
+        stmt: Statement,
+        sql: &str,
+        token: CancellationToken,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let (schema, batches) = self.begin(stmt, sql, token, deadline).await?;
         Ok(Response::new(encode(
             schema,
             batches,
             self.limits.max_message_bytes,
         )))
+    }
+
+    /// Starts `stmt` for its `FlightInfo`: planned now, run by a task that
+    /// keeps up to [`PREFETCH_BATCHES`] batches for the `DoGet`, and stops
+    /// when the started query is dropped unclaimed.
+    async fn start(
+        &self,
+        stmt: Statement,
+        sql: &str,
+        token: CancellationToken,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<StartedQuery, Status> {
+        let (schema, mut batches) = self.begin(stmt, sql, token, deadline).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    // Nobody will take the batches: drop the query.
+                    _ = tx.closed() => break,
+                    item = batches.next() => item,
+                };
+                let Some(item) = item else { break };
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(StartedQuery {
+            sql: abbreviate(sql),
+            schema,
+            batches: rx,
+        })
+    }
+
+    /// The response of a `DoGet` that takes a started query; the client's
+    /// `grpc-timeout` for this call still applies (the server's timeout
+    /// runs from the start).
+    fn serve_started(
+        &self,
+        started: StartedQuery,
+        metadata: &MetadataMap,
+    ) -> Response<DoGetStream> {
+        let batches = futures::stream::unfold(started.batches, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let batches = stoppable(
+            batches,
+            CancellationToken::new(),
+            client_deadline(metadata),
+            Duration::ZERO,
+            started.sql,
+        );
+        Response::new(encode(
+            started.schema,
+            batches,
+            self.limits.max_message_bytes,
+        ))
     }
 
     async fn read_param_rows(
@@ -456,6 +555,15 @@ fn split_run(rest: &[u8]) -> Result<(&str, &[u8]), Status> {
     Ok((run, &rest[colon + 1..]))
 }
 
+/// The client's deadline for a call: its `grpc-timeout`, if it sent one.
+fn client_deadline(metadata: &MetadataMap) -> Option<tokio::time::Instant> {
+    metadata
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map(|d| tokio::time::Instant::now() + d)
+}
+
 /// Parses a `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
 fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     if v.len() < 2 || v.len() > 9 {
@@ -587,13 +695,7 @@ impl FlightSqlService for QuiverFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let stmt = self.plan(&query.query).await?;
         let info = self
-            .info_for(
-                stmt,
-                &query.query,
-                b'q',
-                query.query.as_bytes(),
-                request.into_inner(),
-            )
+            .info_for(stmt, &query.query, b'q', query.query.as_bytes(), request)
             .await?;
         Ok(Response::new(info))
     }
@@ -606,13 +708,7 @@ impl FlightSqlService for QuiverFlightSql {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
         let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
         let info = self
-            .info_for(
-                stmt,
-                &p.sql,
-                b'p',
-                &cmd.prepared_statement_handle,
-                request.into_inner(),
-            )
+            .info_for(stmt, &p.sql, b'p', &cmd.prepared_statement_handle, request)
             .await?;
         Ok(Response::new(info))
     }
@@ -629,20 +725,20 @@ impl FlightSqlService for QuiverFlightSql {
             let sql = std::str::from_utf8(sql)
                 .map_err(|_| Status::invalid_argument("ticket is not UTF-8"))?;
             let token = self.run_token(run)?;
-            let stmt = match self.take_planned(run) {
-                Some(stmt) => stmt,
-                None => self.plan(sql).await?,
-            };
+            if let Some(started) = self.take_planned(run) {
+                return Ok(self.serve_started(started, request.metadata()));
+            }
+            let stmt = self.plan(sql).await?;
             return self.run_query(stmt, sql, token, deadline).await;
         }
         if let Some(rest) = h.strip_prefix(b"p:") {
             let (run, id) = split_run(rest)?;
             let token = self.run_token(run)?;
+            if let Some(started) = self.take_planned(run) {
+                return Ok(self.serve_started(started, request.metadata()));
+            }
             let p = self.prepared(&Bytes::copy_from_slice(id))?;
-            let stmt = match self.take_planned(run) {
-                Some(stmt) => stmt,
-                None => p.bound().map_err(|e| log_status("bind", &p.sql, e))?,
-            };
+            let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
             return self.run_query(stmt, &p.sql, token, deadline).await;
         }
         if let Some(n) = h.strip_prefix(b"r:") {

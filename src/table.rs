@@ -104,22 +104,34 @@ impl SchemaProvider for QuiverSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        if let Some(e) = self.store.unreadable(name) {
-            return Err(e.into());
-        }
-        let Some((m, mems)) = self.store.snapshot_with_mem(name) else {
-            return Ok(None);
-        };
-        let deletes = self.store.delete_map(&m).await?;
-        Ok(Some(Arc::new(
-            CollectionTable::new(self.store.clone(), m, deletes, self.system_columns)
-                .with_growing(mems),
-        )))
+        Ok(latest_table(&self.store, name, self.system_columns)
+            .await?
+            .map(|t| t as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.store.snapshot(name).is_some()
     }
+}
+
+/// Collection `name` as a query sees it now: the latest committed version
+/// with the growing segments' rows and deletes (`None`: no such collection).
+pub(crate) async fn latest_table(
+    store: &Arc<Store>,
+    name: &str,
+    system_columns: bool,
+) -> crate::error::Result<Option<Arc<CollectionTable>>> {
+    if let Some(e) = store.unreadable(name) {
+        return Err(e);
+    }
+    let Some((m, mems)) = store.snapshot_with_mem(name) else {
+        return Ok(None);
+    };
+    let deletes = store.delete_map(&m).await?;
+    let mut table =
+        CollectionTable::new(store.clone(), m, deletes, system_columns).with_growing(mems);
+    table.latest = true;
+    Ok(Some(Arc::new(table)))
 }
 
 /// One collection at one pinned manifest version.
@@ -134,6 +146,11 @@ pub struct CollectionTable {
     schema: CollectionSchema,
     arrow_schema: SchemaRef,
     constraints: Constraints,
+    /// Made by the catalog for the collection's name (the latest version
+    /// when planned), not by time travel to a fixed version: a statement
+    /// run again later reads the then latest version ([`latest_table`]).
+    latest: bool,
+    system_columns: bool,
 }
 
 impl CollectionTable {
@@ -168,7 +185,18 @@ impl CollectionTable {
             schema,
             arrow_schema,
             constraints: Constraints::new_unverified(vec![Constraint::PrimaryKey(vec![pk])]),
+            latest: false,
+            system_columns,
         }
+    }
+
+    /// Whether this names the collection's latest version (see [`latest_table`]).
+    pub fn is_latest(&self) -> bool {
+        self.latest
+    }
+
+    pub fn has_system_columns(&self) -> bool {
+        self.system_columns
     }
 
     /// Adds the rows and deletes of growing segments to what the table shows.

@@ -1289,3 +1289,139 @@ async fn a_ticket_redeemed_twice_gives_the_same_rows() {
     assert_eq!(ids(&b), ids(&first));
     f.stop().await;
 }
+
+/// The one Int64 value of a query's result.
+fn single_count(batches: &[RecordBatch]) -> i64 {
+    let rows: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(rows.len(), 1, "{batches:?}");
+    rows[0]
+}
+
+/// A query starts when its FlightInfo is made and reads the data as it is
+/// then: rows written between GetFlightInfo and DoGet are not in its
+/// result (were it planned at DoGet, they would be). Its ticket redeemed
+/// again plans the query afresh and sees them; the same for a prepared
+/// statement's FlightInfo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_reads_the_data_of_its_flight_info() {
+    let mut f = Fixture::start().await;
+    for sql in [
+        "CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))",
+        "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(1, 10)",
+    ] {
+        f.client.execute_update(sql.into(), None).await.unwrap();
+    }
+    let sql = "SELECT count(*) AS n FROM t";
+    let info = f.client.execute(sql.into(), None).await.unwrap();
+    f.client
+        .execute_update("INSERT INTO t VALUES (11, [11, 1])".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(single_count(&f.fetch(info.clone()).await), 10);
+    assert_eq!(single_count(&f.fetch(info).await), 11);
+
+    let mut prepared = f.client.prepare(sql.into(), None).await.unwrap();
+    let info = prepared.execute().await.unwrap();
+    f.client
+        .execute_update("INSERT INTO t VALUES (12, [12, 1])".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(single_count(&f.fetch(info.clone()).await), 11);
+    assert_eq!(single_count(&f.fetch(info).await), 12);
+    f.stop().await;
+}
+
+/// A prepared statement run again reads, and writes, the data as it is at
+/// that run, not as it was when prepared: queries see rows written since,
+/// a prepared DELETE deletes the rows that match then. Time travel keeps
+/// its version; a collection recreated with other columns asks for a new
+/// prepare, with its name in the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_see_the_data_of_each_run() {
+    let mut f = Fixture::start().await;
+    for sql in [
+        "CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))",
+        "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(1, 10)",
+    ] {
+        f.client.execute_update(sql.into(), None).await.unwrap();
+    }
+    let mut count = f
+        .client
+        .prepare("SELECT count(*) AS n FROM t".into(), None)
+        .await
+        .unwrap();
+    let mut then = f
+        .client
+        .prepare(
+            "SELECT count(*) AS n FROM quiver_snapshot('t', 2)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut nearest = f
+        .client
+        .prepare(
+            "SELECT id FROM t ORDER BY l2_distance(v, [100, 1]) LIMIT 1".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let info = count.execute().await.unwrap();
+    assert_eq!(single_count(&f.fetch(info).await), 10);
+    f.client
+        .execute_update(
+            "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(11, 20)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let info = count.execute().await.unwrap();
+    assert_eq!(single_count(&f.fetch(info).await), 20);
+    let info = nearest.execute().await.unwrap();
+    assert_eq!(single_count(&f.fetch(info).await), 20);
+    let info = then.execute().await.unwrap();
+    assert_eq!(single_count(&f.fetch(info).await), 10);
+
+    let mut delete = f
+        .client
+        .prepare("DELETE FROM t WHERE id > 15".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(delete.execute_update().await.unwrap(), 5);
+    f.client
+        .execute_update(
+            "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(21, 23)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(delete.execute_update().await.unwrap(), 3);
+    let info = count.execute().await.unwrap();
+    assert_eq!(single_count(&f.fetch(info).await), 15);
+    let info = then.execute().await.unwrap();
+    assert_eq!(single_count(&f.fetch(info).await), 10);
+
+    for sql in [
+        "DROP TABLE t",
+        "CREATE TABLE t (id BIGINT NOT NULL, w FLOAT[3], PRIMARY KEY (id))",
+    ] {
+        f.client.execute_update(sql.into(), None).await.unwrap();
+    }
+    let e = count.execute().await.unwrap_err().to_string();
+    assert!(
+        e.contains("collection 't' was recreated with other columns"),
+        "{e}"
+    );
+    // Prepared again, it runs.
+    let mut count = f
+        .client
+        .prepare("SELECT count(*) AS n FROM t".into(), None)
+        .await
+        .unwrap();
+    let info = count.execute().await.unwrap();
+    assert_eq!(single_count(&f.fetch(info).await), 0);
+    f.stop().await;
+}

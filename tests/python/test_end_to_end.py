@@ -228,6 +228,24 @@ def test_dml_row_counts(conn):
         assert stmt.execute_update() == 0
 
 
+def test_a_cursor_running_the_same_sql_again_reads_the_data_as_it_is_then(conn):
+    """ADBC keeps the prepared statement when a cursor runs the same SQL
+    again; each run reads the data as it is at that run."""
+    with conn.cursor() as cur, conn.cursor() as writer:
+        cur.execute("CREATE TABLE again (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))")
+        writer.execute("INSERT INTO again VALUES (1, [1, 1])")
+        query = "SELECT count(*) FROM again"
+        cur.execute(query)
+        assert cur.fetchone() == (1,)
+        writer.execute("INSERT INTO again VALUES (2, [2, 2]), (3, [3, 3])")
+        cur.execute(query)
+        assert cur.fetchone() == (3,)
+        writer.execute("DELETE FROM again WHERE id = 1")
+        cur.execute(query)
+        assert cur.fetchone() == (2,)
+        cur.execute("DROP TABLE again")
+
+
 def test_ingest_modes(conn):
     small = make_table(n=100, seed=1)
     more = make_table(n=50, seed=2, id_offset=100)

@@ -143,7 +143,12 @@ def test_query_phases_are_traced_under_the_query_id(tmp_path):
                 out.append([sp for sp in spans if sp["name"] == "query"][0]["id"])
         return out
 
-    # Each query's SQL is planned once: DoGet runs the plan its FlightInfo made.
+    # A query starts when its FlightInfo is made (planned inside
+    # GetFlightInfo), and runs while the client turns round to DoGet.
+    plan_rpcs = [[sp.get("method", "") for sp in e.get("spans", []) if sp["name"] == "rpc"]
+                 for e in events if e["fields"].get("message") == "planned"]
+    assert len(plan_rpcs) == 2 and all(r and r[0].endswith("/GetFlightInfo") for r in plan_rpcs), plan_rpcs
+    # Each query's SQL is planned once: DoGet runs the query its FlightInfo started.
     sql_planned = [e for e in events if e["fields"].get("message") == "sql planned"]
     assert len(sql_planned) == 2, [e["fields"] for e in sql_planned]
     planned = in_phase("planned", "plan")
