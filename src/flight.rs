@@ -224,7 +224,9 @@ impl QuiverFlightSql {
         target: &[u8],
         request: Request<FlightDescriptor>,
     ) -> Result<FlightInfo, Status> {
-        let deadline = self.deadline(request.metadata());
+        // The call's own grpc-timeout bounds this call, not the query it
+        // starts: that one's DoGet brings the client's deadline.
+        let deadline = self.server_deadline();
         let descriptor = request.into_inner();
         let (schema, handle) = if stmt.is_query() {
             let run = uuid::Uuid::new_v4().simple().to_string();
@@ -262,12 +264,16 @@ impl QuiverFlightSql {
         Ok(token)
     }
 
+    /// When a query starting now must stop by the server's limit.
+    fn server_deadline(&self) -> Option<tokio::time::Instant> {
+        (!self.limits.query_timeout.is_zero())
+            .then(|| tokio::time::Instant::now() + self.limits.query_timeout)
+    }
+
     /// When a query must stop: the server's limit or the client's
     /// `grpc-timeout`, whichever comes first.
     fn deadline(&self, metadata: &MetadataMap) -> Option<tokio::time::Instant> {
-        let now = tokio::time::Instant::now();
-        let server =
-            (!self.limits.query_timeout.is_zero()).then(|| now + self.limits.query_timeout);
+        let server = self.server_deadline();
         let client = client_deadline(metadata);
         match (server, client) {
             (Some(a), Some(b)) => Some(a.min(b)),

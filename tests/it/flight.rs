@@ -655,6 +655,20 @@ async fn queries_stop_at_their_deadline() {
     let status = result.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status}");
     assert!(status.message().contains("grpc-timeout"), "{status}");
+    // The grpc-timeout of a GetFlightInfo bounds that call, not the query
+    // it starts: a DoGet without one gets the whole result of a query that
+    // runs past it (a count over 2 x 10^8 rows).
+    let cmd = arrow_flight::sql::CommandStatementQuery {
+        query: "SELECT count(*) AS n FROM generate_series(1, 200000000)".into(),
+        transaction_id: None,
+    };
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(
+        arrow_flight::sql::ProstMessageExt::as_any(&cmd).encode_to_vec(),
+    );
+    let mut req = tonic::Request::new(descriptor);
+    req.set_timeout(std::time::Duration::from_millis(50));
+    let info = raw.get_flight_info(req).await.unwrap().into_inner();
+    assert_eq!(single_count(&f.fetch(info).await), 200_000_000);
     f.query("SELECT 1").await;
     f.stop().await;
 }
