@@ -37,7 +37,7 @@ os.environ.setdefault(
 from conftest import Server  # noqa: E402
 
 ROWS, DIM, K = 1_000_000, 128, 10
-RUNS = 15
+RUNS = 41  # an odd count: the median is one of the samples
 SELECTIVITY = [(None, "all"), (500, "50%"), (100, "10%"), (10, "1%"), (1, "0.1%")]
 
 
