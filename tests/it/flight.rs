@@ -67,6 +67,25 @@ impl Fixture {
         out
     }
 
+    async fn update(&mut self, sql: &str) -> i64 {
+        self.client.execute_update(sql.into(), None).await.unwrap()
+    }
+
+    /// Collection `t`: ids 1..=`rows`, `v` = [id, 1].
+    async fn table_t(&mut self, rows: usize) {
+        self.update("CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))")
+            .await;
+        self.insert_t(1, rows).await;
+    }
+
+    /// Rows `from..=to` of collection `t`.
+    async fn insert_t(&mut self, from: usize, to: usize) {
+        self.update(&format!(
+            "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series({from}, {to})"
+        ))
+        .await;
+    }
+
     async fn query(&mut self, sql: &str) -> Vec<RecordBatch> {
         let info = self.client.execute(sql.to_string(), None).await.unwrap();
         self.fetch(info).await
@@ -1272,18 +1291,14 @@ async fn jdbc_driver_call_sequence() {
     f.stop().await;
 }
 
-/// DoGet runs the plan its FlightInfo made (planned once); a ticket
-/// redeemed again, whose plan was taken, is planned again from its SQL and
-/// gives the same rows, for statements and prepared statements alike.
+/// DoGet takes the query its FlightInfo started (planned once); a ticket
+/// redeemed again, whose query was taken, is planned again from its SQL and
+/// gives the same rows, for statements and prepared statements alike: the
+/// started query and the fresh run agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_redeemed_twice_gives_the_same_rows() {
     let mut f = Fixture::start().await;
-    for sql in [
-        "CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))",
-        "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(1, 500)",
-    ] {
-        f.client.execute_update(sql.into(), None).await.unwrap();
-    }
+    f.table_t(500).await;
     let sql = "SELECT id FROM t WHERE id % 7 = 0 ORDER BY l2_distance(v, [40, 1]) LIMIT 5";
     let info = f.client.execute(sql.into(), None).await.unwrap();
     let first = f.fetch(info.clone()).await;
@@ -1322,27 +1337,16 @@ fn single_count(batches: &[RecordBatch]) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_reads_the_data_of_its_flight_info() {
     let mut f = Fixture::start().await;
-    for sql in [
-        "CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))",
-        "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(1, 10)",
-    ] {
-        f.client.execute_update(sql.into(), None).await.unwrap();
-    }
+    f.table_t(10).await;
     let sql = "SELECT count(*) AS n FROM t";
     let info = f.client.execute(sql.into(), None).await.unwrap();
-    f.client
-        .execute_update("INSERT INTO t VALUES (11, [11, 1])".into(), None)
-        .await
-        .unwrap();
+    f.update("INSERT INTO t VALUES (11, [11, 1])").await;
     assert_eq!(single_count(&f.fetch(info.clone()).await), 10);
     assert_eq!(single_count(&f.fetch(info).await), 11);
 
     let mut prepared = f.client.prepare(sql.into(), None).await.unwrap();
     let info = prepared.execute().await.unwrap();
-    f.client
-        .execute_update("INSERT INTO t VALUES (12, [12, 1])".into(), None)
-        .await
-        .unwrap();
+    f.update("INSERT INTO t VALUES (12, [12, 1])").await;
     assert_eq!(single_count(&f.fetch(info.clone()).await), 11);
     assert_eq!(single_count(&f.fetch(info).await), 12);
     f.stop().await;
@@ -1356,12 +1360,7 @@ async fn a_query_reads_the_data_of_its_flight_info() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_see_the_data_of_each_run() {
     let mut f = Fixture::start().await;
-    for sql in [
-        "CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))",
-        "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(1, 10)",
-    ] {
-        f.client.execute_update(sql.into(), None).await.unwrap();
-    }
+    f.table_t(10).await;
     let mut count = f
         .client
         .prepare("SELECT count(*) AS n FROM t".into(), None)
@@ -1385,13 +1384,7 @@ async fn prepared_statements_see_the_data_of_each_run() {
         .unwrap();
     let info = count.execute().await.unwrap();
     assert_eq!(single_count(&f.fetch(info).await), 10);
-    f.client
-        .execute_update(
-            "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(11, 20)".into(),
-            None,
-        )
-        .await
-        .unwrap();
+    f.insert_t(11, 20).await;
     let info = count.execute().await.unwrap();
     assert_eq!(single_count(&f.fetch(info).await), 20);
     let info = nearest.execute().await.unwrap();
@@ -1405,25 +1398,16 @@ async fn prepared_statements_see_the_data_of_each_run() {
         .await
         .unwrap();
     assert_eq!(delete.execute_update().await.unwrap(), 5);
-    f.client
-        .execute_update(
-            "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series(21, 23)".into(),
-            None,
-        )
-        .await
-        .unwrap();
+    f.insert_t(21, 23).await;
     assert_eq!(delete.execute_update().await.unwrap(), 3);
     let info = count.execute().await.unwrap();
     assert_eq!(single_count(&f.fetch(info).await), 15);
     let info = then.execute().await.unwrap();
     assert_eq!(single_count(&f.fetch(info).await), 10);
 
-    for sql in [
-        "DROP TABLE t",
-        "CREATE TABLE t (id BIGINT NOT NULL, w FLOAT[3], PRIMARY KEY (id))",
-    ] {
-        f.client.execute_update(sql.into(), None).await.unwrap();
-    }
+    f.update("DROP TABLE t").await;
+    f.update("CREATE TABLE t (id BIGINT NOT NULL, w FLOAT[3], PRIMARY KEY (id))")
+        .await;
     let e = count.execute().await.unwrap_err().to_string();
     assert!(
         e.contains("collection 't' was recreated with other columns"),
