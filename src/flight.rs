@@ -232,8 +232,8 @@ impl QuiverFlightSql {
             let run = uuid::Uuid::new_v4().simple().to_string();
             let token = CancellationToken::new();
             self.runs.insert(run.clone(), token.clone());
-            let schema = stmt.result_schema();
             let started = self.start(stmt, sql, token, deadline).await?;
+            let schema = started.schema.clone();
             self.planned
                 .insert(run.clone(), Arc::new(Mutex::new(Some(started))));
             let mut handle = vec![kind, b':'];
