@@ -23,15 +23,36 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::distance::register_distance_functions;
 use crate::error::{Error, Result};
+use crate::plan_cache::{self, PlanCache};
 use crate::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
 use crate::store::{IngestMode, Store};
 use crate::table::{latest_table, CollectionTable, QuiverCatalog, CATALOG, SCHEMA};
+
+/// A planned query.
+#[derive(Debug, Clone)]
+pub struct Query {
+    plan: LogicalPlan,
+    /// Already through the logical optimizer (from the plan cache).
+    optimized: bool,
+}
+
+impl Query {
+    pub fn plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
+    /// Whether the plan is already optimized (planned by way of the plan
+    /// cache).
+    pub fn is_optimized(&self) -> bool {
+        self.optimized
+    }
+}
 
 /// A planned client statement.
 #[derive(Debug, Clone)]
 pub enum Statement {
     /// A read-only query (SELECT, EXPLAIN, SHOW, ...).
-    Query(LogicalPlan),
+    Query(Query),
     /// `INSERT INTO <collection> ...`.
     Insert(LogicalPlan),
     /// `CREATE TABLE`, with or without `AS SELECT`.
@@ -56,14 +77,14 @@ impl Statement {
     /// Schema of the rows a query returns (as sent to clients).
     pub fn result_schema(&self) -> SchemaRef {
         match self {
-            Statement::Query(p) => client_schema(p.schema().as_arrow()),
+            Statement::Query(q) => client_schema(q.plan.schema().as_arrow()),
             _ => Arc::new(Schema::empty()),
         }
     }
 
     fn plan(&self) -> Option<&LogicalPlan> {
         match self {
-            Statement::Query(p) | Statement::Insert(p) => Some(p),
+            Statement::Query(Query { plan: p, .. }) | Statement::Insert(p) => Some(p),
             Statement::CreateTable { input, .. } | Statement::Delete { input, .. } => Some(input),
             Statement::DropTable { .. } => None,
         }
@@ -117,7 +138,10 @@ impl Statement {
         let params = ParamValues::from(bound);
         let bind = |p: LogicalPlan| p.with_param_values(params.clone()).map_err(Error::from);
         Ok(match self {
-            Statement::Query(p) => Statement::Query(bind(p)?),
+            Statement::Query(q) => Statement::Query(Query {
+                plan: bind(q.plan)?,
+                optimized: q.optimized,
+            }),
             Statement::Insert(p) => Statement::Insert(bind(p)?),
             Statement::CreateTable {
                 name,
@@ -156,7 +180,13 @@ pub struct EngineOptions {
     /// aggregations together (0: unbounded). Spillable operators spill to
     /// disk at the limit; others fail with `ResourcesExhausted`.
     pub query_memory_bytes: usize,
+    /// Optimized plans of queries kept for their next run, by SQL text
+    /// with the query vectors taken out ([`crate::plan_cache`]; 0: off).
+    pub plan_cache_entries: u64,
 }
+
+/// Default number of cached query plans.
+pub const DEFAULT_PLAN_CACHE_ENTRIES: u64 = 1024;
 
 /// Default bound of query memory (4 GiB).
 pub const DEFAULT_QUERY_MEMORY_BYTES: usize = 4 * 1024 * 1024 * 1024;
@@ -166,6 +196,7 @@ impl Default for EngineOptions {
         Self {
             fused_topk: true,
             query_memory_bytes: DEFAULT_QUERY_MEMORY_BYTES,
+            plan_cache_entries: DEFAULT_PLAN_CACHE_ENTRIES,
         }
     }
 }
@@ -178,6 +209,7 @@ pub struct Engine {
     /// The same store with the system columns `_ts`, `_seg`, `_row` visible,
     /// for statements that name them.
     ctx_system: SessionContext,
+    plans: Option<Arc<PlanCache>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -288,10 +320,13 @@ impl Engine {
             ctx
         };
         let (ctx, ctx_system) = (context(false), context(true));
+        let plans = (options.plan_cache_entries > 0)
+            .then(|| Arc::new(PlanCache::new(options.plan_cache_entries)));
         Ok(Self {
             store,
             ctx,
             ctx_system,
+            plans,
         })
     }
 
@@ -303,6 +338,11 @@ impl Engine {
         &self.ctx
     }
 
+    /// Plan cache lookups that hit and that missed (0, 0 when it is off).
+    pub fn plan_cache_stats(&self) -> (u64, u64) {
+        self.plans.as_ref().map_or((0, 0), |c| c.stats())
+    }
+
     /// Parses and plans one SQL statement.
     pub async fn plan(&self, sql: &str) -> Result<Statement> {
         // One copy of the session state per query (each is a clone of its
@@ -312,7 +352,8 @@ impl Engine {
         let mut stmt = state.sql_to_statement(sql, &dialect)?;
         number_positional_placeholders(&mut stmt);
         crate::snapshot::resolve(&self.store, &mut stmt).await?;
-        let state = if names_system_column(&stmt) {
+        let system = names_system_column(&stmt);
+        let state = if system {
             self.ctx_system.state()
         } else {
             state
@@ -337,21 +378,52 @@ impl Engine {
             }
             _ => {}
         }
-        let vectors = hoist_vector_literals(&mut stmt);
-        let mut plan = state.statement_to_plan(stmt).await?;
-        if !vectors.is_empty() {
-            let types = plan.get_parameter_types()?;
-            let mut values = HashMap::new();
-            for (name, v) in vectors {
-                let v = match types.get(&format!("${name}")).cloned().flatten() {
-                    Some(dt) if dt != v.data_type() => v.cast_to(&dt)?,
-                    _ => v,
-                };
-                values.insert(name, v);
+        let hoisted = hoist_vector_literals(&mut stmt);
+        // Queries without parameters of their own may come from the cache.
+        let key = match (&hoisted, &self.plans) {
+            (Some(_), Some(_)) => Some((stmt.to_string(), system)),
+            _ => None,
+        };
+        let vectors: HashMap<String, ScalarValue> =
+            hoisted.unwrap_or_default().into_iter().collect();
+        if let (Some(key), Some(cache)) = (&key, &self.plans) {
+            if let Some(cached) = cache.get(key) {
+                // Stale if a collection was dropped or took other columns:
+                // then it is planned afresh (which says what is wrong).
+                match self.refresh(cached.as_ref().clone()).await {
+                    Ok(_) => {
+                        tracing::debug!("plan cache hit");
+                        return Ok(Statement::Query(Query {
+                            plan: plan_cache::bind(cached.as_ref().clone(), &vectors)?,
+                            optimized: true,
+                        }));
+                    }
+                    Err(_) => cache.invalidate(key),
+                }
             }
-            plan = plan.with_param_values(ParamValues::from(values))?;
         }
-        self.classify(plan)
+        let plan = state.statement_to_plan(stmt).await?;
+        if let (Some(key), Some(cache)) = (key, &self.plans) {
+            if plan_cache::cacheable(&plan) {
+                let plan = match self.classify(plan)? {
+                    Statement::Query(q) => q.plan,
+                    other => return Ok(other),
+                };
+                // Optimized with the vectors unbound, then bound; a plan
+                // that does not optimize so is planned the ordinary way.
+                if let Ok(optimized) = state.optimize(&plan) {
+                    if plan_cache::parameters_in_casts(&optimized) {
+                        cache.insert(key, plan_cache::unpin(optimized.clone())?);
+                        return Ok(Statement::Query(Query {
+                            plan: plan_cache::bind(optimized, &vectors)?,
+                            optimized: true,
+                        }));
+                    }
+                }
+                return self.classify(bind_vectors(plan, vectors)?);
+            }
+        }
+        self.classify(bind_vectors(plan, vectors)?)
     }
 
     fn classify(&self, plan: LogicalPlan) -> Result<Statement> {
@@ -412,7 +484,10 @@ impl Engine {
                     .with_allow_statements(false)
                     .verify_plan(&plan)
                     .map_err(|e| Error::NotAllowed(e.strip_backtrace()))?;
-                Ok(Statement::Query(plan))
+                Ok(Statement::Query(Query {
+                    plan,
+                    optimized: false,
+                }))
             }
         }
     }
@@ -429,37 +504,41 @@ impl Engine {
         use datafusion::datasource::{provider_as_source, source_as_provider};
         use datafusion::logical_expr::TableSource;
 
-        fn pinned(source: &Arc<dyn TableSource>) -> Option<Arc<dyn TableProvider>> {
+        // A collection read by name (the latest version when planned, or
+        // a cached plan's reference): its name, system columns, columns.
+        fn named(source: &Arc<dyn TableSource>) -> Option<((String, bool), SchemaRef)> {
+            if let Some(r) = source.downcast_ref::<plan_cache::CollectionRef>() {
+                return Some(((r.name.clone(), r.system_columns), r.schema.clone()));
+            }
             let provider = source_as_provider(source).ok()?;
-            let latest = provider
-                .downcast_ref::<CollectionTable>()
-                .is_some_and(|t| t.is_latest());
-            latest.then_some(provider)
-        }
-        fn key(t: &CollectionTable) -> (String, bool) {
-            (t.manifest().collection.clone(), t.has_system_columns())
+            let t = provider.downcast_ref::<CollectionTable>()?;
+            t.is_latest().then(|| {
+                (
+                    (t.manifest().collection.clone(), t.has_system_columns()),
+                    provider.schema(),
+                )
+            })
         }
         // The collections named, with the columns they were planned with.
-        let mut named: Vec<((String, bool), SchemaRef)> = Vec::new();
+        let mut collections: Vec<((String, bool), SchemaRef)> = Vec::new();
         plan.apply_with_subqueries(|node| {
             let source = match node {
                 LogicalPlan::TableScan(s) => Some(&s.source),
                 LogicalPlan::Dml(d) => Some(&d.target),
                 _ => None,
             };
-            if let Some(p) = source.and_then(pinned) {
-                let t = p.downcast_ref::<CollectionTable>().expect("a collection");
-                if !named.iter().any(|(k, _)| *k == key(t)) {
-                    named.push((key(t), p.schema()));
+            if let Some((key, schema)) = source.and_then(named) {
+                if !collections.iter().any(|(k, _)| *k == key) {
+                    collections.push((key, schema));
                 }
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        if named.is_empty() {
+        if collections.is_empty() {
             return Ok(plan);
         }
         let mut fresh: HashMap<(String, bool), Arc<dyn TableSource>> = HashMap::new();
-        for ((name, system), planned) in named {
+        for ((name, system), planned) in collections {
             let table = latest_table(&self.store, &name, system)
                 .await?
                 .ok_or_else(|| Error::CollectionNotFound(name.clone()))?;
@@ -472,9 +551,8 @@ impl Engine {
             fresh.insert((name, system), provider_as_source(table));
         }
         let swap = |source: &Arc<dyn TableSource>| -> Option<Arc<dyn TableSource>> {
-            let p = pinned(source)?;
-            let t = p.downcast_ref::<CollectionTable>()?;
-            fresh.get(&key(t)).cloned()
+            let (key, _) = named(source)?;
+            fresh.get(&key).cloned()
         };
         let plan = plan.transform_up_with_subqueries(|node| {
             Ok(match node {
@@ -499,9 +577,9 @@ impl Engine {
     }
 
     /// Runs a query and streams its result in the client schema.
-    pub async fn execute_query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+    pub async fn execute_query(&self, query: Query) -> Result<SendableRecordBatchStream> {
         Ok(self
-            .start_query(plan, &tracing::Span::current())
+            .start_query(query, &tracing::Span::current())
             .await?
             .stream)
     }
@@ -511,21 +589,25 @@ impl Engine {
     /// under `span` too, also on the tasks DataFusion spawns. The physical
     /// plan is returned with the stream so its metrics can be read when
     /// the stream ends ([`scan_totals`]).
-    pub async fn start_query(
-        &self,
-        plan: LogicalPlan,
-        span: &tracing::Span,
-    ) -> Result<RunningQuery> {
+    pub async fn start_query(&self, query: Query, span: &tracing::Span) -> Result<RunningQuery> {
         use tracing::Instrument;
-        let plan = self.refresh(plan).await?;
-        let df = self.ctx.execute_logical_plan(plan).await?;
-        let task = df.task_ctx();
+        let plan = self.refresh(query.plan).await?;
+        let state = self.ctx.state();
+        let task = TaskContext::from(&state);
         let plan_span = tracing::debug_span!(parent: span, "plan");
         let started = std::time::Instant::now();
-        let physical = df
-            .create_physical_plan()
-            .instrument(plan_span.clone())
-            .await?;
+        let physical = async {
+            if query.optimized {
+                state
+                    .query_planner()
+                    .create_physical_plan(&plan, &state)
+                    .await
+            } else {
+                state.create_physical_plan(&plan).await
+            }
+        }
+        .instrument(plan_span.clone())
+        .await?;
         // Events are logged inside their span (entered), so the span list
         // of a JSON log line holds the phase, the query and the RPC.
         plan_span
@@ -664,7 +746,7 @@ impl Engine {
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let stmt = self.plan(sql).await?;
         match stmt {
-            Statement::Query(plan) => Ok(self.execute_query(plan).await?.try_collect().await?),
+            Statement::Query(query) => Ok(self.execute_query(query).await?.try_collect().await?),
             other => {
                 let n = self.execute_update(other).await?;
                 let schema = Arc::new(Schema::new(vec![Field::new(
@@ -746,17 +828,17 @@ const VECTOR_LITERAL_MIN: usize = 16;
 /// DataFusion would otherwise coerce, fold and format every element of a
 /// `make_array(...)` in each optimizer pass: ~5 ms for a 768-number vector.
 /// Only for queries without parameters of their own (a statement binds
-/// either positional or named values).
-fn hoist_vector_literals(stmt: &mut DFStatement) -> Vec<(String, ScalarValue)> {
+/// either positional or named values): `None` for other statements.
+fn hoist_vector_literals(stmt: &mut DFStatement) -> Option<Vec<(String, ScalarValue)>> {
     use datafusion::sql::sqlparser::ast::{
         visit_expressions, visit_expressions_mut, Expr, Statement as Sql, UnaryOperator, Value,
     };
     use std::ops::ControlFlow;
     let DFStatement::Statement(inner) = stmt else {
-        return Vec::new();
+        return None;
     };
     if !matches!(inner.as_ref(), Sql::Query(_)) {
-        return Vec::new();
+        return None;
     }
     let has_placeholders = visit_expressions(inner.as_ref(), |e: &Expr| match e {
         Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => ControlFlow::Break(()),
@@ -764,7 +846,7 @@ fn hoist_vector_literals(stmt: &mut DFStatement) -> Vec<(String, ScalarValue)> {
     })
     .is_break();
     if has_placeholders {
-        return Vec::new();
+        return None;
     }
     // The number a literal element spells, and whether it is an integer.
     fn number(e: &Expr) -> Option<(f64, bool)> {
@@ -816,7 +898,25 @@ fn hoist_vector_literals(stmt: &mut DFStatement) -> Vec<(String, ScalarValue)> {
         }
         ControlFlow::<()>::Continue(())
     });
-    out
+    Some(out)
+}
+
+/// Binds hoisted query vectors into an unoptimized plan, each converted
+/// to the type DataFusion inferred for its parameter, if any.
+fn bind_vectors(plan: LogicalPlan, vectors: HashMap<String, ScalarValue>) -> Result<LogicalPlan> {
+    if vectors.is_empty() {
+        return Ok(plan);
+    }
+    let types = plan.get_parameter_types()?;
+    let mut values = HashMap::new();
+    for (name, v) in vectors {
+        let v = match types.get(&format!("${name}")).cloned().flatten() {
+            Some(dt) if dt != v.data_type() => v.cast_to(&dt)?,
+            _ => v,
+        };
+        values.insert(name, v);
+    }
+    Ok(plan.with_param_values(ParamValues::from(values))?)
 }
 
 /// Only collections of the `quiver.public` schema can be written.

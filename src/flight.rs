@@ -294,14 +294,14 @@ impl QuiverFlightSql {
         let Statement::Query(plan) = stmt else {
             return Err(Status::invalid_argument("not a query"));
         };
-        let schema = crate::engine::client_schema(plan.schema().as_arrow());
+        let schema = crate::engine::client_schema(plan.plan().schema().as_arrow());
         let id = NEXT_QUERY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The plan's text is made only when it is logged.
         let logical = plan.clone();
         let span = tracing::info_span!("query", id, sql = %abbreviate(sql));
         span.in_scope(|| {
             if tracing::enabled!(tracing::Level::DEBUG) {
-                tracing::debug!(plan = %plan_summary(&plan), "executing");
+                tracing::debug!(plan = %plan_summary(plan.plan()), "executing");
             }
         });
         let running = self
@@ -314,7 +314,7 @@ impl QuiverFlightSql {
         let mut meter = crate::metrics::QueryMeter::start(
             span,
             abbreviate(sql),
-            Box::new(move || plan_summary(&logical)),
+            Box::new(move || plan_summary(logical.plan())),
             self.limits.slow_query,
         )
         .with_plan(running.plan);

@@ -28,6 +28,7 @@ pub mod keys;
 pub mod layout;
 pub mod manifest;
 pub mod metrics;
+pub mod plan_cache;
 pub mod retry;
 pub mod schema;
 pub mod segment;

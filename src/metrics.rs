@@ -85,6 +85,10 @@ fn describe() {
         "Rows written by ingests and INSERTs"
     );
     describe_counter!("quiver_compactions_total", "Compactions that committed");
+    describe_counter!(
+        "quiver_plan_cache_lookups_total",
+        "Plan cache lookups of queries, by result (hit: SQL planning and logical optimization skipped)"
+    );
     describe_gauge!(
         "quiver_cache_hits",
         "Block cache: blocks served from memory"
@@ -314,6 +318,12 @@ pub fn object_store_retry() {
 
 pub fn ingested(rows: u64) {
     counter!("quiver_ingest_rows_total").increment(rows);
+}
+
+/// A lookup in the plan cache.
+pub fn plan_cache(hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    counter!("quiver_plan_cache_lookups_total", "result" => result).increment(1);
 }
 
 pub fn compacted() {

@@ -9,6 +9,7 @@ mod failpoints;
 mod faults;
 mod flight;
 mod model;
+mod plan_cache;
 mod slt;
 mod topk;
 mod util;

@@ -49,8 +49,10 @@ def test_a_scrape_after_work_finds_the_counters_moved(metered):
                       "v": pa.array([[float(i), 1.0] for i in range(1000)], pa.list_(pa.float32(), 2))})
         cur.adbc_ingest("t", t, mode="create")
         for _ in range(3):
-            cur.execute("SELECT id FROM t ORDER BY l2_distance(v, [5, 1]) LIMIT 10")
-            assert len(cur.fetchall()) == 10
+            # A cursor of its own prepares the statement again.
+            with c.cursor() as each:
+                each.execute("SELECT id FROM t ORDER BY l2_distance(v, [5, 1]) LIMIT 10")
+                assert len(each.fetchall()) == 10
         with pytest.raises(adbc_driver_manager.Error):
             cur.execute("SELECT nope FROM t")
     after = scrape(metered)
@@ -63,6 +65,8 @@ def test_a_scrape_after_work_finds_the_counters_moved(metered):
     assert moved("quiver_query_errors_total") >= 1
     assert moved("quiver_ingest_rows_total") == 1000
     assert moved("quiver_query_duration_seconds_count") >= 3
+    # The same search prepared again found its optimized plan.
+    assert moved('quiver_plan_cache_lookups_total{result="hit"}') >= 2
     # Three top-10 queries each read the 1,000 rows and their vectors.
     assert moved("quiver_scan_rows_total") == 3000
     assert moved("quiver_scan_bytes_total") >= 3 * 1000 * 2 * 4

@@ -1,0 +1,304 @@
+//! The plan cache: a query run again with other query vectors reuses the
+//! optimized plan of its SQL text. Cached and freshly planned queries give
+//! the same rows (also after writes, deletes and a collection recreated
+//! with other columns), the fused top-k still fires on a cached plan, and
+//! plans that depend on more than the SQL text are not cached.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::util::pretty::pretty_format_batches;
+use datafusion::physical_plan::displayable;
+use futures::TryStreamExt;
+use quiver::engine::Statement;
+use quiver::{Engine, EngineOptions, IngestMode, Store, StoreConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::util::ingest;
+
+/// Vectors long enough to be taken out of the SQL text as parameters.
+const D: usize = 24;
+
+fn rows(ids: std::ops::Range<i64>, rng: &mut StdRng) -> RecordBatch {
+    let n = (ids.end - ids.start) as usize;
+    let v = FixedSizeListArray::new(
+        quiver::schema::vector_item_field(),
+        D as i32,
+        Arc::new(Float32Array::from_iter_values(
+            (0..n * D).map(|_| rng.random_range(0..4) as f32),
+        )),
+        None,
+    );
+    RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(ids.clone())) as ArrayRef,
+        ),
+        (
+            "cat",
+            Arc::new(Int32Array::from_iter_values(
+                ids.clone().map(|i| (i % 10) as i32),
+            )) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from_iter_values(ids.map(|i| format!("n{i}")))) as ArrayRef,
+        ),
+        ("v", Arc::new(v) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+fn vector(rng: &mut StdRng, d: usize) -> String {
+    let xs: Vec<String> = (0..d)
+        .map(|_| {
+            if rng.random_bool(0.5) {
+                format!("{}", rng.random_range(0..4))
+            } else {
+                format!("{:.3}", rng.random_range(0.0..4.0f64))
+            }
+        })
+        .collect();
+    format!("[{}]", xs.join(", "))
+}
+
+/// Query shapes, `{q}` and `{r}` standing for query vectors.
+const SHAPES: &[&str] = &[
+    "SELECT id, l2_distance(v, {q}) AS d FROM c ORDER BY d LIMIT 7",
+    "SELECT id, name FROM c WHERE cat = 3 ORDER BY cosine_distance(v, {q}) LIMIT 5",
+    "SELECT id FROM c WHERE cat < 4 AND id > 100 ORDER BY l1_distance({q}, v) LIMIT 9 OFFSET 2",
+    "SELECT id, inner_product(v, {q}) AS s FROM c ORDER BY s DESC, id LIMIT 6",
+    "SELECT * FROM c ORDER BY l2_distance(v, {q}), id LIMIT 4",
+    "SELECT count(*) FROM c WHERE l2_distance(v, {q}) < 20",
+    "SELECT cat, min(l2_distance(v, {q})) AS m FROM c GROUP BY cat ORDER BY cat",
+    "SELECT id, l2_distance(v, {q}) AS d, l1_distance(v, {r}) AS d2 FROM c WHERE l1_distance(v, {r}) < 40 ORDER BY d, id LIMIT 8",
+    "SELECT x.id, x.d, c.name FROM (SELECT id, l2_distance(v, {q}) AS d FROM c ORDER BY d, id LIMIT 5) x JOIN c ON c.id = x.id ORDER BY x.d, x.id",
+    "SELECT id, l2_distance(v, {q}) FROM c WHERE id IN (SELECT id FROM c WHERE cat = 1) ORDER BY 2, id LIMIT 3",
+];
+
+/// The shapes that are a top-k by distance over the collection.
+const TOPK_SHAPES: &[usize] = &[0, 1, 2, 3, 4, 7];
+
+fn fill(shape: &str, rng: &mut StdRng) -> String {
+    shape
+        .replace("{q}", &vector(rng, D))
+        .replace("{r}", &vector(rng, D))
+}
+
+async fn run(engine: &Engine, sql: &str) -> Result<String, String> {
+    let batches = engine.sql(sql).await.map_err(|e| e.to_string())?;
+    Ok(pretty_format_batches(&batches).unwrap().to_string())
+}
+
+/// Plans and starts `sql`: whether the plan came from the cache's path,
+/// the physical plan, and the rows.
+async fn started(engine: &Engine, sql: &str) -> (bool, String, String) {
+    let Statement::Query(query) = engine.plan(sql).await.unwrap() else {
+        panic!("a query: {sql}")
+    };
+    let optimized = query.is_optimized();
+    let running = engine
+        .start_query(query, &tracing::Span::none())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let physical = displayable(running.plan.as_ref()).indent(true).to_string();
+    let out: Vec<RecordBatch> = running.stream.try_collect().await.unwrap();
+    (
+        optimized,
+        physical,
+        pretty_format_batches(&out).unwrap().to_string(),
+    )
+}
+
+fn engines(store: &Arc<Store>) -> (Engine, Engine) {
+    let cached = Engine::new(store.clone()).unwrap();
+    let fresh = Engine::with_options(
+        store.clone(),
+        EngineOptions {
+            plan_cache_entries: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (cached, fresh)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_plans_give_the_same_rows_as_fresh_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(0xcac4e);
+    ingest(&store, "c", rows(0..2000, &mut rng), IngestMode::CREATE)
+        .await
+        .unwrap();
+    let (cached, fresh) = engines(&store);
+    let rounds = 6;
+    for round in 0..rounds {
+        for (i, shape) in SHAPES.iter().enumerate() {
+            let sql = fill(shape, &mut rng);
+            let (optimized, physical, got) = started(&cached, &sql).await;
+            assert!(optimized, "{sql}");
+            assert_eq!(
+                got,
+                run(&fresh, &sql).await.unwrap(),
+                "round {round}: {sql}"
+            );
+            if TOPK_SHAPES.contains(&i) {
+                assert!(physical.contains("VectorTopKExec"), "{sql}\n{physical}");
+            }
+        }
+        // Writes between the rounds: the cached plans read the data as
+        // it is now (appended rows, replaced rows, deletes, growing rows).
+        let start = 2000 + round as i64 * 150;
+        ingest(
+            &store,
+            "c",
+            rows(start..start + 150, &mut rng),
+            IngestMode::APPEND,
+        )
+        .await
+        .unwrap();
+        ingest(
+            &store,
+            "c",
+            rows(round as i64 * 40..round as i64 * 40 + 40, &mut rng),
+            IngestMode::APPEND,
+        )
+        .await
+        .unwrap();
+        cached
+            .sql(&format!("DELETE FROM c WHERE id % 13 = {round}"))
+            .await
+            .unwrap();
+    }
+    // Every run after the first of a shape found its plan.
+    let (hits, misses) = cached.plan_cache_stats();
+    assert_eq!(misses, SHAPES.len() as u64, "{hits} hits");
+    assert_eq!(hits, (SHAPES.len() * (rounds - 1)) as u64);
+    assert_eq!(fresh.plan_cache_stats(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_plan_follows_its_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    ingest(&store, "c", rows(0..300, &mut rng), IngestMode::CREATE)
+        .await
+        .unwrap();
+    let (cached, fresh) = engines(&store);
+    let shape = "SELECT * FROM c ORDER BY l2_distance(v, {q}), id LIMIT 3";
+    let sql = fill(shape, &mut rng);
+    assert_eq!(run(&cached, &sql).await, run(&fresh, &sql).await);
+
+    // Recreated with another column: the statement is planned afresh and
+    // shows it.
+    cached.sql("DROP TABLE c").await.unwrap();
+    cached
+        .sql(&format!(
+            "CREATE TABLE c (id BIGINT NOT NULL, extra INT, v FLOAT[{D}], PRIMARY KEY (id))"
+        ))
+        .await
+        .unwrap();
+    cached
+        .sql(&format!(
+            "INSERT INTO c VALUES (1, 10, {}), (2, 20, {})",
+            vector(&mut rng, D),
+            vector(&mut rng, D)
+        ))
+        .await
+        .unwrap();
+    let sql = fill(shape, &mut rng);
+    let got = run(&cached, &sql).await.unwrap();
+    assert!(got.contains("extra") && !got.contains("name"), "{got}");
+    assert_eq!(Ok(got), run(&fresh, &sql).await);
+
+    // Dropped: the same error as a statement planned afresh.
+    cached.sql("DROP TABLE c").await.unwrap();
+    let err = run(&cached, &fill(shape, &mut rng)).await.unwrap_err();
+    assert_eq!(Err(err.clone()), run(&fresh, &fill(shape, &mut rng)).await);
+    assert!(err.contains('c'), "{err}");
+
+    // Recreated with vectors of another dimension: a vector of the old
+    // one is refused, naming both dimensions.
+    cached
+        .sql("CREATE TABLE c (id BIGINT NOT NULL, cat INT, name VARCHAR, v FLOAT[32], PRIMARY KEY (id))")
+        .await
+        .unwrap();
+    let err = run(&cached, &fill(shape, &mut rng)).await.unwrap_err();
+    assert!(err.contains("different dimensions (32 and 24)"), "{err}");
+    let long = shape.replace("{q}", &vector(&mut rng, 32));
+    run(&cached, &long).await.unwrap();
+    // A cached plan refuses a vector of another length the same way.
+    let err = run(&cached, &shape.replace("{q}", &vector(&mut rng, 20)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("l2_distance: the vectors have different dimensions (32 and 20)"),
+        "{err}"
+    );
+    let (hits, _) = cached.plan_cache_stats();
+    assert!(hits >= 2, "{hits}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_that_depend_on_more_than_the_sql_are_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(8);
+    ingest(&store, "c", rows(0..100, &mut rng), IngestMode::CREATE)
+        .await
+        .unwrap();
+    let engine = Engine::new(store.clone()).unwrap();
+    let q = vector(&mut rng, D);
+    let not_cached = [
+        // a function whose value changes between runs
+        format!("SELECT id, now() AS t FROM c ORDER BY l2_distance(v, {q}) LIMIT 2"),
+        format!("SELECT id FROM c WHERE random() < 2 ORDER BY l2_distance(v, {q}) LIMIT 2"),
+        // time travel reads a fixed version
+        format!("SELECT id FROM quiver_snapshot('c', 1) ORDER BY l2_distance(v, {q}) LIMIT 2"),
+        // catalog tables and no table at all
+        "SELECT table_name FROM information_schema.tables WHERE table_name = 'c'".to_string(),
+        format!("SELECT l2_distance({q}, {q})"),
+        // EXPLAIN
+        format!("EXPLAIN SELECT id FROM c ORDER BY l2_distance(v, {q}) LIMIT 2"),
+    ];
+    for sql in &not_cached {
+        for _ in 0..2 {
+            let Statement::Query(query) = engine.plan(sql).await.unwrap() else {
+                panic!("{sql}")
+            };
+            assert!(!query.is_optimized(), "{sql}");
+            run(&engine, sql).await.unwrap();
+        }
+    }
+    assert_eq!(engine.plan_cache_stats().0, 0);
+    // A statement with parameters of its own is bound before optimizing.
+    let Statement::Query(query) = engine
+        .plan("SELECT id FROM c ORDER BY l2_distance(v, $1) LIMIT 2")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(!query.is_optimized());
+    // The cache is keyed by the text without the vectors: the same search
+    // with another vector is a hit, another filter is not.
+    let a = format!("SELECT id FROM c WHERE cat = 1 ORDER BY l2_distance(v, {q}) LIMIT 2");
+    let b = a.replace(&q, &vector(&mut rng, D));
+    let c = b.replace("cat = 1", "cat = 2");
+    let (hits, misses) = engine.plan_cache_stats();
+    for sql in [&a, &b, &c] {
+        run(&engine, sql).await.unwrap();
+    }
+    assert_eq!(engine.plan_cache_stats(), (hits + 1, misses + 2));
+}
