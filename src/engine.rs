@@ -311,8 +311,18 @@ impl Engine {
                 .with_default_features()
                 .with_type_planner(Arc::new(VectorTypePlanner));
             if options.fused_topk {
-                builder =
-                    builder.with_physical_optimizer_rule(Arc::new(crate::topk::FuseVectorTopK));
+                // First, so DataFusion's own rules then work on the small
+                // fused plan (they cost more than the top-k at 0.1%
+                // selectivity); and last again, for the shapes they make.
+                let fuse: Arc<
+                    dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync,
+                > = Arc::new(crate::topk::FuseVectorTopK);
+                let mut rules = vec![fuse.clone()];
+                rules.extend(
+                    datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
+                );
+                rules.push(fuse);
+                builder = builder.with_physical_optimizer_rules(rules);
             }
             let state = builder.build();
             let ctx = SessionContext::new_with_state(state);

@@ -40,7 +40,7 @@ use datafusion::physical_expr::{
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::coop::CooperativeExec;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
@@ -283,12 +283,18 @@ impl VectorTopKExec {
             schema.clone(),
             [ordering.iter().cloned().collect::<Vec<_>>()],
         );
-        let properties = Arc::new(PlanProperties::new(
-            eq,
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        ));
+        // Cooperative: it only waits on its workers' tasks (tokio's budget
+        // applies), and reads the scan directly, so the scan needs no
+        // `CooperativeExec` of its own between the two.
+        let properties = Arc::new(
+            PlanProperties::new(
+                eq,
+                Partitioning::UnknownPartitioning(1),
+                EmissionType::Final,
+                Boundedness::Bounded,
+            )
+            .with_scheduling_type(SchedulingType::Cooperative),
+        );
         Ok(Self {
             input,
             filters,
@@ -334,6 +340,12 @@ impl ExecutionPlan for VectorTopKExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.input]
+    }
+
+    /// The scan is read row group by row group by the operator's own
+    /// workers: no repartitioning in between.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
     }
 
     fn apply_expressions(

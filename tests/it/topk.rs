@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow::array::AsArray;
 use arrow::array::{
     ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch,
     StringArray,
@@ -495,4 +496,57 @@ async fn long_vector_literals_give_the_same_answers() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("different dimensions"), "{err}");
+}
+
+/// The rule runs first among the physical optimizer rules, so DataFusion's
+/// own rules work on the small fused plan: EXPLAIN VERBOSE shows the fused
+/// operator right after the first `fuse_vector_topk` pass, and the final
+/// plan has no repartitioning or cooperative wrapper under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fused_topk_is_planned_before_datafusions_physical_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(dir.path()).await;
+    let engine = Engine::new(store).unwrap();
+    let q = "[1, 0, 2, 1, 0, 0, 1, 2]";
+    let sql =
+        format!("SELECT id, l2_distance(v, {q}) AS d FROM t WHERE cat < 3 ORDER BY d LIMIT 5");
+    let verbose = engine.sql(&format!("EXPLAIN VERBOSE {sql}")).await.unwrap();
+    let mut steps: Vec<(String, String)> = Vec::new();
+    for b in &verbose {
+        let (kind, plan) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            steps.push((kind.value(i).to_string(), plan.value(i).to_string()));
+        }
+    }
+    let first = steps
+        .iter()
+        .position(|(k, _)| k == "physical_plan after fuse_vector_topk")
+        .expect("the rule ran");
+    assert!(
+        steps[first].1.contains("VectorTopKExec"),
+        "{}",
+        steps[first].1
+    );
+    let ensure = steps
+        .iter()
+        .position(|(k, _)| k.starts_with("physical_plan after EnsureRequirements"))
+        .expect("DataFusion's rules ran");
+    assert!(first < ensure, "{steps:?}");
+    let plan = explain(&engine, &sql).await;
+    let below: Vec<&str> = plan
+        .lines()
+        .skip_while(|l| !l.contains("VectorTopKExec"))
+        .skip(1)
+        .filter(|l| l.contains("Exec"))
+        .collect();
+    assert!(below[0].contains("MaterializeExec"), "{plan}");
+    assert!(
+        !below
+            .iter()
+            .any(|l| l.contains("RepartitionExec") || l.contains("CooperativeExec")),
+        "{plan}"
+    );
 }
