@@ -355,19 +355,20 @@ impl Engine {
 
     /// Parses and plans one SQL statement.
     pub async fn plan(&self, sql: &str) -> Result<Statement> {
-        // One copy of the session state per query (each is a clone of its
-        // function registries and options).
-        let state = self.ctx.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let mut stmt = state.sql_to_statement(sql, &dialect)?;
+        // Parsed under the session's read lock: a copy of the session
+        // state (its function registries and options) is made only to
+        // plan, not for a statement the plan cache has.
+        let mut stmt = {
+            let state = self.ctx.state_ref();
+            let state = state.read();
+            let dialect = state.config().options().sql_parser.dialect;
+            state.sql_to_statement(sql, &dialect)?
+        };
+        // First, so the passes below walk a statement without them.
+        let hoisted = hoist_vector_literals(&mut stmt);
         number_positional_placeholders(&mut stmt);
         crate::snapshot::resolve(&self.store, &mut stmt).await?;
         let system = names_system_column(&stmt);
-        let state = if system {
-            self.ctx_system.state()
-        } else {
-            state
-        };
         match &stmt {
             DFStatement::CreateExternalTable(_) => {
                 return Err(Error::NotAllowed(
@@ -388,7 +389,6 @@ impl Engine {
             }
             _ => {}
         }
-        let hoisted = hoist_vector_literals(&mut stmt);
         // Queries without parameters of their own may come from the cache.
         let key = match (&hoisted, &self.plans) {
             (Some(_), Some(_)) => Some((stmt.to_string(), system)),
@@ -412,6 +412,11 @@ impl Engine {
                 }
             }
         }
+        let state = if system {
+            self.ctx_system.state()
+        } else {
+            self.ctx.state()
+        };
         let plan = state.statement_to_plan(stmt).await?;
         if let (Some(key), Some(cache)) = (key, &self.plans) {
             if plan_cache::cacheable(&plan) {
