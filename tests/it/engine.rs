@@ -48,6 +48,22 @@ async fn open(dir: &std::path::Path) -> Arc<Store> {
         .unwrap()
 }
 
+/// Appends the rows `ids` to `docs`, writing again (at most 5 times) on a
+/// CommitConflict, which is retryable by contract: a Bloom false positive
+/// against a segment compacted meanwhile can cause one, and so can a
+/// writer losing every rebase attempt while others keep committing. A
+/// failed write leaves nothing, so each row lands exactly once.
+async fn append_retrying(store: &Store, ids: std::ops::Range<i64>) -> quiver::Result<()> {
+    let mut retries = 0;
+    loop {
+        match ingest(store, "docs", batch(ids.clone()), IngestMode::APPEND).await {
+            Ok(_) => return Ok(()),
+            Err(quiver::Error::CommitConflict { .. }) if retries < 5 => retries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn ids(batches: &[RecordBatch]) -> Vec<i64> {
     batches
         .iter()
@@ -603,17 +619,9 @@ async fn concurrent_writers_and_compaction() {
         tokio::spawn(async move {
             for i in 0..15 {
                 let start = base + i * 20;
-                // A commit conflict is retryable by contract (a Bloom false
-                // positive against a segment compacted meanwhile can cause one).
-                let mut attempts = 0;
-                loop {
-                    match ingest(&store, "docs", batch(start..start + 20), IngestMode::APPEND).await
-                    {
-                        Ok(_) => break,
-                        Err(quiver::Error::CommitConflict { .. }) if attempts < 5 => attempts += 1,
-                        Err(e) => panic!("write failed: {e}"),
-                    }
-                }
+                append_retrying(&store, start..start + 20)
+                    .await
+                    .unwrap_or_else(|e| panic!("write failed: {e}"));
             }
         })
     };
@@ -679,24 +687,11 @@ async fn eight_concurrent_writers_commit_every_version_exactly_once() {
                 for j in 0..COMMITS {
                     let start = 1000 + w * 10_000 + j * 2;
                     // Plain appends never conflict beyond the rebase; a
-                    // writer that loses every one of its rebase attempts
-                    // (possible on a loaded machine: the others keep
-                    // committing while it backs off) gets the retryable
-                    // CommitConflict and, like a client, writes again. A
-                    // failed write leaves nothing, so each row still lands
-                    // exactly once.
-                    let mut retries = 0;
-                    loop {
-                        match ingest(&store, "docs", batch(start..start + 2), IngestMode::APPEND)
-                            .await
-                        {
-                            Ok(_) => break,
-                            Err(quiver::Error::CommitConflict { .. }) if retries < 5 => {
-                                retries += 1
-                            }
-                            Err(e) => panic!("writer {w}, commit {j}: {e}"),
-                        }
-                    }
+                    // writer that loses every rebase attempt (possible on a
+                    // loaded machine) writes again like a client.
+                    append_retrying(&store, start..start + 2)
+                        .await
+                        .unwrap_or_else(|e| panic!("writer {w}, commit {j}: {e}"));
                     acked.extend(start..start + 2);
                 }
                 acked
