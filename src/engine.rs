@@ -353,8 +353,35 @@ impl Engine {
         self.plans.as_ref().map_or((0, 0), |c| c.stats())
     }
 
+    /// The plan cache hits found by the query's text alone, without
+    /// parsing it (of those [`Engine::plan_cache_stats`] counts).
+    pub fn plan_cache_text_hits(&self) -> u64 {
+        self.plans.as_ref().map_or(0, |c| c.text_hits())
+    }
+
     /// Parses and plans one SQL statement.
     pub async fn plan(&self, sql: &str) -> Result<Statement> {
+        // A query planned before with other vectors: found by its text
+        // with the vectors cut out, without parsing it.
+        let cut = self
+            .plans
+            .as_ref()
+            .and_then(|_| plan_cache::cut_vectors(sql, VECTOR_LITERAL_MIN));
+        if let (Some(cut), Some(cache)) = (&cut, &self.plans) {
+            if let Some(cached) = cache.get_text(&cut.key) {
+                match self.refresh(cached.as_ref().clone()).await {
+                    Ok(_) => {
+                        tracing::debug!("plan cache hit (text)");
+                        let vectors = cut.vectors.iter().cloned().collect();
+                        return Ok(Statement::Query(Query {
+                            plan: plan_cache::bind(cached.as_ref().clone(), &vectors)?,
+                            optimized: true,
+                        }));
+                    }
+                    Err(_) => cache.invalidate_text(&cut.key),
+                }
+            }
+        }
         // Parsed under the session's read lock: a copy of the session
         // state (its function registries and options) is made only to
         // plan, not for a statement the plan cache has.
@@ -394,8 +421,8 @@ impl Engine {
             (Some(_), Some(_)) => Some((stmt.to_string(), system)),
             _ => None,
         };
-        let vectors: HashMap<String, ScalarValue> =
-            hoisted.unwrap_or_default().into_iter().collect();
+        let hoisted = hoisted.unwrap_or_default();
+        let vectors: HashMap<String, ScalarValue> = hoisted.iter().cloned().collect();
         if let (Some(key), Some(cache)) = (&key, &self.plans) {
             if let Some(cached) = cache.get(key) {
                 // Stale if a collection was dropped or took other columns:
@@ -428,7 +455,7 @@ impl Engine {
                 // that does not optimize so is planned the ordinary way.
                 if let Ok(optimized) = state.optimize(&plan) {
                     if plan_cache::parameters_in_casts(&optimized) {
-                        cache.insert(key, plan_cache::unpin(optimized.clone())?);
+                        cache.insert(key, plan_cache::unpin(optimized.clone())?, cut, &hoisted);
                         return Ok(Statement::Query(Query {
                             plan: plan_cache::bind(optimized, &vectors)?,
                             optimized: true,
@@ -889,22 +916,7 @@ fn hoist_vector_literals(stmt: &mut DFStatement) -> Option<Vec<(String, ScalarVa
                 if let Some(xs) = xs {
                     // Integers stay integers (as DataFusion would type
                     // them) when every element is one and fits.
-                    let all_int = xs.iter().all(|(x, int)| *int && x.abs() < 9.0e15);
-                    let values: arrow::array::ArrayRef = if all_int {
-                        Arc::new(arrow::array::Int64Array::from_iter_values(
-                            xs.iter().map(|(x, _)| *x as i64),
-                        ))
-                    } else {
-                        Arc::new(arrow::array::Float64Array::from_iter_values(
-                            xs.iter().map(|(x, _)| *x),
-                        ))
-                    };
-                    let list = ScalarValue::List(Arc::new(arrow::array::ListArray::new(
-                        Arc::new(Field::new_list_field(values.data_type().clone(), true)),
-                        arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
-                        values,
-                        None,
-                    )));
+                    let list = plan_cache::vector_value(&xs);
                     let name = format!("quiver_vector_{}", out.len() + 1);
                     *e = Expr::value(Value::Placeholder(format!("${name}")));
                     out.push((name, list));
