@@ -34,6 +34,10 @@ pub struct Query {
     plan: LogicalPlan,
     /// Already through the logical optimizer (from the plan cache).
     optimized: bool,
+    /// The plan cache's entry this query was planned from, and the values
+    /// of its query vectors: the entry's physical template, if any, plans
+    /// it physically ([`plan_cache::PhysicalTemplate`]).
+    cached: Option<(Arc<plan_cache::Cached>, Arc<HashMap<String, ScalarValue>>)>,
 }
 
 impl Query {
@@ -141,6 +145,7 @@ impl Statement {
             Statement::Query(q) => Statement::Query(Query {
                 plan: bind(q.plan)?,
                 optimized: q.optimized,
+                cached: None,
             }),
             Statement::Insert(p) => Statement::Insert(bind(p)?),
             Statement::CreateTable {
@@ -183,6 +188,11 @@ pub struct EngineOptions {
     /// Optimized plans of queries kept for their next run, by SQL text
     /// with the query vectors taken out ([`crate::plan_cache`]; 0: off).
     pub plan_cache_entries: u64,
+    /// Run a cached fused top-k again from its physical plan with the new
+    /// vectors, without DataFusion's physical planner
+    /// ([`crate::plan_cache::PhysicalTemplate`]; default on; off plans
+    /// every run physically, for comparison).
+    pub physical_templates: bool,
 }
 
 /// Default number of cached query plans.
@@ -197,6 +207,7 @@ impl Default for EngineOptions {
             fused_topk: true,
             query_memory_bytes: DEFAULT_QUERY_MEMORY_BYTES,
             plan_cache_entries: DEFAULT_PLAN_CACHE_ENTRIES,
+            physical_templates: true,
         }
     }
 }
@@ -210,6 +221,8 @@ pub struct Engine {
     /// for statements that name them.
     ctx_system: SessionContext,
     plans: Option<Arc<PlanCache>>,
+    /// [`EngineOptions::physical_templates`].
+    physical_templates: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -337,6 +350,7 @@ impl Engine {
             ctx,
             ctx_system,
             plans,
+            physical_templates: options.physical_templates,
         })
     }
 
@@ -359,6 +373,13 @@ impl Engine {
         self.plans.as_ref().map_or(0, |c| c.text_hits())
     }
 
+    /// The queries planned physically from the plan cache's template of
+    /// their fused top-k, without DataFusion's physical planner
+    /// ([`EngineOptions::physical_templates`]).
+    pub fn plan_cache_template_runs(&self) -> u64 {
+        self.plans.as_ref().map_or(0, |c| c.template_runs())
+    }
+
     /// Parses and plans one SQL statement.
     pub async fn plan(&self, sql: &str) -> Result<Statement> {
         // A query planned before with other vectors: found by its text
@@ -369,13 +390,14 @@ impl Engine {
             .and_then(|_| plan_cache::cut_vectors(sql, VECTOR_LITERAL_MIN));
         if let (Some(cut), Some(cache)) = (&cut, &self.plans) {
             if let Some(cached) = cache.get_text(&cut.key) {
-                match self.refresh(cached.as_ref().clone()).await {
+                match self.refresh(cached.plan.clone()).await {
                     Ok(_) => {
                         tracing::debug!("plan cache hit (text)");
                         let vectors = cut.vectors.iter().cloned().collect();
                         return Ok(Statement::Query(Query {
-                            plan: plan_cache::bind(cached.as_ref().clone(), &vectors)?,
+                            plan: plan_cache::bind(cached.plan.clone(), &vectors)?,
                             optimized: true,
+                            cached: Some((cached, Arc::new(vectors))),
                         }));
                     }
                     Err(_) => cache.invalidate_text(&cut.key),
@@ -427,12 +449,13 @@ impl Engine {
             if let Some(cached) = cache.get(key) {
                 // Stale if a collection was dropped or took other columns:
                 // then it is planned afresh (which says what is wrong).
-                match self.refresh(cached.as_ref().clone()).await {
+                match self.refresh(cached.plan.clone()).await {
                     Ok(_) => {
                         tracing::debug!("plan cache hit");
                         return Ok(Statement::Query(Query {
-                            plan: plan_cache::bind(cached.as_ref().clone(), &vectors)?,
+                            plan: plan_cache::bind(cached.plan.clone(), &vectors)?,
                             optimized: true,
+                            cached: Some((cached, Arc::new(vectors))),
                         }));
                     }
                     Err(_) => cache.invalidate(key),
@@ -455,10 +478,12 @@ impl Engine {
                 // that does not optimize so is planned the ordinary way.
                 if let Ok(optimized) = state.optimize(&plan) {
                     if plan_cache::parameters_in_casts(&optimized) {
-                        cache.insert(key, plan_cache::unpin(optimized.clone())?, cut, &hoisted);
+                        let cached =
+                            cache.insert(key, plan_cache::unpin(optimized.clone())?, cut, &hoisted);
                         return Ok(Statement::Query(Query {
                             plan: plan_cache::bind(optimized, &vectors)?,
                             optimized: true,
+                            cached: Some((cached, Arc::new(vectors))),
                         }));
                     }
                 }
@@ -529,6 +554,7 @@ impl Engine {
                 Ok(Statement::Query(Query {
                     plan,
                     optimized: false,
+                    cached: None,
                 }))
             }
         }
@@ -618,6 +644,48 @@ impl Engine {
         Ok(plan.data)
     }
 
+    /// The physical plan of a query planned from the plan cache, built
+    /// from the entry's physical template over a fresh scan of the
+    /// collection's version in `plan`; `None` if there is no template or
+    /// it does not fit (then the query is planned the ordinary way).
+    async fn from_template(
+        &self,
+        cached: Option<&(Arc<plan_cache::Cached>, Arc<HashMap<String, ScalarValue>>)>,
+        plan: &LogicalPlan,
+        state: &datafusion::execution::session_state::SessionState,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        use datafusion::datasource::source_as_provider;
+        use datafusion::logical_expr::expr_rewriter::unnormalize_cols;
+        let Some((cached, vectors)) = cached else {
+            return Ok(None);
+        };
+        let Some(Some(template)) = cached.physical.get() else {
+            return Ok(None);
+        };
+        // The collection scan, planned as DataFusion's planner plans it.
+        let mut scans = Vec::new();
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(s) = node {
+                scans.push(s.clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let [scan] = &scans[..] else {
+            return Ok(None);
+        };
+        let provider = source_as_provider(&scan.source)?;
+        let filters = unnormalize_cols(scan.filters.iter().cloned());
+        let leaf = provider
+            .scan(state, scan.projection.as_ref(), &filters, scan.fetch)
+            .await?;
+        let built = template.build(leaf, vectors)?;
+        if let (Some(_), Some(cache)) = (&built, &self.plans) {
+            cache.template_run();
+        }
+        Ok(built)
+    }
+
     /// Runs a query and streams its result in the client schema.
     pub async fn execute_query(&self, query: Query) -> Result<SendableRecordBatchStream> {
         Ok(self
@@ -639,14 +707,26 @@ impl Engine {
         let plan_span = tracing::debug_span!(parent: span, "plan");
         let started = std::time::Instant::now();
         let physical = async {
-            if query.optimized {
+            if let Some(p) = self
+                .from_template(query.cached.as_ref(), &plan, &state)
+                .await?
+            {
+                return Ok(p);
+            }
+            let physical = if query.optimized {
                 state
                     .query_planner()
                     .create_physical_plan(&plan, &state)
-                    .await
+                    .await?
             } else {
-                state.create_physical_plan(&plan).await
+                state.create_physical_plan(&plan).await?
+            };
+            if let (Some((cached, vectors)), true) = (&query.cached, self.physical_templates) {
+                cached.physical.get_or_init(|| {
+                    plan_cache::PhysicalTemplate::capture(&physical, vectors, VECTOR_LITERAL_MIN)
+                });
             }
+            Ok::<_, Error>(physical)
         }
         .instrument(plan_span.clone())
         .await?;

@@ -235,6 +235,7 @@ impl QueryArgs {
                 fused_topk: self.fused_topk,
                 query_memory_bytes: self.query_memory_bytes,
                 plan_cache_entries: self.plan_cache_entries,
+                ..Default::default()
             },
         )
     }

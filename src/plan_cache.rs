@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, ListArray};
 use arrow::buffer::OffsetBuffer;
@@ -33,8 +33,18 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{Cast, Placeholder, TryCast};
 use datafusion::logical_expr::{Expr, LogicalPlan, TableSource, Volatility};
 
+use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::projection::ProjectionExpr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::ExecutionPlan;
+
 use crate::error::Result;
 use crate::table::CollectionTable;
+use crate::topk::{TopKTemplate, VectorTopKExec};
 
 /// A collection by name and columns, standing for the version a cached
 /// plan will read once it is refreshed.
@@ -51,20 +61,209 @@ impl TableSource for CollectionRef {
     }
 }
 
+/// A cached query: its optimized plan with the vectors unbound and, once
+/// it has run, the physical plan to run it again with other vectors.
+#[derive(Debug)]
+pub struct Cached {
+    pub plan: LogicalPlan,
+    /// Set when the query first runs: `None` if its physical plan is not
+    /// one [`PhysicalTemplate`] can build again.
+    pub physical: OnceLock<Option<PhysicalTemplate>>,
+}
+
+/// The physical plan of a fused vector top-k over one collection, without
+/// its scan and with its query vectors known by name, so the plan for
+/// other vectors over the collection's latest version is built without
+/// DataFusion's physical planner and optimizer. It holds no collection
+/// data: the scan is planned afresh for every run.
+#[derive(Debug)]
+pub struct PhysicalTemplate {
+    /// From the top: the operators above the top-k.
+    above: Vec<Above>,
+    topk: TopKTemplate,
+    /// Each vector literal of the plan, and the parameter it is the value
+    /// of (cast to the literal's type).
+    literals: Vec<(ScalarValue, String)>,
+}
+
+/// An operator above the fused top-k.
+#[derive(Debug)]
+enum Above {
+    Projection(Vec<ProjectionExpr>, SchemaRef),
+    GlobalLimit(usize, Option<usize>),
+    LocalLimit(usize),
+    Cooperative,
+    CoalescePartitions(Option<usize>),
+}
+
+fn is_list(v: &ScalarValue) -> bool {
+    matches!(
+        v,
+        ScalarValue::List(_) | ScalarValue::LargeList(_) | ScalarValue::FixedSizeList(_)
+    )
+}
+
+impl PhysicalTemplate {
+    /// The template of `plan`, planned with the parameter values
+    /// `vectors`: `None` unless it is a fused top-k over a collection scan
+    /// under only projections, limits and merges, and each of its vector
+    /// literals of at least `min` numbers is the value of exactly one
+    /// parameter (a shorter list is part of the query's text, not a
+    /// parameter).
+    pub fn capture(
+        plan: &Arc<dyn ExecutionPlan>,
+        vectors: &HashMap<String, ScalarValue>,
+        min: usize,
+    ) -> Option<Self> {
+        let mut above = Vec::new();
+        let mut node = plan.clone();
+        let topk = loop {
+            if let Some(t) = node.downcast_ref::<VectorTopKExec>() {
+                break t.template()?;
+            }
+            let next = if let Some(p) = node.downcast_ref::<ProjectionExec>() {
+                above.push(Above::Projection(p.expr().to_vec(), p.schema()));
+                p.input().clone()
+            } else if let Some(l) = node.downcast_ref::<GlobalLimitExec>() {
+                above.push(Above::GlobalLimit(l.skip(), l.fetch()));
+                l.input().clone()
+            } else if let Some(l) = node.downcast_ref::<LocalLimitExec>() {
+                above.push(Above::LocalLimit(l.fetch()));
+                l.input().clone()
+            } else if let Some(c) = node.downcast_ref::<CooperativeExec>() {
+                above.push(Above::Cooperative);
+                c.input().clone()
+            } else if let Some(c) = node.downcast_ref::<CoalescePartitionsExec>() {
+                above.push(Above::CoalescePartitions(c.fetch()));
+                c.input().clone()
+            } else {
+                return None;
+            };
+            node = next;
+        };
+        let mut found = Vec::new();
+        let exprs = above
+            .iter()
+            .flat_map(|a| match a {
+                Above::Projection(p, _) => p.iter().map(|e| &e.expr).collect(),
+                _ => Vec::new(),
+            })
+            .chain(topk.expressions());
+        for e in exprs {
+            let _ = e.apply(|e| {
+                if let Some(l) = e.downcast_ref::<Literal>() {
+                    if is_list(l.value()) {
+                        found.push(l.value().clone());
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        let mut literals: Vec<(ScalarValue, String)> = Vec::new();
+        for value in found {
+            if literals.iter().any(|(v, _)| *v == value) {
+                continue;
+            }
+            let to = value.data_type();
+            let names: Vec<&String> = vectors
+                .iter()
+                .filter(|(_, v)| v.cast_to(&to).is_ok_and(|c| c == value))
+                .map(|(n, _)| n)
+                .collect();
+            match names[..] {
+                [name] => literals.push((value, name.clone())),
+                [] if list_len(&value).is_some_and(|n| n < min) => {}
+                _ => return None,
+            }
+        }
+        Some(Self {
+            above,
+            topk,
+            literals,
+        })
+    }
+
+    /// The plan over `scan` (the collection planned afresh) with the
+    /// parameter values `vectors`; `None` if `scan` is not a scan the
+    /// template can run over (all of the collection pruned, say).
+    pub fn build(
+        &self,
+        scan: Arc<dyn ExecutionPlan>,
+        vectors: &HashMap<String, ScalarValue>,
+    ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+        use datafusion::error::DataFusionError;
+        let rebind =
+            |e: &Arc<dyn PhysicalExpr>| -> datafusion::error::Result<Arc<dyn PhysicalExpr>> {
+                e.clone()
+                    .transform(|e| {
+                        let Some(l) = e.downcast_ref::<Literal>() else {
+                            return Ok(Transformed::no(e));
+                        };
+                        let Some((old, name)) = self.literals.iter().find(|(v, _)| v == l.value())
+                        else {
+                            return Ok(Transformed::no(e));
+                        };
+                        let value = vectors.get(name).ok_or_else(|| {
+                            DataFusionError::Plan(format!("no value for parameter ${name}"))
+                        })?;
+                        let value = value.cast_to(&old.data_type())?;
+                        Ok(Transformed::yes(
+                            Arc::new(Literal::new(value)) as Arc<dyn PhysicalExpr>
+                        ))
+                    })
+                    .map(|t| t.data)
+            };
+        let Some(mut plan) = self.topk.build(scan, &rebind)? else {
+            return Ok(None);
+        };
+        for a in self.above.iter().rev() {
+            plan = match a {
+                Above::Projection(exprs, schema) => {
+                    let exprs = exprs
+                        .iter()
+                        .map(|p| {
+                            Ok(ProjectionExpr {
+                                expr: rebind(&p.expr)?,
+                                alias: p.alias.clone(),
+                            })
+                        })
+                        .collect::<datafusion::error::Result<Vec<_>>>()?;
+                    Arc::new(ProjectionExec::try_new_with_schema_metadata(
+                        exprs,
+                        plan,
+                        schema.as_ref(),
+                    )?)
+                }
+                Above::GlobalLimit(skip, fetch) => {
+                    Arc::new(GlobalLimitExec::new(plan, *skip, *fetch))
+                }
+                Above::LocalLimit(fetch) => Arc::new(LocalLimitExec::new(plan, *fetch)),
+                Above::Cooperative => Arc::new(CooperativeExec::new(plan)),
+                Above::CoalescePartitions(fetch) => {
+                    Arc::new(CoalescePartitionsExec::new(plan).with_fetch(*fetch))
+                }
+            };
+        }
+        Ok(Some(plan))
+    }
+}
+
 /// Cache key: the statement text without its query vectors, and whether
 /// it was planned with the system columns visible.
 pub type Key = (String, bool);
 
 /// Cached plans with hit and miss counters.
 pub struct PlanCache {
-    plans: moka::sync::Cache<Key, Arc<LogicalPlan>>,
+    plans: moka::sync::Cache<Key, Arc<Cached>>,
     /// The same plans by [`CutText::key`], for the queries whose vectors
     /// [`cut_vectors`] finds: looked up before the text is parsed.
-    texts: moka::sync::Cache<String, Arc<LogicalPlan>>,
+    texts: moka::sync::Cache<String, Arc<Cached>>,
     hits: AtomicU64,
     misses: AtomicU64,
     /// The hits found by text, before parsing.
     text_hits: AtomicU64,
+    /// Runs planned from a physical template.
+    template_runs: AtomicU64,
 }
 
 impl PlanCache {
@@ -75,10 +274,11 @@ impl PlanCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             text_hits: AtomicU64::new(0),
+            template_runs: AtomicU64::new(0),
         }
     }
 
-    pub fn get(&self, key: &Key) -> Option<Arc<LogicalPlan>> {
+    pub fn get(&self, key: &Key) -> Option<Arc<Cached>> {
         let hit = self.plans.get(key);
         let counter = if hit.is_some() {
             &self.hits
@@ -92,7 +292,7 @@ impl PlanCache {
 
     /// The plan cached for a text's [`CutText::key`]; counted as a hit
     /// when found (a text not found is looked up again once parsed).
-    pub fn get_text(&self, key: &str) -> Option<Arc<LogicalPlan>> {
+    pub fn get_text(&self, key: &str) -> Option<Arc<Cached>> {
         let hit = self.texts.get(key)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.text_hits.fetch_add(1, Ordering::Relaxed);
@@ -112,8 +312,11 @@ impl PlanCache {
         plan: LogicalPlan,
         text: Option<CutText>,
         hoisted: &[(String, ScalarValue)],
-    ) {
-        let plan = Arc::new(plan);
+    ) -> Arc<Cached> {
+        let plan = Arc::new(Cached {
+            plan,
+            physical: OnceLock::new(),
+        });
         if let Some(text) = text {
             let same = text.vectors.len() == hoisted.len()
                 && text.vectors.iter().zip(hoisted).all(|(a, b)| a == b);
@@ -125,7 +328,8 @@ impl PlanCache {
                 self.texts.insert(text.key, plan.clone());
             }
         }
-        self.plans.insert(key, plan);
+        self.plans.insert(key, plan.clone());
+        plan
     }
 
     pub fn invalidate(&self, key: &Key) {
@@ -147,6 +351,16 @@ impl PlanCache {
     /// The hits found by the query's text, without parsing it.
     pub fn text_hits(&self) -> u64 {
         self.text_hits.load(Ordering::Relaxed)
+    }
+
+    /// Counts a run planned from a [`PhysicalTemplate`].
+    pub fn template_run(&self) {
+        self.template_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The runs planned from a [`PhysicalTemplate`].
+    pub fn template_runs(&self) -> u64 {
+        self.template_runs.load(Ordering::Relaxed)
     }
 }
 

@@ -312,6 +312,79 @@ impl VectorTopKExec {
     }
 }
 
+impl VectorTopKExec {
+    /// Everything of this operator but its scan, to build it again over
+    /// another scan of the collection.
+    pub(crate) fn template(&self) -> Option<TopKTemplate> {
+        let scan = self.input.downcast_ref::<MaterializeExec>()?;
+        Some(TopKTemplate {
+            filters: self.filters.clone(),
+            sort: self.sort.to_vec(),
+            outputs: self.outputs.clone(),
+            ordering: self.ordering.iter().cloned().collect(),
+            schema: self.schema(),
+            fetch: self.fetch,
+            keyed_schema: scan.keyed_schema().clone(),
+        })
+    }
+}
+
+/// A [`VectorTopKExec`] without its scan ([`VectorTopKExec::template`]).
+#[derive(Debug)]
+pub(crate) struct TopKTemplate {
+    filters: Vec<Arc<dyn PhysicalExpr>>,
+    sort: Vec<PhysicalSortExpr>,
+    outputs: Vec<Arc<dyn PhysicalExpr>>,
+    ordering: Vec<PhysicalSortExpr>,
+    schema: arrow::datatypes::SchemaRef,
+    fetch: usize,
+    /// The schema of the scan it was over.
+    keyed_schema: arrow::datatypes::SchemaRef,
+}
+
+impl TopKTemplate {
+    /// Every expression of the operator.
+    pub(crate) fn expressions(&self) -> impl Iterator<Item = &Arc<dyn PhysicalExpr>> {
+        self.filters
+            .iter()
+            .chain(self.sort.iter().map(|s| &s.expr))
+            .chain(self.outputs.iter())
+            .chain(self.ordering.iter().map(|s| &s.expr))
+    }
+
+    /// The operator over `input`, each of its expressions replaced by `f`
+    /// of it; `None` if `input` is not a collection scan with the keyed
+    /// schema the operator was planned over.
+    pub(crate) fn build(
+        &self,
+        input: Arc<dyn ExecutionPlan>,
+        f: &dyn Fn(&Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        match input.downcast_ref::<MaterializeExec>() {
+            Some(scan) if scan.keyed_schema() == &self.keyed_schema => {}
+            _ => return Ok(None),
+        }
+        let sorted = |s: &PhysicalSortExpr| Ok(PhysicalSortExpr::new(f(&s.expr)?, s.options));
+        let ordering = self
+            .ordering
+            .iter()
+            .map(sorted)
+            .collect::<Result<Vec<_>>>()?;
+        let ordering = LexOrdering::new(ordering).ok_or_else(|| {
+            DataFusionError::Internal("a vector top-k without an ordering".into())
+        })?;
+        Ok(Some(Arc::new(VectorTopKExec::try_new(
+            input,
+            self.filters.iter().map(f).collect::<Result<_>>()?,
+            self.sort.iter().map(sorted).collect::<Result<_>>()?,
+            self.outputs.iter().map(f).collect::<Result<_>>()?,
+            ordering,
+            self.schema.clone(),
+            self.fetch,
+        )?)))
+    }
+}
+
 impl DisplayAs for VectorTopKExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let sort: Vec<String> = self.sort.iter().map(|s| s.to_string()).collect();
