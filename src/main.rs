@@ -222,7 +222,7 @@ struct QueryArgs {
     /// Memory all running queries may hold for sorts, joins and aggregations, in bytes (0: unbounded); beyond it sorts spill to disk and other operators fail with "Resources exhausted".
     #[arg(long, env = "QUIVER_QUERY_MEMORY_BYTES", default_value_t = quiver::engine::DEFAULT_QUERY_MEMORY_BYTES)]
     query_memory_bytes: usize,
-    /// Optimized query plans kept for reuse, keyed by the SQL text with query vectors taken out (0: off): a search run again with another vector skips SQL planning and logical optimization.
+    /// Optimized query plans kept for reuse, keyed by the SQL text with query vectors taken out (0: off): a search run again with another vector skips parsing, SQL planning, logical optimization and (for a fused top-k) physical planning.
     #[arg(long, env = "QUIVER_PLAN_CACHE_ENTRIES", default_value_t = quiver::engine::DEFAULT_PLAN_CACHE_ENTRIES)]
     plan_cache_entries: u64,
 }

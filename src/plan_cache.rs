@@ -8,6 +8,10 @@
 //! seen, its plan is analyzed and optimized with the parameters unbound
 //! and kept here; later queries of that text skip SQL-to-plan and the
 //! logical optimizer and only bind their vectors into the cached plan.
+//! They skip parsing too when [`cut_vectors`] finds the vectors in the
+//! text itself, and, for a fused vector top-k, physical planning: the
+//! first run leaves a [`PhysicalTemplate`] that builds the same physical
+//! plan for other vectors over a fresh scan.
 //!
 //! A cached plan holds no data: its collections are [`CollectionRef`]s
 //! (name and columns), which the engine's `refresh` replaces by the
