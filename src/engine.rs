@@ -660,7 +660,7 @@ impl Engine {
         let Some((cached, vectors)) = cached else {
             return Ok(None);
         };
-        let Some(Some(template)) = cached.physical.get() else {
+        let Some(template) = cached.physical.get() else {
             return Ok(None);
         };
         // The collection scan, planned as DataFusion's planner plans it.
@@ -721,10 +721,18 @@ impl Engine {
             } else {
                 state.create_physical_plan(&plan).await?
             };
+            // Captured by the first run that can be (one whose collection
+            // was all pruned away cannot).
             if let (Some((cached, vectors)), true) = (&query.cached, self.physical_templates) {
-                cached.physical.get_or_init(|| {
-                    plan_cache::PhysicalTemplate::capture(&physical, vectors, VECTOR_LITERAL_MIN)
-                });
+                if cached.physical.get().is_none() {
+                    if let Some(t) = plan_cache::PhysicalTemplate::capture(
+                        &physical,
+                        vectors,
+                        VECTOR_LITERAL_MIN,
+                    ) {
+                        let _ = cached.physical.set(t);
+                    }
+                }
             }
             Ok::<_, Error>(physical)
         }

@@ -70,9 +70,9 @@ impl TableSource for CollectionRef {
 #[derive(Debug)]
 pub struct Cached {
     pub plan: LogicalPlan,
-    /// Set when the query first runs: `None` if its physical plan is not
-    /// one [`PhysicalTemplate`] can build again.
-    pub physical: OnceLock<Option<PhysicalTemplate>>,
+    /// Set by the first run whose physical plan a [`PhysicalTemplate`]
+    /// can build again.
+    pub physical: OnceLock<PhysicalTemplate>,
 }
 
 /// The physical plan of a fused vector top-k over one collection, without

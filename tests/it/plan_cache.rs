@@ -330,3 +330,37 @@ async fn plans_that_depend_on_more_than_the_sql_are_not_cached() {
     }
     assert_eq!(engine.plan_cache_stats(), (hits + 1, misses + 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_first_run_on_an_empty_collection_gets_its_template_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    let engine = Engine::new(store.clone()).unwrap();
+    engine
+        .sql(&format!(
+            "CREATE TABLE c (id BIGINT NOT NULL, cat INT, name VARCHAR, v FLOAT[{D}], PRIMARY KEY (id))"
+        ))
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let shape = SHAPES[0];
+    // Nothing to scan: no fused top-k to take a template from.
+    let (_, physical, got) = started(&engine, &fill(shape, &mut rng)).await;
+    assert!(!physical.contains("VectorTopKExec"), "{physical}");
+    assert!(!got.contains('|'), "{got}");
+    ingest(&store, "c", rows(0..50, &mut rng), IngestMode::APPEND)
+        .await
+        .unwrap();
+    let (_, physical, _) = started(&engine, &fill(shape, &mut rng)).await;
+    assert!(physical.contains("VectorTopKExec"), "{physical}");
+    assert_eq!(engine.plan_cache_template_runs(), 0);
+    // That run left the template.
+    let sql = fill(shape, &mut rng);
+    let (_, physical, got) = started(&engine, &sql).await;
+    assert!(physical.contains("VectorTopKExec"), "{physical}");
+    assert_eq!(engine.plan_cache_template_runs(), 1);
+    let (_, fresh) = engines(&store);
+    assert_eq!(Ok(got), run(&fresh, &sql).await);
+}
