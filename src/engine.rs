@@ -37,7 +37,7 @@ pub struct Query {
     /// The plan cache's entry this query was planned from, and the values
     /// of its query vectors: the entry's physical template, if any, plans
     /// it physically ([`plan_cache::PhysicalTemplate`]).
-    cached: Option<(Arc<plan_cache::Cached>, Arc<HashMap<String, ScalarValue>>)>,
+    cached: Option<plan_cache::CachedRun>,
 }
 
 impl Query {
@@ -648,9 +648,9 @@ impl Engine {
     /// from the entry's physical template over a fresh scan of the
     /// collection's version in `plan`; `None` if there is no template or
     /// it does not fit (then the query is planned the ordinary way).
-    async fn from_template(
+    async fn plan_from_template(
         &self,
-        cached: Option<&(Arc<plan_cache::Cached>, Arc<HashMap<String, ScalarValue>>)>,
+        cached: Option<&plan_cache::CachedRun>,
         plan: &LogicalPlan,
         state: &datafusion::execution::session_state::SessionState,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
@@ -708,7 +708,7 @@ impl Engine {
         let started = std::time::Instant::now();
         let physical = async {
             if let Some(p) = self
-                .from_template(query.cached.as_ref(), &plan, &state)
+                .plan_from_template(query.cached.as_ref(), &plan, &state)
                 .await?
             {
                 return Ok(p);

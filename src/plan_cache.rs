@@ -36,7 +36,6 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::{Cast, Placeholder, TryCast};
 use datafusion::logical_expr::{Expr, LogicalPlan, TableSource, Volatility};
-
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_expr::PhysicalExpr;
@@ -74,6 +73,9 @@ pub struct Cached {
     /// can build again.
     pub physical: OnceLock<PhysicalTemplate>,
 }
+
+/// A query planned from a cache entry, with the values of its vectors.
+pub type CachedRun = (Arc<Cached>, Arc<HashMap<String, ScalarValue>>);
 
 /// The physical plan of a fused vector top-k over one collection, without
 /// its scan and with its query vectors known by name, so the plan for

@@ -329,6 +329,9 @@ impl VectorTopKExec {
     }
 }
 
+/// A rewrite of physical expressions.
+pub(crate) type ExprMap<'a> = dyn Fn(&Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> + 'a;
+
 /// A [`VectorTopKExec`] without its scan ([`VectorTopKExec::template`]).
 #[derive(Debug)]
 pub(crate) struct TopKTemplate {
@@ -358,7 +361,7 @@ impl TopKTemplate {
     pub(crate) fn build(
         &self,
         input: Arc<dyn ExecutionPlan>,
-        f: &dyn Fn(&Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>>,
+        f: &ExprMap<'_>,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         match input.downcast_ref::<MaterializeExec>() {
             Some(scan) if scan.keyed_schema() == &self.keyed_schema => {}
