@@ -1,14 +1,19 @@
 //! In-process exact top-10 latency through the SQL engine (no RPC): the
-//! fused `VectorTopKExec` against DataFusion's own sort (the rule off), and
-//! both against a hand-written flat scan (simsimd squared L2 over one
-//! contiguous `Vec<f32>`, one core, a bounded heap) on the same vectors,
-//! measured in the same run, unfiltered and at 50% / 10% / 1% / 0.1%
-//! selectivity. Warm: the caches hold the data after the first queries.
-//! Then cold: the store is reopened (empty caches) and the first unfiltered
-//! query is timed, with the bytes it read from the store.
+//! fused `VectorTopKExec` against DataFusion's own sort (the rule off), the
+//! fused operator with its cached vectors on ordinary 4 KiB pages (a store
+//! with `huge_pages` off over the same files), a hand-written flat scan
+//! (simsimd squared L2 over one contiguous `Vec<f32>`, one core, a bounded
+//! heap), and faiss IndexFlatL2 (an IDSelectorBitmap for filters) and numpy
+//! (benches/flat_reference.py in a child process), all on the same vectors
+//! in the same run, unfiltered and at 50% / 10% / 1% / 0.1% selectivity.
+//! Warm: the caches hold the data after the first queries. Then cold: the
+//! store is reopened (empty caches) and the first unfiltered query is
+//! timed, with the bytes it read from the store.
 //!
 //! Run: `cargo bench --bench topk` (1,000,000 x 128 and 200,000 x 768;
-//! `SHAPES=100000x64,...` to choose). Results also go to
+//! `SHAPES=100000x64,...` to choose). faiss and numpy come from
+//! `.venv/bin/python` (`PYTHON` to choose) with benches/requirements.txt
+//! installed, and are left out, saying so, without it. Results also go to
 //! `docs/bench/topk.json` and `.csv` (`RESULTS_DIR` to change).
 
 mod common;
@@ -88,6 +93,91 @@ impl Ord for Ordered {
     }
 }
 
+/// The process's anonymous memory on huge pages, in MiB (Linux).
+fn anon_huge_page_mib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let kb: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// What benches/flat_reference.py measured for one filter: faiss
+/// IndexFlatL2 (an IDSelectorBitmap for filters) and numpy, p50 in ms, and
+/// faiss's ids for the first query.
+#[derive(serde::Deserialize)]
+struct Reference {
+    faiss_ms: f64,
+    numpy_ms: f64,
+    faiss_ids: Vec<i64>,
+}
+
+/// Times faiss and numpy on the same vectors in a Python child process
+/// (`PYTHON`, or the repository's `.venv/bin/python` with
+/// benches/requirements.txt installed), one [`Reference`] per limit;
+/// `None`, with the reason printed, when that Python is missing or fails.
+fn references(
+    vectors: &[f32],
+    dim: usize,
+    bucket: &[i32],
+    queries: &[Vec<f32>],
+    limits: &[Option<i32>],
+) -> Option<Vec<Reference>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    if !python.exists() {
+        println!(
+            "  faiss/numpy: skipped ({} not found; see benches/requirements.txt)",
+            python.display()
+        );
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let bytes = |xs: &mut dyn Iterator<Item = [u8; 4]>| xs.flatten().collect::<Vec<u8>>();
+    let write = |name: &str, data: Vec<u8>| {
+        std::fs::write(tmp.path().join(name), data).expect("write reference input")
+    };
+    write(
+        "vectors.f32",
+        bytes(&mut vectors.iter().map(|x| x.to_le_bytes())),
+    );
+    write(
+        "bucket.i32",
+        bytes(&mut bucket.iter().map(|x| x.to_le_bytes())),
+    );
+    write(
+        "queries.f32",
+        bytes(&mut queries.iter().flatten().map(|x| x.to_le_bytes())),
+    );
+    let out = std::process::Command::new(&python)
+        .arg(root.join("benches/flat_reference.py"))
+        .arg(tmp.path())
+        .args([
+            (vectors.len() / dim).to_string(),
+            dim.to_string(),
+            K.to_string(),
+        ])
+        .arg(serde_json::to_string(limits).expect("json"))
+        .output()
+        .expect("start python");
+    if !out.status.success() {
+        println!(
+            "  faiss/numpy: skipped ({} failed: {})",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    Some(serde_json::from_slice(&out.stdout).expect("flat_reference.py prints JSON"))
+}
+
 async fn ids(engine: &Engine, sql: &str) -> Vec<i64> {
     let batches = engine.sql(sql).await.expect("query runs");
     batches
@@ -117,6 +207,23 @@ async fn run_shape(rows: usize, dim: usize, results: &mut common::Results) {
     let queries: Vec<Vec<f32>> = (0..RUNS)
         .map(|_| (0..dim).map(|_| normal(&mut rng)).collect())
         .collect();
+
+    let selectivity = [
+        (None, "all"),
+        (Some(500), "50%"),
+        (Some(100), "10%"),
+        (Some(10), "1%"),
+        (Some(1), "0.1%"),
+    ];
+    let limits: Vec<Option<i32>> = selectivity.iter().map(|(l, _)| *l).collect();
+    let t = Instant::now();
+    let reference = references(&vectors, dim, &bucket, &queries, &limits);
+    if reference.is_some() {
+        eprintln!(
+            "faiss and numpy timed in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(
@@ -162,7 +269,15 @@ async fn run_shape(rows: usize, dim: usize, results: &mut common::Results) {
         t.elapsed().as_secs_f64()
     );
 
-    let fused = Engine::new(store.clone()).expect("engine");
+    // The fused operator and its 4 KiB-page twin each read through a store
+    // opened afresh over the files (neither is the store that wrote them).
+    let huge_store = Store::open(
+        dir.path().to_str().expect("utf-8 path"),
+        StoreConfig::default(),
+    )
+    .await
+    .expect("store opens");
+    let fused = Engine::new(huge_store.clone()).expect("engine");
     let plain = Engine::with_options(
         store.clone(),
         EngineOptions {
@@ -171,6 +286,18 @@ async fn run_shape(rows: usize, dim: usize, results: &mut common::Results) {
         },
     )
     .expect("engine");
+    // The same files through a store that keeps its cached vector chunks on
+    // ordinary 4 KiB pages (`huge_pages` off), for the on/off comparison.
+    let small_store = Store::open(
+        dir.path().to_str().expect("utf-8 path"),
+        StoreConfig {
+            huge_pages: false,
+            ..StoreConfig::default()
+        },
+    )
+    .await
+    .expect("store opens");
+    let small = Engine::new(small_store.clone()).expect("engine");
     let sql = |q: &[f32], limit: Option<i32>| {
         let wher = limit
             .map(|l| format!(" WHERE bucket < {l}"))
@@ -189,18 +316,36 @@ async fn run_shape(rows: usize, dim: usize, results: &mut common::Results) {
             .unwrap_or(1)
     );
     let mut unfiltered = None;
-    for (limit, label) in [
-        (None, "all"),
-        (Some(500), "50%"),
-        (Some(100), "10%"),
-        (Some(10), "1%"),
-        (Some(1), "0.1%"),
-    ] {
+    for (i, &(limit, label)) in selectivity.iter().enumerate() {
+        let reference = reference.as_ref().map(|r| &r[i]);
         // Same answers (and warm caches) first.
+        if let Some(r) = reference {
+            let want = flat_scan(&vectors, dim, &bucket, limit, &queries[0]);
+            if r.faiss_ids != want {
+                println!(
+                    "  {label:>5}: faiss's ids differ from the flat scan's (near ties?): {:?} vs {want:?}",
+                    r.faiss_ids
+                );
+            }
+        }
         for q in &queries[..3] {
             let want = flat_scan(&vectors, dim, &bucket, limit, q);
             assert_eq!(ids(&fused, &sql(q, limit)).await, want, "fused, {label}");
             assert_eq!(ids(&plain, &sql(q, limit)).await, want, "rule off, {label}");
+            assert_eq!(
+                ids(&small, &sql(q, limit)).await,
+                want,
+                "4 KiB pages, {label}"
+            );
+        }
+        if unfiltered.is_none() {
+            if let Some(mib) = anon_huge_page_mib() {
+                println!(
+                    "  huge pages: {:.0} MiB of the vector chunks moved, the process has {mib:.0} MiB \
+                     of anonymous huge pages",
+                    huge_store.decoded_huge_page_bytes() as f64 / (1 << 20) as f64
+                );
+            }
         }
         if std::env::var_os("EXPLAIN").is_some() {
             let plan = fused
@@ -212,30 +357,59 @@ async fn run_shape(rows: usize, dim: usize, results: &mut common::Results) {
                 arrow::util::pretty::pretty_format_batches(&plan).expect("format")
             );
         }
-        let (mut on, mut off, mut flat) = (Vec::new(), Vec::new(), Vec::new());
-        for q in &queries {
-            let t = Instant::now();
-            ids(&fused, &sql(q, limit)).await;
-            on.push(t.elapsed().as_secs_f64());
-            let t = Instant::now();
-            ids(&plain, &sql(q, limit)).await;
-            off.push(t.elapsed().as_secs_f64());
-            let t = Instant::now();
-            std::hint::black_box(flat_scan(&vectors, dim, &bucket, limit, q));
-            flat.push(t.elapsed().as_secs_f64());
+        let (mut on, mut off, mut flat, mut pages) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (j, q) in queries.iter().enumerate() {
+            // Each of the four goes first in turn: the first after another's
+            // scan pays for the caches that scan evicted and for waking the
+            // runtime's idle workers.
+            for m in 0..4 {
+                let t = Instant::now();
+                let took = |t: Instant| t.elapsed().as_secs_f64();
+                match (j + m) % 4 {
+                    0 => {
+                        ids(&fused, &sql(q, limit)).await;
+                        on.push(took(t));
+                    }
+                    1 => {
+                        ids(&small, &sql(q, limit)).await;
+                        pages.push(took(t));
+                    }
+                    2 => {
+                        ids(&plain, &sql(q, limit)).await;
+                        off.push(took(t));
+                    }
+                    _ => {
+                        std::hint::black_box(flat_scan(&vectors, dim, &bucket, limit, q));
+                        flat.push(took(t));
+                    }
+                }
+            }
         }
-        let (on, off, flat) = (median(on), median(off), median(flat));
+        let (on, off, flat, pages) = (median(on), median(off), median(flat), median(pages));
         let base = *unfiltered.get_or_insert(on);
         println!(
-            "  {label:>5}: fused {:7.2}  rule off {:7.2}  flat scan (1 core) {:7.2}  |  \
-             fused/off {:.2}  fused/flat {:.2}  vs unfiltered {:.2}",
+            "  {label:>5}: fused {:7.2}  rule off {:7.2}  flat scan (1 core) {:7.2}  \
+             4 KiB pages {:7.2}  |  fused/off {:.2}  fused/flat {:.2}  vs unfiltered {:.2}  \
+             huge/4K pages {:.2}",
             on * 1e3,
             off * 1e3,
             flat * 1e3,
+            pages * 1e3,
             on / off,
             on / flat,
-            on / base
+            on / base,
+            on / pages
         );
+        if let Some(r) = reference {
+            println!(
+                "         faiss IndexFlatL2 {:7.2}  numpy {:7.2}  |  fused/faiss {:.2}  fused/numpy {:.2}",
+                r.faiss_ms,
+                r.numpy_ms,
+                on * 1e3 / r.faiss_ms,
+                on * 1e3 / r.numpy_ms
+            );
+        }
         results.record(&[
             ("rows", json!(rows)),
             ("dim", json!(dim)),
@@ -246,11 +420,19 @@ async fn run_shape(rows: usize, dim: usize, results: &mut common::Results) {
             ("flat_scan_p50_ms", json!(flat * 1e3)),
             ("fused_per_flat", json!(on / flat)),
             ("fused_per_unfiltered", json!(on / base)),
+            ("fused_4k_pages_p50_ms", json!(pages * 1e3)),
+            ("huge_per_4k_pages", json!(on / pages)),
+            ("faiss_p50_ms", json!(reference.map(|r| r.faiss_ms))),
+            ("numpy_p50_ms", json!(reference.map(|r| r.numpy_ms))),
+            (
+                "fused_per_faiss",
+                json!(reference.map(|r| on * 1e3 / r.faiss_ms)),
+            ),
         ]);
     }
 
     // Cold: a new store over the same files (empty caches), first query.
-    drop((fused, plain, store));
+    drop((fused, plain, store, huge_store, small, small_store));
     let store = Store::open(
         dir.path().to_str().expect("utf-8 path"),
         StoreConfig::default(),

@@ -36,6 +36,10 @@ pub struct StoreConfig {
     /// Bytes of decoded vector columns (per row group) kept in memory
     /// (0: off).
     pub decoded_cache_bytes: u64,
+    /// Whether decoded vector chunks of at least 2 MiB are kept in memory
+    /// advised for huge pages (Linux transparent huge pages), so selective
+    /// searches that read scattered vectors take fewer TLB misses.
+    pub huge_pages: bool,
     /// How transient object-store failures are retried.
     pub retry: crate::retry::RetryPolicy,
     /// Files of at least this many bytes are written with a multipart
@@ -66,6 +70,7 @@ impl Default for StoreConfig {
             cache_bytes: crate::cache::DEFAULT_CACHE_BYTES,
             cache_block_bytes: crate::cache::DEFAULT_BLOCK_BYTES,
             decoded_cache_bytes: DEFAULT_DECODED_CACHE_BYTES,
+            huge_pages: true,
             retry: crate::retry::RetryPolicy::default(),
             multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
             multipart_part_bytes: DEFAULT_MULTIPART_PART_BYTES,

@@ -375,7 +375,26 @@ pub(crate) fn score_rows(
     let values = vectors.values().as_primitive::<Float32Type>().values();
     let base = vectors.offset();
     let mut out = Float64Builder::with_capacity(rows.len());
-    for &r in rows {
+    // Scattered rows (a sparse selection scored where it lies): ask for the
+    // rows a few ahead, so their memory latencies overlap.
+    let scattered = match (rows.first(), rows.last()) {
+        (Some(&a), Some(&b)) => (b - a) as usize >= 2 * rows.len(),
+        _ => false,
+    };
+    let ahead = if scattered && d * 4 <= crate::layout::PREFETCH_MAX_ROW_BYTES {
+        crate::layout::PREFETCH_ROWS_AHEAD
+    } else {
+        0
+    };
+    for (j, &r) in rows.iter().enumerate() {
+        if ahead > 0 {
+            if let Some(&next) = rows.get(j + ahead) {
+                let at = (base + next as usize) * d;
+                if let Some(v) = values.get(at..at + d) {
+                    crate::layout::prefetch(v);
+                }
+            }
+        }
         let r = r as usize;
         if vectors.is_null(r) {
             out.append_null();

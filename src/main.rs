@@ -116,6 +116,9 @@ struct StoreArgs {
     /// Bytes of decoded columns (per row group: vectors, and the key and scalar columns top-k queries read) kept in memory, so warm searches skip decoding (0: off).
     #[arg(long, env = "QUIVER_VECTOR_CACHE_BYTES", default_value_t = quiver::config::DEFAULT_DECODED_CACHE_BYTES)]
     vector_cache_bytes: u64,
+    /// Keep cached vector chunks of 2 MiB or more in memory advised for huge pages (Linux transparent huge pages), so selective searches that read scattered vectors take fewer TLB misses (false: ordinary pages).
+    #[arg(long, env = "QUIVER_HUGE_PAGES", default_value_t = true, action = clap::ArgAction::Set)]
+    huge_pages: bool,
     /// Retries of an object-store operation after a transient failure (network error, 5xx, a read that broke off), with exponential backoff and full jitter (0: none).
     #[arg(long, env = "QUIVER_STORE_RETRIES", default_value_t = 5)]
     store_retries: u32,
@@ -207,6 +210,7 @@ impl StoreArgs {
             cache_bytes: self.cache_bytes,
             cache_block_bytes: self.cache_block_bytes,
             decoded_cache_bytes: self.vector_cache_bytes,
+            huge_pages: self.huge_pages,
             ..StoreConfig::default()
         })
     }

@@ -112,6 +112,11 @@ fn describe() {
         "Decoded-column cache: bytes held"
     );
     describe_gauge!(
+        "quiver_decoded_cache_huge_page_bytes",
+        Unit::Bytes,
+        "Decoded-column cache: bytes of vector chunks placed in memory advised for huge pages, in all"
+    );
+    describe_gauge!(
         "quiver_wal_bytes",
         Unit::Bytes,
         "Write-ahead log bytes on disk"
@@ -146,6 +151,7 @@ async fn refresh(store: &Store) {
     gauge!("quiver_decoded_cache_hits").set(hits as f64);
     gauge!("quiver_decoded_cache_misses").set(misses as f64);
     gauge!("quiver_decoded_cache_bytes").set(bytes as f64);
+    gauge!("quiver_decoded_cache_huge_page_bytes").set(store.decoded_huge_page_bytes() as f64);
     let (mut growing, mut wal_bytes) = (0, 0);
     for name in store.collection_names() {
         if let Some(m) = store.snapshot(&name) {

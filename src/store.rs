@@ -117,6 +117,8 @@ pub struct Store {
     decoded: moka::future::Cache<(Path, usize, usize), ArrayRef>,
     decoded_hits: AtomicU64,
     decoded_misses: AtomicU64,
+    /// Bytes of decoded vector chunks moved to huge-page memory, in all.
+    decoded_huge_page_bytes: AtomicU64,
     /// Older versions pinned for time-travel queries.
     pinned: moka::sync::Cache<(String, u64), (Arc<Manifest>, Arc<DeleteMap>)>,
     /// The write-ahead log and growing segments (`None`: every write is
@@ -203,6 +205,7 @@ impl Store {
                 .build(),
             decoded_hits: AtomicU64::new(0),
             decoded_misses: AtomicU64::new(0),
+            decoded_huge_page_bytes: AtomicU64::new(0),
             pinned: moka::sync::Cache::builder()
                 .max_capacity(DELETE_MAP_CACHE_ENTRIES)
                 .time_to_idle(std::time::Duration::from_secs(600))
@@ -354,12 +357,40 @@ impl Store {
         if !load || self.config.decoded_cache_bytes == 0 {
             return Ok(None);
         }
+        let load = async {
+            let a = self.load_rows(path, size, meta, &[(rg, None)]).await?;
+            if !self.config.huge_pages {
+                return Ok(a);
+            }
+            Ok(match crate::layout::on_huge_pages(&a) {
+                Some(moved) => {
+                    self.decoded_huge_page_bytes
+                        .fetch_add(moved.get_buffer_memory_size() as u64, Ordering::Relaxed);
+                    moved
+                }
+                None => a,
+            })
+        };
         let a = self
             .decoded
-            .try_get_with(key, self.load_rows(path, size, meta, &[(rg, None)]))
+            .try_get_with(key, load)
             .await
             .map_err(unwrap_shared)?;
         Ok(Some((a, false)))
+    }
+
+    /// The decoded vector column of row group `rg` of a file if the cache
+    /// holds it (a hit is counted; a miss is not, as nothing is loaded).
+    pub(crate) async fn cached_chunk(&self, path: &Path, rg: usize) -> Option<ArrayRef> {
+        let a = self.decoded.get(&(path.clone(), rg, 0)).await?;
+        self.decoded_hits.fetch_add(1, Ordering::Relaxed);
+        Some(a)
+    }
+
+    /// Bytes of decoded vector chunks moved to memory advised for huge
+    /// pages so far ([`StoreConfig::huge_pages`]).
+    pub fn decoded_huge_page_bytes(&self) -> u64 {
+        self.decoded_huge_page_bytes.load(Ordering::Relaxed)
     }
 
     /// Root columns `cols` of row group `rg` of a (group-0) file, decoded:

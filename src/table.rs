@@ -834,10 +834,14 @@ impl MaterializeExec {
     /// the decoded-column cache without copying; vectors are read only for
     /// the rows that pass when few do and the row group's vectors are not
     /// cached (a sparse read), so a selective filter decodes few vectors.
+    /// When few pass and the vectors are cached, `in_place` (for a caller
+    /// that reads only the masked rows' vectors) leaves them where they lie:
+    /// the batch holds the whole row group and the mask, nothing is copied.
     pub async fn load_unit(
         &self,
         unit: ScanUnit,
         prefilter: &(dyn Fn(&RecordBatch) -> DFResult<Option<BooleanArray>> + Send + Sync),
+        in_place: bool,
     ) -> DFResult<Vec<(RecordBatch, Option<BooleanArray>)>> {
         let scalar_cols = self.scalar_columns();
         let (segment, rg, start) = match unit {
@@ -933,6 +937,33 @@ impl MaterializeExec {
         }
         // Few rows pass: keep just those, and read just their vectors.
         let sparse = selected * 8 < rows;
+        let counters = &self.resident_counters;
+        if sparse && in_place {
+            if let Some(chunks) = self.cached_vectors(*seg_id, start, rows).await? {
+                let row_bytes: usize = chunks
+                    .iter()
+                    .map(|(_, c)| slice_bytes(c.as_ref()) / rows)
+                    .sum();
+                counters.fetches.add(chunks.len());
+                counters.chunk_hits.add(chunks.len());
+                counters.rows.add(selected * chunks.len());
+                counters.rows_in_place.add(selected);
+                counters.bytes_scanned.add(selected * row_bytes);
+                for (out_idx, chunk) in chunks {
+                    columns[out_idx] = Some(chunk);
+                }
+                let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+                let batch = RecordBatch::try_new_with_options(
+                    work.keyed_schema.clone(),
+                    columns
+                        .into_iter()
+                        .map(|c| c.expect("every column"))
+                        .collect(),
+                    &opts,
+                )?;
+                return Ok(vec![(batch, mask)]);
+            }
+        }
         let (positions, n) = match (&mask, sparse) {
             (Some(m), true) => {
                 let idx = crate::topk::true_positions(m);
@@ -947,7 +978,6 @@ impl MaterializeExec {
                 rows,
             ),
         };
-        let counters = &self.resident_counters;
         for (out_idx, src) in work.sources.iter().enumerate() {
             if let ColumnSource::Vector(name) = src {
                 let file = work
@@ -977,6 +1007,49 @@ impl MaterializeExec {
             &opts,
         )?;
         Ok(vec![(batch, if sparse { None } else { mask })])
+    }
+
+    /// Every vector column of rows `start..start + rows` of segment
+    /// `seg_id` (by output index), if each is one whole row group of its
+    /// file that the decoded-column cache holds; `None` otherwise.
+    async fn cached_vectors(
+        &self,
+        seg_id: u64,
+        start: u64,
+        rows: usize,
+    ) -> DFResult<Option<Vec<(usize, ArrayRef)>>> {
+        let work = &self.work;
+        let mut out = Vec::new();
+        for (out_idx, src) in work.sources.iter().enumerate() {
+            let ColumnSource::Vector(name) = src else {
+                continue;
+            };
+            let Some(file) = work.files.get(&seg_id).and_then(|m| m.get(name)) else {
+                return Ok(None);
+            };
+            let path = Store::file_path(&work.collection, &file.path);
+            let meta = work.store.reader_metadata(&path, file.size).await?;
+            let mut at = 0u64;
+            let mut group = None;
+            for (i, g) in meta.metadata().row_groups().iter().enumerate() {
+                if at == start {
+                    group = (g.num_rows() as usize == rows).then_some(i);
+                    break;
+                }
+                at += g.num_rows() as u64;
+                if at > start {
+                    break;
+                }
+            }
+            let Some(rg) = group else {
+                return Ok(None);
+            };
+            match work.store.cached_chunk(&path, rg).await {
+                Some(chunk) if chunk.len() == rows => out.push((out_idx, chunk)),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(out))
     }
 
     fn stream(
@@ -1143,6 +1216,9 @@ struct FetchCounters {
     rows_scanned: Count,
     /// Decoded bytes of the columns this operator read itself.
     bytes_scanned: Count,
+    /// Rows of a sparse selection whose vectors were left where they lie
+    /// in cached chunks (no copy): the top-k scores them in place.
+    rows_in_place: Count,
 }
 
 impl FetchCounters {
@@ -1154,6 +1230,7 @@ impl FetchCounters {
             chunk_misses: MetricBuilder::new(metrics).counter("chunk_cache_misses", partition),
             rows_scanned: MetricBuilder::new(metrics).counter("rows_scanned", partition),
             bytes_scanned: MetricBuilder::new(metrics).counter("bytes_scanned", partition),
+            rows_in_place: MetricBuilder::new(metrics).counter("vector_rows_in_place", partition),
         }
     }
 

@@ -534,10 +534,17 @@ impl ExecutionPlan for VectorTopKExec {
                                 .expect("checked in try_new");
                             let mut best = Best::default();
                             let (mut n_units, mut rows) = (0usize, 0usize);
+                            // Sparse selections of cached vectors are scored
+                            // where they lie when the scorer reads only the
+                            // selected rows: no filter reads a vector.
+                            let in_place =
+                                shared.scorer.is_some() && shared.post_filters.is_empty();
                             for unit in units.iter().skip(w).step_by(workers) {
                                 let prefilter =
                                     |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
-                                for (batch, live) in scan.load_unit(*unit, &prefilter).await? {
+                                for (batch, live) in
+                                    scan.load_unit(*unit, &prefilter, in_place).await?
+                                {
                                     rows += batch.num_rows();
                                     best.consider(&shared, &shared.post_filters, batch, live)?;
                                 }

@@ -400,6 +400,8 @@ async fn a_selective_filter_reads_only_the_vectors_it_selects() {
     assert!(plan.contains("VectorTopKExec"), "{plan}");
     assert_eq!(metric(&plan, "vector_rows"), 200, "{plan}");
     assert_eq!(metric(&plan, "rows_scored"), 200, "{plan}");
+    assert_eq!(metric(&plan, "vector_rows_in_place"), 0, "{plan}");
+    let gathered = run(&engine, &selective).await;
     let (_, _, cached) = store.decoded_cache_stats().await;
     // The key column of 20,000 rows is cached; no vector chunk is.
     let vectors = 20_000 * DIM as u64 * 4;
@@ -410,6 +412,111 @@ async fn a_selective_filter_reads_only_the_vectors_it_selects() {
     assert!(plan.contains("vector_rows=20.00 K"), "{plan}");
     let (_, _, cached) = store.decoded_cache_stats().await;
     assert!(cached >= vectors, "{cached} bytes cached");
+    // Now the chunks are cached: the selective query scores its 200 rows
+    // where they lie, copying none, with the same answers as the sparse
+    // read gave.
+    let plan = run(&engine, &format!("EXPLAIN ANALYZE {selective}")).await;
+    assert_eq!(metric(&plan, "vector_rows_in_place"), 200, "{plan}");
+    assert_eq!(metric(&plan, "rows_scored"), 200, "{plan}");
+    assert_eq!(run(&engine, &selective).await, gathered);
+    // A filter that reads a vector is evaluated on the rows it is given:
+    // those get gathered (no in-place scoring).
+    let on_vectors = format!(
+        "SELECT id FROM t WHERE id % 100 = 7 AND l2_distance(v, {q}) < 1000 \
+         ORDER BY l2_distance(v, {q}) LIMIT 5"
+    );
+    let plan = run(&engine, &format!("EXPLAIN ANALYZE {on_vectors}")).await;
+    assert_eq!(metric(&plan, "vector_rows_in_place"), 0, "{plan}");
+    assert_eq!(run(&engine, &on_vectors).await, gathered);
+}
+
+/// Cached vector chunks of 2 MiB or more move to memory advised for huge
+/// pages (`StoreConfig::huge_pages`, the default): the same rows come back
+/// as from a store over the same files that keeps ordinary pages, for
+/// unfiltered, dense and sparse selections (a sparse one gathers scattered
+/// rows of the cached chunks), and the store counts what it moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_page_chunks_give_the_same_rows_as_ordinary_ones() {
+    const D: usize = 64;
+    // Three row groups of 8,192 rows x 64 float32s: 2 MiB of vectors each.
+    let (n, group) = (3 * 8_192, 8_192);
+    let dir = tempfile::tempdir().unwrap();
+    let config = |huge_pages| StoreConfig {
+        row_group_rows: group,
+        huge_pages,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path().to_str().unwrap(), config(true))
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(0..n as i64)) as ArrayRef,
+        ),
+        (
+            "cat",
+            Arc::new(Int32Array::from_iter_values(
+                (0..n).map(|_| rng.random_range(0..100)),
+            )) as ArrayRef,
+        ),
+        (
+            "v",
+            Arc::new(FixedSizeListArray::new(
+                quiver::schema::vector_item_field(),
+                D as i32,
+                Arc::new(Float32Array::from_iter_values(
+                    (0..n * D).map(|_| rng.random_range(-4..5) as f32 * 0.5),
+                )),
+                None,
+            )) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    ingest(&store, "h", batch, IngestMode::CREATE)
+        .await
+        .unwrap();
+    let plain_store = Store::open(dir.path().to_str().unwrap(), config(false))
+        .await
+        .unwrap();
+    let huge = Engine::new(store.clone()).unwrap();
+    let plain = Engine::new(plain_store.clone()).unwrap();
+    let queries: Vec<String> = (0..12)
+        .map(|i| {
+            let q = vector(&mut rng, D);
+            let (metric, wher) = [
+                ("l2_distance", ""),
+                ("cosine_distance", " WHERE cat < 60"),
+                ("l2_distance", " WHERE cat = 7"),
+                ("inner_product", " WHERE cat < 3 AND id % 2 = 0"),
+            ][i % 4];
+            format!(
+                "SELECT id, cat, {metric}(v, {q}) AS d FROM h{wher} ORDER BY d LIMIT {}",
+                3 + i
+            )
+        })
+        .collect();
+    for round in 0..2 {
+        // The first round loads the chunks (an unfiltered query first);
+        // the second reads them from the cache.
+        for sql in &queries {
+            let got = run(&huge, sql).await;
+            assert_eq!(got, run(&plain, sql).await, "round {round}: {sql}");
+            assert!(got.lines().count() > 6, "{sql}\n{got}");
+        }
+    }
+    // The 1% selection scores scattered rows of the cached chunks in place.
+    let plan = run(&huge, &format!("EXPLAIN ANALYZE {}", queries[2])).await;
+    assert!(plan.contains("VectorTopKExec"), "{plan}");
+    assert!(metric(&plan, "vector_rows_in_place") > 100, "{plan}");
+    let moved = store.decoded_huge_page_bytes();
+    if cfg!(target_os = "linux") {
+        assert_eq!(moved, (n * D * 4) as u64, "every chunk moved");
+    } else {
+        assert_eq!(moved, 0);
+    }
+    assert_eq!(plain_store.decoded_huge_page_bytes(), 0);
 }
 
 /// Long array literals (query vectors) are planned as parameters and bound
