@@ -23,14 +23,12 @@ import faiss
 import numpy as np
 
 
-def main():
-    folder = pathlib.Path(sys.argv[1])
-    rows, dim, k = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    limits = json.loads(sys.argv[5])
-    emb = np.fromfile(folder / "vectors.f32", dtype="<f4").reshape(rows, dim)
-    bucket = np.fromfile(folder / "bucket.i32", dtype="<i4")
-    queries = np.fromfile(folder / "queries.f32", dtype="<f4").reshape(-1, dim)
-    index = faiss.IndexFlatL2(dim)
+def searchers(emb, bucket, k):
+    """The top-k searches `(faiss_search, numpy_search)` over the rows of
+    `emb`, each called as `fn(query, limit)`: ids of the k nearest rows
+    (squared L2) among those with `bucket < limit` (all if limit is None).
+    benches/search.py uses them too."""
+    index = faiss.IndexFlatL2(emb.shape[1])
     index.add(emb)
     norms = (emb * emb).sum(1)
 
@@ -47,6 +45,18 @@ def main():
             d = np.where(bucket < limit, d, np.inf)
         top = np.argpartition(d, k)[:k]
         return top[np.argsort(d[top])]
+
+    return faiss_search, numpy_search
+
+
+def main():
+    folder = pathlib.Path(sys.argv[1])
+    rows, dim, k = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    limits = json.loads(sys.argv[5])
+    emb = np.fromfile(folder / "vectors.f32", dtype="<f4").reshape(rows, dim)
+    bucket = np.fromfile(folder / "bucket.i32", dtype="<i4")
+    queries = np.fromfile(folder / "queries.f32", dtype="<f4").reshape(-1, dim)
+    faiss_search, numpy_search = searchers(emb, bucket, k)
 
     def p50(fn, limit):
         fn(queries[0], limit)  # warm

@@ -53,6 +53,7 @@ def p50_p99(samples):
 def main():
     import duckdb
     import faiss
+    from flat_reference import searchers
 
     if os.environ.get("ONLY_MNIST"):
         with tempfile.TemporaryDirectory() as tmp:
@@ -76,23 +77,7 @@ def main():
     )
     queries = rng.standard_normal((RUNS, DIM), dtype=np.float32)
 
-    index = faiss.IndexFlatL2(DIM)
-    index.add(emb)
-    norms = (emb * emb).sum(1)
-
-    def faiss_search(q, limit):
-        if limit is None:
-            return index.search(q[None, :], K)[1][0]
-        mask = np.packbits(bucket < limit, bitorder="little")
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(mask))
-        return index.search(q[None, :], K, params=params)[1][0]
-
-    def numpy_search(q, limit):
-        d = norms - 2.0 * (emb @ q)
-        if limit is not None:
-            d = np.where(bucket < limit, d, np.inf)
-        top = np.argpartition(d, K)[:K]
-        return top[np.argsort(d[top])]
+    faiss_search, numpy_search = searchers(emb, bucket, K)
 
     def timed(fn, limit):
         out = []

@@ -952,16 +952,7 @@ impl MaterializeExec {
                 for (out_idx, chunk) in chunks {
                     columns[out_idx] = Some(chunk);
                 }
-                let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-                let batch = RecordBatch::try_new_with_options(
-                    work.keyed_schema.clone(),
-                    columns
-                        .into_iter()
-                        .map(|c| c.expect("every column"))
-                        .collect(),
-                    &opts,
-                )?;
-                return Ok(vec![(batch, mask)]);
+                return Ok(vec![(self.keyed_batch(columns, rows)?, mask)]);
             }
         }
         let (positions, n) = match (&mask, sparse) {
@@ -997,16 +988,22 @@ impl MaterializeExec {
                 columns[out_idx] = Some(vectors);
             }
         }
-        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
-        let batch = RecordBatch::try_new_with_options(
-            work.keyed_schema.clone(),
+        let batch = self.keyed_batch(columns, n)?;
+        Ok(vec![(batch, if sparse { None } else { mask })])
+    }
+
+    /// A batch of the keyed schema with `rows` rows from `columns`, every
+    /// one of which is set.
+    fn keyed_batch(&self, columns: Vec<Option<ArrayRef>>, rows: usize) -> DFResult<RecordBatch> {
+        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            self.work.keyed_schema.clone(),
             columns
                 .into_iter()
                 .map(|c| c.expect("every column"))
                 .collect(),
             &opts,
-        )?;
-        Ok(vec![(batch, if sparse { None } else { mask })])
+        )?)
     }
 
     /// Every vector column of rows `start..start + rows` of segment
