@@ -378,22 +378,13 @@ pub(crate) fn score_rows(
     // Scattered rows (a sparse selection scored where it lies): ask for the
     // rows a few ahead, so their memory latencies overlap.
     let scattered = match (rows.first(), rows.last()) {
-        (Some(&a), Some(&b)) => (b - a) as usize >= 2 * rows.len(),
+        (Some(&a), Some(&b)) => b.abs_diff(a) as usize >= 2 * rows.len(),
         _ => false,
     };
-    let ahead = if scattered && d * 4 <= crate::layout::PREFETCH_MAX_ROW_BYTES {
-        crate::layout::PREFETCH_ROWS_AHEAD
-    } else {
-        0
-    };
+    let window = &values[(base * d).min(values.len())..];
     for (j, &r) in rows.iter().enumerate() {
-        if ahead > 0 {
-            if let Some(&next) = rows.get(j + ahead) {
-                let at = (base + next as usize) * d;
-                if let Some(v) = values.get(at..at + d) {
-                    crate::layout::prefetch(v);
-                }
-            }
+        if scattered {
+            crate::layout::prefetch_ahead(window, d, rows, j);
         }
         let r = r as usize;
         if vectors.is_null(r) {

@@ -159,17 +159,17 @@ pub fn from_stored(a: &ArrayRef, element: &DataType) -> Result<ArrayRef> {
 
 /// How many rows ahead [`gather`] (and the scoring of scattered rows) asks
 /// the CPU to fetch.
-pub(crate) const PREFETCH_ROWS_AHEAD: usize = 4;
+const PREFETCH_ROWS_AHEAD: usize = 4;
 
 /// Rows wider than this are not prefetched by [`gather`]: the hardware
 /// streams the lines of a wide row by itself, and the copy of one is
 /// bound by bandwidth rather than by the latency of its first line.
-pub(crate) const PREFETCH_MAX_ROW_BYTES: usize = 1024;
+const PREFETCH_MAX_ROW_BYTES: usize = 1024;
 
 /// Asks the CPU to bring the cache lines of `xs` in (a hint: nothing is
 /// read, nothing can fault).
 #[inline(always)]
-pub(crate) fn prefetch<T>(xs: &[T]) {
+fn prefetch<T>(xs: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         let start = xs.as_ptr() as *const i8;
@@ -186,6 +186,23 @@ pub(crate) fn prefetch<T>(xs: &[T]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = xs;
+}
+
+/// Before the row `rows[j]` is read: prefetches the row
+/// [`PREFETCH_ROWS_AHEAD`] places further in `rows`, of `values` seen as
+/// rows of `width` elements, if rows are at most [`PREFETCH_MAX_ROW_BYTES`]
+/// wide (wider ones the hardware streams by itself).
+#[inline(always)]
+pub(crate) fn prefetch_ahead<T>(values: &[T], width: usize, rows: &[u32], j: usize) {
+    if width * std::mem::size_of::<T>() > PREFETCH_MAX_ROW_BYTES {
+        return;
+    }
+    if let Some(&next) = rows.get(j + PREFETCH_ROWS_AHEAD) {
+        let at = next as usize * width;
+        if let Some(row) = values.get(at..at + width) {
+            prefetch(row);
+        }
+    }
 }
 
 /// Rows `indices` of a `FixedSizeList` vector array, copying each row's
@@ -213,20 +230,8 @@ pub fn gather(a: &ArrayRef, indices: &[u32]) -> Result<ArrayRef> {
     let base = (data.offset() + list.offset() * d) * width;
     let src = &data.buffers()[0].as_slice()[base..];
     let mut out = MutableBuffer::with_capacity(indices.len() * row);
-    let ahead = if row <= PREFETCH_MAX_ROW_BYTES {
-        PREFETCH_ROWS_AHEAD
-    } else {
-        0
-    };
     for (k, &i) in indices.iter().enumerate() {
-        if ahead > 0 {
-            if let Some(&next) = indices.get(k + ahead) {
-                let at = next as usize * row;
-                if let Some(bytes) = src.get(at..at + row) {
-                    prefetch(bytes);
-                }
-            }
-        }
+        prefetch_ahead(src, row, indices, k);
         let start = i as usize * row;
         let bytes = src
             .get(start..start + row)

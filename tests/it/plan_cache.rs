@@ -333,11 +333,7 @@ async fn plans_that_depend_on_more_than_the_sql_are_not_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_first_run_on_an_empty_collection_gets_its_template_later() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
-        .await
-        .unwrap();
-    let engine = Engine::new(store.clone()).unwrap();
+    let (_dir, store, engine) = crate::util::fresh_engine().await;
     engine
         .sql(&format!(
             "CREATE TABLE c (id BIGINT NOT NULL, cat INT, name VARCHAR, v FLOAT[{D}], PRIMARY KEY (id))"

@@ -525,11 +525,7 @@ async fn huge_page_chunks_give_the_same_rows_as_ordinary_ones() {
 /// and errors still name the dimensions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_vector_literals_give_the_same_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
-        .await
-        .unwrap();
-    let engine = Engine::new(store.clone()).unwrap();
+    let (_dir, store, engine) = crate::util::fresh_engine().await;
     const D: usize = 40;
     let mut rng = StdRng::seed_from_u64(9);
     let n = 2_000;

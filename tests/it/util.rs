@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use object_store::ObjectStore;
-use quiver::{IngestMode, Store};
+use quiver::{Engine, IngestMode, Store, StoreConfig};
 
 /// Where a storage test runs: a local directory, or a fresh prefix of the
 /// S3 bucket `scripts/test.sh` sets up on a SeaweedFS server on loopback
@@ -64,6 +64,17 @@ impl Backend {
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         quiver::store::open_object_store(&self.url()).unwrap()
     }
+}
+
+/// An empty store with the default configuration in a fresh temporary
+/// directory (removed when the returned guard drops), and an engine over it.
+pub async fn fresh_engine() -> (tempfile::TempDir, Arc<Store>, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    let engine = Engine::new(store.clone()).unwrap();
+    (dir, store, engine)
 }
 
 /// Ingests one batch into collection `name` as one write.
