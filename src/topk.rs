@@ -60,7 +60,7 @@ use tracing::Instrument;
 use crate::bits::BitDistanceUdf;
 use crate::distance::{score_rows, DistanceUdf, Metric};
 use crate::keys::{key_at, Key};
-use crate::table::MaterializeExec;
+use crate::table::{MaterializeExec, ScanUnit};
 
 /// The physical optimizer rule that plans [`VectorTopKExec`].
 #[derive(Debug, Default)]
@@ -483,6 +483,25 @@ impl ExecutionPlan for VectorTopKExec {
             .downcast_ref::<MaterializeExec>()
             .expect("checked in try_new");
         let (pre, post) = split_filters(&self.filters, &scan.scalar_columns())?;
+        let lean = self.scorer.is_some()
+            && self.sort.len() == 1
+            && matches!(
+                scan.keyed_schema().field(self.key_idx).data_type(),
+                DataType::Int64 | DataType::Utf8
+            );
+        let mut outputs = self.outputs.clone();
+        let mut best_schema = scan.keyed_schema().clone();
+        let (mut carry, mut best_key_idx) = (None, self.key_idx);
+        if lean {
+            let (columns, remapped) = carried(&self.outputs, self.key_idx)?;
+            best_key_idx = columns
+                .iter()
+                .position(|&c| c == self.key_idx)
+                .expect("the key is carried");
+            best_schema = Arc::new(best_schema.project(&columns)?);
+            outputs = remapped;
+            carry = Some(columns);
+        }
         let shared = Arc::new(Shared {
             filters: self.filters.clone(),
             pre_filters: pre,
@@ -491,17 +510,13 @@ impl ExecutionPlan for VectorTopKExec {
             scorer: self.scorer.clone(),
             key_idx: self.key_idx,
             fetch: self.fetch,
-            lean: self.scorer.is_some()
-                && self.sort.len() == 1
-                && matches!(
-                    scan.keyed_schema().field(self.key_idx).data_type(),
-                    DataType::Int64 | DataType::Utf8
-                ),
+            lean,
+            carry,
+            best_key_idx,
             scored: MetricBuilder::new(&self.metrics).counter("rows_scored", 0),
             skipped: MetricBuilder::new(&self.metrics).counter("rows_below_threshold", 0),
         });
         let baseline = BaselineMetrics::new(&self.metrics, partition);
-        let outputs = self.outputs.clone();
         let schema = self.schema();
         let out_schema = schema.clone();
         let workers = context.session_config().target_partitions().max(1);
@@ -517,50 +532,25 @@ impl ExecutionPlan for VectorTopKExec {
             let scan = input
                 .downcast_ref::<MaterializeExec>()
                 .expect("checked in try_new");
-            let keyed_schema = scan.keyed_schema().clone();
-            let mut tasks = Vec::new();
+            let (mut tasks, mut found) = (Vec::new(), Vec::new());
             if scan.resident() {
                 // Row groups (and the growing rows) dealt out to workers;
                 // columns come from the decoded-column cache.
                 let units = Arc::new(scan.units().await?);
-                for w in 0..workers.min(units.len()) {
-                    let (input, units, shared) = (input.clone(), units.clone(), shared.clone());
+                // Worker 0's share runs here, on this task, after the others
+                // are spawned: one wake-up fewer, and no task waits idle.
+                let n = workers.min(units.len());
+                for w in 1..n {
                     let span = tracing::debug_span!(parent: &topk_span, "scan", worker = w);
-                    tasks.push(SpawnedTask::spawn(
-                        async move {
-                            let started = std::time::Instant::now();
-                            let scan = input
-                                .downcast_ref::<MaterializeExec>()
-                                .expect("checked in try_new");
-                            let mut best = Best::default();
-                            let (mut n_units, mut rows) = (0usize, 0usize);
-                            // Sparse selections of cached vectors are scored
-                            // where they lie when the scorer reads only the
-                            // selected rows: no filter reads a vector.
-                            let in_place =
-                                shared.scorer.is_some() && shared.post_filters.is_empty();
-                            for unit in units.iter().skip(w).step_by(workers) {
-                                let prefilter =
-                                    |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
-                                for (batch, live) in
-                                    scan.load_unit(*unit, &prefilter, in_place).await?
-                                {
-                                    rows += batch.num_rows();
-                                    best.consider(&shared, &shared.post_filters, batch, live)?;
-                                }
-                                n_units += 1;
-                            }
-                            best.flush(&shared)?;
-                            tracing::debug!(
-                                ms = started.elapsed().as_secs_f64() * 1e3,
-                                units = n_units,
-                                rows,
-                                "scan finished"
-                            );
-                            Ok::<_, DataFusionError>(best)
-                        }
-                        .instrument(span),
-                    ));
+                    let share =
+                        scan_share(input.clone(), units.clone(), shared.clone(), w, workers);
+                    tasks.push(SpawnedTask::spawn(share.instrument(span)));
+                }
+                if n > 0 {
+                    let span = tracing::debug_span!(parent: &topk_span, "scan", worker = 0);
+                    let share =
+                        scan_share(input.clone(), units.clone(), shared.clone(), 0, workers);
+                    found.push(share.instrument(span).await?);
                 }
             } else {
                 for p in 0..input.output_partitioning().partition_count() {
@@ -578,10 +568,13 @@ impl ExecutionPlan for VectorTopKExec {
             }
             let mut all = Best::default();
             for t in tasks {
-                let best = t
-                    .join_unwind()
-                    .await
-                    .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
+                found.push(
+                    t.join_unwind()
+                        .await
+                        .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??,
+                );
+            }
+            for best in found {
                 if let Some((batch, keys)) = best.best {
                     all.offer(&shared, batch, keys[0].clone())?;
                 }
@@ -589,7 +582,7 @@ impl ExecutionPlan for VectorTopKExec {
             let timer = baseline.elapsed_compute().timer();
             let winners = match all.best {
                 Some((b, _)) => b,
-                None => RecordBatch::new_empty(keyed_schema),
+                None => RecordBatch::new_empty(best_schema),
             };
             let n = winners.num_rows();
             let columns = outputs
@@ -614,6 +607,80 @@ impl ExecutionPlan for VectorTopKExec {
             .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.num_rows() == 0)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
+}
+
+/// Columns of the keyed schema, and expressions over just those columns.
+type CarriedColumns = (Vec<usize>, Vec<Arc<dyn PhysicalExpr>>);
+
+/// The columns (of the keyed schema) that `outputs` read, and the key
+/// column, in order; and `outputs` over just those columns.
+fn carried(outputs: &[Arc<dyn PhysicalExpr>], key_idx: usize) -> Result<CarriedColumns> {
+    let mut columns = vec![key_idx];
+    for e in outputs {
+        e.apply(|node| {
+            if let Some(c) = node.downcast_ref::<Column>() {
+                columns.push(c.index());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+    }
+    columns.sort_unstable();
+    columns.dedup();
+    let remapped = outputs
+        .iter()
+        .map(|e| {
+            e.clone()
+                .transform(|node| {
+                    Ok(match node.downcast_ref::<Column>() {
+                        Some(c) => {
+                            let at = columns
+                                .binary_search(&c.index())
+                                .expect("a column the outputs read is carried");
+                            Transformed::yes(Arc::new(Column::new(c.name(), at)) as _)
+                        }
+                        None => Transformed::no(node),
+                    })
+                })
+                .map(|t| t.data)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((columns, remapped))
+}
+
+/// Worker `w`'s share of a resident scan: every `workers`-th unit from
+/// the `w`-th, filtered, scored and kept in a [`Best`] of its own.
+async fn scan_share(
+    input: Arc<dyn ExecutionPlan>,
+    units: Arc<Vec<ScanUnit>>,
+    shared: Arc<Shared>,
+    w: usize,
+    workers: usize,
+) -> Result<Best> {
+    let started = std::time::Instant::now();
+    let scan = input
+        .downcast_ref::<MaterializeExec>()
+        .expect("checked in try_new");
+    let mut best = Best::default();
+    let (mut n_units, mut rows) = (0usize, 0usize);
+    // Sparse selections of cached vectors are scored where they lie when
+    // the scorer reads only the selected rows: no filter reads a vector.
+    let in_place = shared.scorer.is_some() && shared.post_filters.is_empty();
+    let prefilter = |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
+    for unit in units.iter().skip(w).step_by(workers) {
+        for (batch, live) in scan.load_unit(*unit, &prefilter, in_place).await? {
+            rows += batch.num_rows();
+            best.consider(&shared, &shared.post_filters, batch, live)?;
+        }
+        n_units += 1;
+    }
+    best.flush(&shared)?;
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        units = n_units,
+        rows,
+        "scan finished"
+    );
+    Ok(best)
 }
 
 /// Scores rows with a distance kernel directly: the first sort key is a
@@ -670,6 +737,14 @@ struct Shared {
     /// the only sort key is a distance the scorer computes, and the primary
     /// key is an integer or a string.
     lean: bool,
+    /// The lean path's columns of the keyed schema that the best rows carry
+    /// on: those the output reads, and the key. A vector the distance was
+    /// computed from is left behind unless it is selected, so the winners'
+    /// vectors are not copied as they are merged.
+    carry: Option<Vec<usize>>,
+    /// The key's column in the best rows ([`Best::best`]): `key_idx`, or
+    /// its place among the carried columns.
+    best_key_idx: usize,
     scored: Count,
     skipped: Count,
 }
@@ -1004,7 +1079,10 @@ impl Best {
         }
         shared.skipped.add(skipped);
         if used {
-            self.kept.push(batch);
+            self.kept.push(match &shared.carry {
+                Some(columns) => batch.project(columns)?,
+                None => batch,
+            });
             if self.kept.len() >= MAX_KEPT_BATCHES {
                 self.compact(shared)?;
             }
@@ -1080,7 +1158,7 @@ impl Best {
         for s in &shared.sort[1..] {
             keys.push(s.expr.evaluate(&batch)?.into_array(rows)?);
         }
-        keys.push(batch.column(shared.key_idx).clone());
+        keys.push(batch.column(shared.best_key_idx).clone());
         let (batch, keys) = match self.best.take() {
             None => (batch, keys),
             Some((b, k)) => {
@@ -1150,6 +1228,9 @@ mod tests {
             key_idx: 1,
             fetch,
             lean,
+            // The lean path leaves the vectors behind.
+            carry: lean.then(|| vec![1]),
+            best_key_idx: if lean { 0 } else { 1 },
             scored: Count::new(),
             skipped: Count::new(),
         };
@@ -1160,7 +1241,8 @@ mod tests {
         }
         best.flush(&shared).unwrap();
         let (batch, keys) = best.best.expect("rows");
-        (batch.column(1).clone(), keys[0].clone())
+        assert_eq!(batch.num_columns(), if lean { 1 } else { 2 });
+        (batch.column(shared.best_key_idx).clone(), keys[0].clone())
     }
 
     /// The lean path (a heap pointing into the scanned batches, compacted
