@@ -223,6 +223,13 @@ pub struct Engine {
     plans: Option<Arc<PlanCache>>,
     /// [`EngineOptions::physical_templates`].
     physical_templates: bool,
+    /// The session state, copied once when the engine is made, that plans
+    /// queries from the plan cache physically. Their plans call no function
+    /// whose result depends on when they run ([`plan_cache::cacheable`]),
+    /// and clients cannot change the session (`SET` is refused), so a copy
+    /// of the state per query (its function registries, its options) would
+    /// buy nothing.
+    query_state: Arc<datafusion::execution::session_state::SessionState>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -347,6 +354,7 @@ impl Engine {
             .then(|| Arc::new(PlanCache::new(options.plan_cache_entries)));
         Ok(Self {
             store,
+            query_state: Arc::new(ctx.state()),
             ctx,
             ctx_system,
             plans,
@@ -378,6 +386,12 @@ impl Engine {
     /// ([`EngineOptions::physical_templates`]).
     pub fn plan_cache_template_runs(&self) -> u64 {
         self.plans.as_ref().map_or(0, |c| c.template_runs())
+    }
+
+    /// Template runs that took the scan of the run before, over the same
+    /// collection version ([`plan_cache::ScanMemo`]).
+    pub fn plan_cache_scan_reuses(&self) -> u64 {
+        self.plans.as_ref().map_or(0, |c| c.scan_reuses())
     }
 
     /// Parses and plans one SQL statement.
@@ -676,9 +690,28 @@ impl Engine {
         };
         let provider = source_as_provider(&scan.source)?;
         let filters = unnormalize_cols(scan.filters.iter().cloned());
-        let leaf = provider
-            .scan(state, scan.projection.as_ref(), &filters, scan.fetch)
-            .await?;
+        let (projection, fetch) = (scan.projection.as_ref(), scan.fetch);
+        let table = provider.downcast_ref::<CollectionTable>();
+        let again = table.and_then(|t| {
+            let memo = cached.scan.lock();
+            memo.as_ref()?.again(t, projection, &filters, fetch)
+        });
+        let leaf = match again {
+            Some(leaf) => {
+                if let Some(cache) = &self.plans {
+                    cache.scan_reused();
+                }
+                leaf
+            }
+            None => {
+                let leaf = provider.scan(state, projection, &filters, fetch).await?;
+                if let Some(t) = table {
+                    *cached.scan.lock() =
+                        plan_cache::ScanMemo::new(t, projection, &filters, fetch, &leaf);
+                }
+                leaf
+            }
+        };
         let built = template.build(leaf, vectors)?;
         if let (Some(_), Some(cache)) = (&built, &self.plans) {
             cache.template_run();
@@ -702,13 +735,19 @@ impl Engine {
     pub async fn start_query(&self, query: Query, span: &tracing::Span) -> Result<RunningQuery> {
         use tracing::Instrument;
         let plan = self.refresh(query.plan).await?;
-        let state = self.ctx.state();
-        let task = TaskContext::from(&state);
+        let fresh;
+        let state = match query.cached {
+            Some(_) => self.query_state.as_ref(),
+            None => {
+                fresh = self.ctx.state();
+                &fresh
+            }
+        };
         let plan_span = tracing::debug_span!(parent: span, "plan");
         let started = std::time::Instant::now();
         let physical = async {
             if let Some(p) = self
-                .plan_from_template(query.cached.as_ref(), &plan, &state)
+                .plan_from_template(query.cached.as_ref(), &plan, state)
                 .await?
             {
                 return Ok(p);
@@ -716,7 +755,7 @@ impl Engine {
             let physical = if query.optimized {
                 state
                     .query_planner()
-                    .create_physical_plan(&plan, &state)
+                    .create_physical_plan(&plan, state)
                     .await?
             } else {
                 state.create_physical_plan(&plan).await?
@@ -742,11 +781,23 @@ impl Engine {
         // of a JSON log line holds the phase, the query and the RPC.
         plan_span
             .in_scope(|| tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "planned"));
-        let config = task
-            .session_config()
+        // The operators need the options, the runtime and the query's span,
+        // not the function registries (their plans hold the functions), so
+        // those are not copied into the task context.
+        let config = state
+            .config()
             .clone()
             .with_extension(Arc::new(QuerySpan(span.clone())));
-        let task = Arc::new(task.with_session_config(config));
+        let task = Arc::new(TaskContext::new(
+            None,
+            state.session_id().to_string(),
+            config,
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            state.runtime_env().clone(),
+        ));
         let stream = datafusion::physical_plan::execute_stream(physical.clone(), task)?;
         Ok(RunningQuery {
             stream: to_client_stream(stream),

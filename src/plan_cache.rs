@@ -46,7 +46,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::Result;
-use crate::table::CollectionTable;
+use crate::table::{CollectionTable, MaterializeExec};
 use crate::topk::{TopKTemplate, VectorTopKExec};
 
 /// A collection by name and columns, standing for the version a cached
@@ -72,6 +72,68 @@ pub struct Cached {
     /// Set by the first run whose physical plan a [`PhysicalTemplate`]
     /// can build again.
     pub physical: OnceLock<PhysicalTemplate>,
+    /// The collection scan the template last ran over, for the next run
+    /// over the same collection version ([`ScanMemo`]).
+    pub scan: parking_lot::Mutex<Option<ScanMemo>>,
+}
+
+/// A collection scan planned for a template run, with what it was planned
+/// from: a later run that scans the same manifest (and nothing growing)
+/// with the same arguments takes it again ([`MaterializeExec::again`])
+/// instead of planning it (pruning segments, building the Parquet scan).
+#[derive(Debug)]
+pub struct ScanMemo {
+    manifest: Arc<crate::manifest::Manifest>,
+    system_columns: bool,
+    projection: Option<Vec<usize>>,
+    filters: Vec<Expr>,
+    fetch: Option<usize>,
+    scan: Arc<MaterializeExec>,
+}
+
+impl ScanMemo {
+    /// The memo of `scan`, planned over `table` with these arguments; `None`
+    /// if the table shows more than its manifest or the scan is not one
+    /// that can run again.
+    pub fn new(
+        table: &CollectionTable,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        fetch: Option<usize>,
+        scan: &Arc<dyn ExecutionPlan>,
+    ) -> Option<Self> {
+        let manifest = table.flushed_manifest()?.clone();
+        let scan = scan.downcast_ref::<MaterializeExec>()?;
+        Some(Self {
+            manifest,
+            system_columns: table.has_system_columns(),
+            projection: projection.cloned(),
+            filters: filters.to_vec(),
+            fetch,
+            scan: Arc::new(scan.again()?),
+        })
+    }
+
+    /// The scan again, if it is the scan of `table` with these arguments.
+    pub fn again(
+        &self,
+        table: &CollectionTable,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        fetch: Option<usize>,
+    ) -> Option<Arc<dyn ExecutionPlan>> {
+        let same = table
+            .flushed_manifest()
+            .is_some_and(|m| Arc::ptr_eq(m, &self.manifest))
+            && table.has_system_columns() == self.system_columns
+            && projection == self.projection.as_ref()
+            && filters == self.filters.as_slice()
+            && fetch == self.fetch;
+        if !same {
+            return None;
+        }
+        Some(Arc::new(self.scan.again()?))
+    }
 }
 
 /// A query planned from a cache entry, with the values of its vectors.
@@ -81,7 +143,8 @@ pub type CachedRun = (Arc<Cached>, Arc<HashMap<String, ScalarValue>>);
 /// its scan and with its query vectors known by name, so the plan for
 /// other vectors over the collection's latest version is built without
 /// DataFusion's physical planner and optimizer. It holds no collection
-/// data: the scan is planned afresh for every run.
+/// data: the scan is planned for the run, or taken from the run before
+/// over the same version ([`ScanMemo`]).
 #[derive(Debug)]
 pub struct PhysicalTemplate {
     /// From the top: the operators above the top-k.
@@ -270,6 +333,8 @@ pub struct PlanCache {
     text_hits: AtomicU64,
     /// Runs planned from a physical template.
     template_runs: AtomicU64,
+    /// Template runs that took their scan from the run before ([`ScanMemo`]).
+    scan_reuses: AtomicU64,
 }
 
 impl PlanCache {
@@ -281,6 +346,7 @@ impl PlanCache {
             misses: AtomicU64::new(0),
             text_hits: AtomicU64::new(0),
             template_runs: AtomicU64::new(0),
+            scan_reuses: AtomicU64::new(0),
         }
     }
 
@@ -322,6 +388,7 @@ impl PlanCache {
         let plan = Arc::new(Cached {
             plan,
             physical: OnceLock::new(),
+            scan: parking_lot::Mutex::new(None),
         });
         if let Some(text) = text {
             let same = text.vectors.len() == hoisted.len()
@@ -367,6 +434,16 @@ impl PlanCache {
     /// The runs planned from a [`PhysicalTemplate`].
     pub fn template_runs(&self) -> u64 {
         self.template_runs.load(Ordering::Relaxed)
+    }
+
+    /// Counts a template run that took its scan from a [`ScanMemo`].
+    pub fn scan_reused(&self) {
+        self.scan_reuses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The template runs that took their scan from a [`ScanMemo`].
+    pub fn scan_reuses(&self) -> u64 {
+        self.scan_reuses.load(Ordering::Relaxed)
     }
 }
 

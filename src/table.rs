@@ -151,6 +151,8 @@ pub struct CollectionTable {
     /// run again later reads the then latest version ([`latest_table`]).
     latest: bool,
     system_columns: bool,
+    /// No growing segment adds rows or deletes to the manifest's.
+    flushed: bool,
 }
 
 impl CollectionTable {
@@ -187,6 +189,7 @@ impl CollectionTable {
             constraints: Constraints::new_unverified(vec![Constraint::PrimaryKey(vec![pk])]),
             latest: false,
             system_columns,
+            flushed: true,
         }
     }
 
@@ -203,6 +206,7 @@ impl CollectionTable {
     pub fn with_growing(mut self, mems: Vec<MemView>) -> Self {
         let mut maps: Vec<Arc<DeleteMap>> = self.deletes.maps().to_vec();
         for m in mems {
+            self.flushed &= m.batches.iter().all(|b| b.num_rows() == 0) && m.deletes.is_empty();
             maps.push(m.deletes);
             self.growing.extend(m.batches);
         }
@@ -212,6 +216,14 @@ impl CollectionTable {
 
     pub fn manifest(&self) -> &Arc<Manifest> {
         &self.manifest
+    }
+
+    /// The manifest, when it is all the table shows (no growing rows, no
+    /// deletes of growing segments): then a scan of the table is fixed by
+    /// the manifest and the scan's arguments, and one planned before may
+    /// serve again ([`MaterializeExec::again`]).
+    pub fn flushed_manifest(&self) -> Option<&Arc<Manifest>> {
+        self.flushed.then_some(&self.manifest)
     }
 
     /// The growing rows a scan of `projection` returns, those no delete
@@ -746,14 +758,7 @@ impl MaterializeExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        let metrics = ExecutionPlanMetricsSet::new();
-        MetricBuilder::new(&metrics)
-            .counter("segments_total", 0)
-            .add(work.segments_total);
-        MetricBuilder::new(&metrics)
-            .counter("segments_pruned", 0)
-            .add(work.segments_pruned);
-        let resident_counters = FetchCounters::new(&metrics, 0);
+        let (metrics, resident_counters) = Self::fresh_metrics(&work);
         Self {
             input,
             work,
@@ -762,6 +767,38 @@ impl MaterializeExec {
             metrics,
             resident_counters,
         }
+    }
+
+    /// New counters: the segment counts, and the resident scan's.
+    fn fresh_metrics(work: &Materialize) -> (ExecutionPlanMetricsSet, FetchCounters) {
+        let metrics = ExecutionPlanMetricsSet::new();
+        MetricBuilder::new(&metrics)
+            .counter("segments_total", 0)
+            .add(work.segments_total);
+        MetricBuilder::new(&metrics)
+            .counter("segments_pruned", 0)
+            .add(work.segments_pruned);
+        let counters = FetchCounters::new(&metrics, 0);
+        (metrics, counters)
+    }
+
+    /// This scan again, for another run of a fused top-k: the same plan
+    /// with counters of its own. Only for a resident scan, which the top-k
+    /// reads by row group ([`MaterializeExec::load_unit`]): the Parquet
+    /// scan below, shared, is never run (its counters would add up).
+    pub fn again(&self) -> Option<Self> {
+        if !self.resident() {
+            return None;
+        }
+        let (metrics, resident_counters) = Self::fresh_metrics(&self.work);
+        Some(Self {
+            input: self.input.clone(),
+            work: self.work.clone(),
+            growing: self.growing.clone(),
+            properties: self.properties.clone(),
+            metrics,
+            resident_counters,
+        })
     }
 
     /// The output schema with the primary key appended (as [`KEY_COLUMN`]).

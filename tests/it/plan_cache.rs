@@ -360,3 +360,112 @@ async fn a_search_first_run_on_an_empty_collection_gets_its_template_later() {
     let (_, fresh) = engines(&store);
     assert_eq!(Ok(got), run(&fresh, &sql).await);
 }
+
+/// Plans and runs `sql`; its rows and the rows and bytes its scans counted.
+async fn counted(engine: &Engine, sql: &str) -> (String, (u64, u64)) {
+    let Statement::Query(query) = engine.plan(sql).await.unwrap() else {
+        panic!("a query: {sql}")
+    };
+    let running = engine
+        .start_query(query, &tracing::Span::none())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let out: Vec<RecordBatch> = running.stream.try_collect().await.unwrap();
+    (
+        pretty_format_batches(&out).unwrap().to_string(),
+        quiver::engine::scan_totals(&running.plan),
+    )
+}
+
+/// A template run over the collection version of the run before takes
+/// that run's scan instead of planning it again, and gives the rows a
+/// fresh plan gives, with counters of its own. Growing rows, deletes and
+/// new segments are seen at once: no scan is taken over growing rows or
+/// deletes, nor over another manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_run_takes_the_scan_of_the_run_before_over_the_same_version() {
+    // Logged, so rows written by INSERT and DELETE stay growing until
+    // they are flushed.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with_wal(
+        dir.path().to_str().unwrap(),
+        StoreConfig::default(),
+        quiver::flush::WalOptions::new(dir.path().join("_wal")),
+    )
+    .await
+    .unwrap();
+    let mut rng = StdRng::seed_from_u64(17);
+    ingest(&store, "c", rows(0..400, &mut rng), IngestMode::CREATE)
+        .await
+        .unwrap();
+    let (cached, fresh) = engines(&store);
+    let mut reuses = 0;
+    for &shape in &TOPK_SHAPES[..5] {
+        let shape = SHAPES[shape];
+        // The first run leaves the template, the second its scan.
+        for _ in 0..2 {
+            let sql = fill(shape, &mut rng);
+            assert_eq!(Ok(counted(&cached, &sql).await.0), run(&fresh, &sql).await);
+        }
+        assert_eq!(cached.plan_cache_scan_reuses(), reuses, "{shape}");
+        let mut totals = Vec::new();
+        for _ in 0..3 {
+            let sql = fill(shape, &mut rng);
+            let (got, counts) = counted(&cached, &sql).await;
+            assert_eq!(Ok(got), run(&fresh, &sql).await, "{shape}");
+            totals.push(counts);
+        }
+        reuses += 3;
+        assert_eq!(cached.plan_cache_scan_reuses(), reuses, "{shape}");
+        // Each run counts its own scan, not the runs' before it.
+        assert!(totals[0].0 > 0 && totals[0].1 > 0, "{shape}: {totals:?}");
+        assert!(
+            totals.iter().all(|t| *t == totals[0]),
+            "{shape}: {totals:?}"
+        );
+    }
+
+    // A row written now, at the query vector, comes first at once, while
+    // it is growing and once flushed; then its delete (the collection's
+    // first, also growing) hides it at once.
+    let shape = SHAPES[0];
+    let q = vector(&mut rng, D);
+    let sql = shape.replace("{q}", &q);
+    cached
+        .sql(&format!("INSERT INTO c VALUES (5000, 3, 'new', {q})"))
+        .await
+        .unwrap();
+    let growing = |store: &Store| {
+        let (_, mems) = store.snapshot_with_mem("c").unwrap();
+        mems.iter()
+            .any(|m| !m.batches.is_empty() || !m.deletes.is_empty())
+    };
+    let steps = [
+        ("inserted", true, false),
+        ("flushed", false, false),
+        ("deleted", true, true),
+        ("delete flushed", false, true),
+    ];
+    for (step, is_growing, deleted) in steps {
+        assert_eq!(growing(&store), is_growing, "{step}");
+        for run_no in 0..2 {
+            let (got, _) = counted(&cached, &sql).await;
+            let first = got.lines().nth(3).unwrap_or_default();
+            assert_eq!(!first.contains("| 5000 |"), deleted, "{step}: {got}");
+            assert_eq!(Ok(got), run(&fresh, &sql).await, "{step}");
+            // Nothing is taken over growing rows or deletes; over a new
+            // manifest, the second run takes the first's scan.
+            if !is_growing && run_no == 1 {
+                reuses += 1;
+            }
+            assert_eq!(cached.plan_cache_scan_reuses(), reuses, "{step}");
+        }
+        if step == "inserted" {
+            store.flush_all().await.unwrap();
+        } else if step == "flushed" {
+            cached.sql("DELETE FROM c WHERE id = 5000").await.unwrap();
+        } else if step == "deleted" {
+            store.flush_all().await.unwrap();
+        }
+    }
+}
