@@ -537,20 +537,15 @@ impl ExecutionPlan for VectorTopKExec {
                 // Row groups (and the growing rows) dealt out to workers;
                 // columns come from the decoded-column cache.
                 let units = Arc::new(scan.units().await?);
-                // Worker 0's share runs here, on this task, after the others
-                // are spawned: one wake-up fewer, and no task waits idle.
-                let n = workers.min(units.len());
-                for w in 1..n {
+                // Spawned, every share: one run here, on the query's task,
+                // would hold back the last share spawned (tokio keeps it in
+                // this worker's LIFO slot, where no other worker takes it)
+                // until this one is done.
+                for w in 0..workers.min(units.len()) {
                     let span = tracing::debug_span!(parent: &topk_span, "scan", worker = w);
                     let share =
                         scan_share(input.clone(), units.clone(), shared.clone(), w, workers);
                     tasks.push(SpawnedTask::spawn(share.instrument(span)));
-                }
-                if n > 0 {
-                    let span = tracing::debug_span!(parent: &topk_span, "scan", worker = 0);
-                    let share =
-                        scan_share(input.clone(), units.clone(), shared.clone(), 0, workers);
-                    found.push(share.instrument(span).await?);
                 }
             } else {
                 for p in 0..input.output_partitioning().partition_count() {
