@@ -532,7 +532,7 @@ impl ExecutionPlan for VectorTopKExec {
             let scan = input
                 .downcast_ref::<MaterializeExec>()
                 .expect("checked in try_new");
-            let (mut tasks, mut found) = (Vec::new(), Vec::new());
+            let mut tasks = Vec::new();
             if scan.resident() {
                 // Row groups (and the growing rows) dealt out to workers;
                 // columns come from the decoded-column cache.
@@ -563,13 +563,10 @@ impl ExecutionPlan for VectorTopKExec {
             }
             let mut all = Best::default();
             for t in tasks {
-                found.push(
-                    t.join_unwind()
-                        .await
-                        .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??,
-                );
-            }
-            for best in found {
+                let best = t
+                    .join_unwind()
+                    .await
+                    .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
                 if let Some((batch, keys)) = best.best {
                     all.offer(&shared, batch, keys[0].clone())?;
                 }
