@@ -639,6 +639,10 @@ fn carried(outputs: &[Arc<dyn PhysicalExpr>], key_idx: usize) -> Result<CarriedC
     Ok((columns, remapped))
 }
 
+/// How long a worker's share of a resident scan runs before it lets other
+/// tasks have the worker (between two units).
+const SHARE_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Worker `w`'s share of a resident scan: every `workers`-th unit from
 /// the `w`-th, filtered, scored and kept in a [`Best`] of its own.
 async fn scan_share(
@@ -658,12 +662,20 @@ async fn scan_share(
     // the scorer reads only the selected rows: no filter reads a vector.
     let in_place = shared.scorer.is_some() && shared.post_filters.is_empty();
     let prefilter = |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
+    let mut slice = std::time::Instant::now();
     for unit in units.iter().skip(w).step_by(workers) {
         for (batch, live) in scan.load_unit(*unit, &prefilter, in_place).await? {
             rows += batch.num_rows();
             best.consider(&shared, &shared.post_filters, batch, live)?;
         }
         n_units += 1;
+        // Units come from memory, so nothing above waits: a long share
+        // gives its worker up now and then, letting the other queries'
+        // tasks run between its units rather than after all of them.
+        if slice.elapsed() >= SHARE_SLICE {
+            tokio::task::yield_now().await;
+            slice = std::time::Instant::now();
+        }
     }
     best.flush(&shared)?;
     tracing::debug!(
