@@ -230,6 +230,8 @@ pub struct Engine {
     /// of the state per query (its function registries, its options) would
     /// buy nothing.
     query_state: Arc<datafusion::execution::session_state::SessionState>,
+    /// Where queries run ([`Engine::with_query_runtime`]).
+    query_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -359,7 +361,24 @@ impl Engine {
             ctx_system,
             plans,
             physical_templates: options.physical_templates,
+            query_runtime: None,
         })
+    }
+
+    /// Runs queries on `runtime`, apart from the runtime serving requests:
+    /// the tasks a query spawns when it starts go there, and a caller that
+    /// drives a query's stream there too (as the Flight service does, see
+    /// [`Engine::query_runtime`]) runs all of it there. A running scan then
+    /// never holds up the reply to another request on a busy worker; the
+    /// kernel shares the cores between the two runtimes' threads.
+    pub fn with_query_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.query_runtime = Some(runtime);
+        self
+    }
+
+    /// The runtime queries run on, when not the caller's.
+    pub fn query_runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.query_runtime.as_ref()
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -798,7 +817,12 @@ impl Engine {
             HashMap::new(),
             state.runtime_env().clone(),
         ));
-        let stream = datafusion::physical_plan::execute_stream(physical.clone(), task)?;
+        let stream = {
+            // Operators that spawn their inputs' tasks as they start do so
+            // on the query runtime.
+            let _on = self.query_runtime.as_ref().map(|rt| rt.enter());
+            datafusion::physical_plan::execute_stream(physical.clone(), task)?
+        };
         Ok(RunningQuery {
             stream: to_client_stream(stream),
             plan: physical,

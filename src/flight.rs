@@ -281,52 +281,6 @@ impl QuiverFlightSql {
         }
     }
 
-    /// Plans `stmt` physically and starts it: its batches, metered (the
-    /// query's log line and metrics when the stream ends) and stopped by
-    /// `token`, the deadline or the server's query timeout.
-    async fn begin(
-        &self,
-        stmt: Statement,
-        sql: &str,
-        token: CancellationToken,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<(SchemaRef, Batches), Status> {
-        let Statement::Query(plan) = stmt else {
-            return Err(Status::invalid_argument("not a query"));
-        };
-        let schema = crate::engine::client_schema(plan.plan().schema().as_arrow());
-        let id = NEXT_QUERY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // The plan's text is made only when it is logged.
-        let logical = plan.clone();
-        let span = tracing::info_span!("query", id, sql = %abbreviate(sql));
-        span.in_scope(|| {
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                tracing::debug!(plan = %plan_summary(plan.plan()), "executing");
-            }
-        });
-        let running = self
-            .engine
-            .start_query(plan, &span)
-            .instrument(span.clone())
-            .await
-            .map_err(|e| log_status("execute", sql, e))?;
-        let stream = running.stream;
-        let mut meter = crate::metrics::QueryMeter::start(
-            span,
-            abbreviate(sql),
-            Box::new(move || plan_summary(logical.plan())),
-            self.limits.slow_query,
-        )
-        .with_plan(running.plan);
-        let batches = stream
-            .map_err(|e| FlightError::from(Error::from(e).to_status()))
-            // The stream owns the meter: it records when the stream ends.
-            .inspect(move |b| meter.observe(b.as_ref().ok()));
-        let timeout = self.limits.query_timeout;
-        let batches = stoppable(batches, token, deadline, timeout, abbreviate(sql));
-        Ok((schema, Box::pin(batches)))
-    }
-
     /// Runs `stmt` for a `DoGet` that carries no started query.
     async fn run_query(
         &self,
@@ -335,17 +289,18 @@ impl QuiverFlightSql {
         token: CancellationToken,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (schema, batches) = self.begin(stmt, sql, token, deadline).await?;
+        let started = self.start(stmt, sql, token, deadline).await?;
         Ok(Response::new(encode(
-            schema,
-            batches,
+            started.schema,
+            receiver_stream(started.batches),
             self.limits.max_message_bytes,
         )))
     }
 
-    /// Starts `stmt` for its `FlightInfo`: planned now, run by a task that
-    /// keeps up to [`PREFETCH_BATCHES`] batches for the `DoGet`, and stops
-    /// when the started query is dropped unclaimed.
+    /// Starts `stmt`: planned physically now, then run by a task (on the
+    /// engine's query runtime when it has one) that keeps up to
+    /// [`PREFETCH_BATCHES`] batches ahead of the reader, and stops when the
+    /// receiver is dropped.
     async fn start(
         &self,
         stmt: Statement,
@@ -353,9 +308,10 @@ impl QuiverFlightSql {
         token: CancellationToken,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<StartedQuery, Status> {
-        let (schema, mut batches) = self.begin(stmt, sql, token, deadline).await?;
+        let (schema, mut batches) =
+            begin(&self.engine, &self.limits, stmt, sql, token, deadline).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
-        tokio::spawn(async move {
+        let run = async move {
             loop {
                 let item = tokio::select! {
                     biased;
@@ -368,7 +324,11 @@ impl QuiverFlightSql {
                     break;
                 }
             }
-        });
+        };
+        match self.engine.query_runtime() {
+            Some(rt) => drop(rt.spawn(run)),
+            None => drop(tokio::spawn(run)),
+        }
         Ok(StartedQuery {
             sql: abbreviate(sql),
             schema,
@@ -384,11 +344,8 @@ impl QuiverFlightSql {
         started: StartedQuery,
         metadata: &MetadataMap,
     ) -> Response<DoGetStream> {
-        let batches = futures::stream::unfold(started.batches, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
         let batches = stoppable(
-            batches,
+            receiver_stream(started.batches),
             CancellationToken::new(),
             client_deadline(metadata),
             Duration::ZERO,
@@ -585,6 +542,61 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
         _ => return None,
+    })
+}
+
+/// Plans `stmt` physically and starts it: its batches, metered (the
+/// query's log line and metrics when the stream ends) and stopped by
+/// `token`, the deadline or the server's query timeout.
+async fn begin(
+    engine: &Engine,
+    limits: &FlightLimits,
+    stmt: Statement,
+    sql: &str,
+    token: CancellationToken,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(SchemaRef, Batches), Status> {
+    let Statement::Query(plan) = stmt else {
+        return Err(Status::invalid_argument("not a query"));
+    };
+    let schema = crate::engine::client_schema(plan.plan().schema().as_arrow());
+    let id = NEXT_QUERY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The plan's text is made only when it is logged.
+    let logical = plan.clone();
+    let span = tracing::info_span!("query", id, sql = %abbreviate(sql));
+    span.in_scope(|| {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(plan = %plan_summary(plan.plan()), "executing");
+        }
+    });
+    let running = engine
+        .start_query(plan, &span)
+        .instrument(span.clone())
+        .await
+        .map_err(|e| log_status("execute", sql, e))?;
+    let stream = running.stream;
+    let mut meter = crate::metrics::QueryMeter::start(
+        span,
+        abbreviate(sql),
+        Box::new(move || plan_summary(logical.plan())),
+        limits.slow_query,
+    )
+    .with_plan(running.plan);
+    let batches = stream
+        .map_err(|e| FlightError::from(Error::from(e).to_status()))
+        // The stream owns the meter: it records when the stream ends.
+        .inspect(move |b| meter.observe(b.as_ref().ok()));
+    let timeout = limits.query_timeout;
+    let batches = stoppable(batches, token, deadline, timeout, abbreviate(sql));
+    Ok((schema, Box::pin(batches)))
+}
+
+/// The batches a started query's task sends, as a stream.
+fn receiver_stream(
+    rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, FlightError>>,
+) -> impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     })
 }
 

@@ -283,6 +283,9 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (and /health, /ready), e.g. 127.0.0.1:9090 (port 0 picks one).
     #[arg(long, env = "QUIVER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Threads that run queries apart from the threads that serve requests, so a heavy scan never holds up the reply to a light query; costs a thread hop per query when the server is idle (0, the default: queries run on the serving threads).
+    #[arg(long, env = "QUIVER_QUERY_THREADS", default_value_t = 0)]
+    query_threads: usize,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -497,7 +500,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 ));
             }
             let store = args.store.open_logged(&args.flush).await?;
-            let engine = args.query.engine(store.clone())?;
+            let mut engine = args.query.engine(store.clone())?;
             let listener = server::bind(args.listen).await?;
             let addr = listener.local_addr()?;
             tracing::info!(
@@ -505,6 +508,23 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 collections = store.collection_names().len(),
                 "store opened"
             );
+            let query_threads = args.query_threads;
+            let query_runtime = if query_threads == 0 {
+                None
+            } else {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(query_threads)
+                    .thread_name("quiver-query")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        quiver::Error::Config(format!(
+                            "cannot start {query_threads} query threads (--query-threads): {e}"
+                        ))
+                    })?;
+                engine = engine.with_query_runtime(rt.handle().clone());
+                Some(rt)
+            };
             let metrics_stop = tokio_util::sync::CancellationToken::new();
             if let Some(addr) = args.metrics_listen {
                 let handle = quiver::metrics::install()?;
@@ -544,6 +564,11 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             };
             let served = server::serve(engine, listener, options, server::shutdown_signal()).await;
             metrics_stop.cancel();
+            // The server has finished its requests: no query is left to
+            // wait for.
+            if let Some(rt) = query_runtime {
+                rt.shutdown_background();
+            }
             served?;
             // Seal what is still in the growing segments; the log would
             // replay it anyway, this just leaves a tidy store.

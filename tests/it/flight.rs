@@ -38,6 +38,11 @@ impl Fixture {
             .await
             .unwrap();
         let engine = Engine::with_options(store, engine_options).unwrap();
+        Self::start_engine(engine, options, dir).await
+    }
+
+    /// Serves `engine`, whose store lies in `dir`.
+    async fn start_engine(engine: Engine, options: ServerOptions, dir: tempfile::TempDir) -> Self {
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -1422,4 +1427,86 @@ async fn prepared_statements_see_the_data_of_each_run() {
     let info = count.execute().await.unwrap();
     assert_eq!(single_count(&f.fetch(info).await), 0);
     f.stop().await;
+}
+
+/// With a query runtime, a query's work (the operators' tasks, the fused
+/// top-k's shares of the scan) runs on that runtime's threads, not on the
+/// threads serving the requests: a marker function in the filter records
+/// the thread that evaluates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_run_on_the_query_runtime() {
+    use arrow::array::{Array, BooleanArray};
+    use arrow::datatypes::DataType;
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    use std::collections::BTreeSet;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("test-query-runtime")
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = Arc::new(parking_lot::Mutex::new(BTreeSet::<String>::new()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    let engine = Engine::new(store.clone())
+        .unwrap()
+        .with_query_runtime(runtime.handle().clone());
+    let marks = seen.clone();
+    engine.context().register_udf(create_udf(
+        "seen_on",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_string();
+            marks.lock().insert(name);
+            let rows = match &args[0] {
+                ColumnarValue::Array(a) => a.len(),
+                ColumnarValue::Scalar(_) => 1,
+            };
+            Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![
+                true;
+                rows
+            ]))))
+        }),
+    ));
+    let mut f = Fixture::start_engine(engine, ServerOptions::default(), dir).await;
+    f.table_t(50_000).await;
+    store.flush_all().await.unwrap();
+    f.insert_t(50_001, 50_010).await;
+    seen.lock().clear();
+
+    let count = f.query("SELECT count(*) FROM t WHERE seen_on(id)").await;
+    assert_eq!(
+        count[0].column(0).as_primitive::<Int64Type>().value(0),
+        50_010
+    );
+    let general = std::mem::take(&mut *seen.lock());
+    assert_eq!(general, BTreeSet::from(["test-query-runtime".to_string()]));
+
+    let sql = "SELECT id FROM t WHERE seen_on(id) ORDER BY l2_distance(v, [3.0, 1.0]) LIMIT 3";
+    let plan = f.query(&format!("EXPLAIN {sql}")).await;
+    let text = arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("VectorTopKExec"), "{text}");
+    seen.lock().clear();
+    let ids: Vec<i64> = f
+        .query(sql)
+        .await
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(ids, [3, 2, 4]);
+    let topk = std::mem::take(&mut *seen.lock());
+    assert_eq!(topk, BTreeSet::from(["test-query-runtime".to_string()]));
+
+    f.stop().await;
+    runtime.shutdown_background();
 }
