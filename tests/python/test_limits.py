@@ -109,3 +109,68 @@ def test_oversized_request_is_refused_and_nothing_is_stored(limited):
         assert "message" in msg and ("larger than max" in msg or "too large" in msg), msg
         cur.execute("SELECT count(*) FROM capped")
         assert cur.fetchone() == (2,)
+
+
+def thread_cpu_by_name(pid):
+    """CPU seconds per thread name of process `pid`."""
+    out = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                name = f.read().strip()
+            out[name] = out.get(name, 0.0) + cpu_seconds(f"{pid}/task/{task}")
+        except FileNotFoundError:  # the thread ended meanwhile
+            pass
+    return out
+
+
+def test_query_threads_run_queries_and_stop_on_cancel(tmp_path):
+    s = Server(tmp_path / "d", ["--query-threads", "2"]).start()
+    try:
+        rng = np.random.default_rng(5)
+        emb = rng.standard_normal((3000, 8), dtype=np.float32)
+        table = pa.table({
+            "id": pa.array(np.arange(3000, dtype=np.int64)),
+            "v": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), 8),
+        })
+        conn = s.connect()
+        cur = conn.cursor()
+        cur.adbc_ingest("t", table, mode="create")
+        q = emb[17] + 0.01
+        cur.execute(f"SELECT id FROM t ORDER BY l2_distance(v, {list(map(float, q))}) LIMIT 3")
+        want = np.argsort(((emb - q) ** 2).sum(axis=1), kind="stable")[:3]
+        assert [r[0] for r in cur.fetchall()] == list(want)
+
+        # A long query runs on the query threads, and a cancel stops it there.
+        before = thread_cpu_by_name(s.proc.pid)
+        out = {}
+
+        def run():
+            try:
+                cur.execute(ENDLESS)
+                out["rows"] = cur.fetchall()
+            except Exception as e:
+                out["err"] = str(e)
+
+        th = threading.Thread(target=run)
+        th.start()
+        time.sleep(1.0)
+        during = thread_cpu_by_name(s.proc.pid)
+        on_query = during.get("quiver-query", 0.0) - before.get("quiver-query", 0.0)
+        elsewhere = sum(during.values()) - sum(before.values()) - on_query
+        assert on_query > 0.3, (before, during)
+        assert elsewhere < on_query / 2, (before, during)
+        cur.adbc_cancel()
+        th.join(10)
+        assert not th.is_alive()
+        assert "CANCELLED" in out.get("err", ""), out
+        time.sleep(0.5)
+        idle = busy_cpu(s.proc.pid, 1.0)
+        assert idle < 0.3, f"the server kept working after the cancel ({idle:.2f} s CPU in 1 s)"
+        cur.close()
+        with conn.cursor() as cur2:
+            cur2.execute("SELECT 1")
+            assert cur2.fetchone() == (1,)
+        conn.close()
+    finally:
+        assert s.stop() == 0
