@@ -13,7 +13,9 @@ Run (release binary; faiss, DuckDB and matplotlib from benches/requirements.txt)
 
 Results also go to docs/bench/search.json (RESULTS_DIR to change), and
 benches/charts.py renders them as SVG charts next to it. SKIP_MNIST=1 leaves
-out the MNIST part.
+out the MNIST part. The run also measures the ADBC floor (`SELECT 1`) and
+the 0.1% query while another client runs unfiltered searches, with and
+without `--query-threads`.
 """
 
 import json
@@ -163,6 +165,16 @@ def main():
                 print(f"throughput unfiltered: 1 client {one:.1f} q/s, 8 clients {eight:.1f} q/s "
                       f"(ratio {eight / one:.2f}; the machine has {os.cpu_count()} cores)")
                 results["throughput_qps"] = {"1 client": one, "8 clients": eight}
+
+                # The fixed cost of a query over ADBC: a trivial statement.
+                def select_one(_q, _limit):
+                    cur.execute("SELECT 1")
+                    cur.fetch_arrow_table()
+
+                floor = timed(select_one, None)
+                print(f"ADBC floor: SELECT 1 p50 {floor[0] * 1e3:.2f} ms (p99 {floor[1] * 1e3:.2f})")
+                results["adbc_select_1_p50_ms"] = floor[0] * 1e3
+                results["under_load"] = under_load(server, tmp, queries, quiver_sql)
                 out = pathlib.Path(os.environ.get("RESULTS_DIR", ROOT / "docs" / "bench"))
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "search.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -194,6 +206,73 @@ def main():
                       f"caches are capped by --cache-bytes and --vector-cache-bytes")
         finally:
             server.stop()
+
+
+def under_load(server, tmp, queries, quiver_sql, rounds=3):
+    """The 0.1% query while another client runs unfiltered searches without
+    pause, on the server as started (queries on the serving threads) and on a
+    second server over the same store with `--query-threads 2`, taking turns;
+    and the same two servers idle, to show what the extra thread hop costs."""
+    import threading
+
+    other = Server(pathlib.Path(tmp) / "data", [
+        "--wal-dir", str(pathlib.Path(tmp) / "wal-threads"), "--query-threads", "2",
+        "--compact-interval", "0s", "--gc-interval", "0s"]).start()
+    try:
+        servers = {"serving threads": server, "--query-threads 2": other}
+        samples = {(name, loaded): [] for name in servers for loaded in (False, True)}
+        conns = {name: s.connect() for name, s in servers.items()}
+        try:
+            curs = {name: c.cursor() for name, c in conns.items()}
+            for cur in curs.values():  # warm both servers' caches
+                for limit in (None, 1):
+                    for q in queries[:3]:
+                        cur.execute(quiver_sql(q, limit))
+                        cur.fetch_arrow_table()
+
+            def measure(name, into):
+                cur = curs[name]
+                for q in queries:
+                    t = time.perf_counter()
+                    cur.execute(quiver_sql(q, 1))
+                    cur.fetch_arrow_table()
+                    into.append(time.perf_counter() - t)
+
+            for _ in range(rounds):
+                for name, srv in servers.items():
+                    measure(name, samples[(name, False)])
+                    stop = threading.Event()
+
+                    def load(srv=srv, stop=stop):
+                        with srv.connect() as c, c.cursor() as k:
+                            i = 0
+                            while not stop.is_set() and i < 10_000:
+                                k.execute(quiver_sql(queries[i % len(queries)], None))
+                                k.fetch_arrow_table()
+                                i += 1
+
+                    th = threading.Thread(target=load)
+                    th.start()
+                    time.sleep(0.2)  # let the load start
+                    measure(name, samples[(name, True)])
+                    stop.set()
+                    th.join(timeout=60)
+        finally:
+            for c in conns.values():
+                c.close()
+    finally:
+        other.stop()
+    out = {}
+    for (name, loaded), xs in samples.items():
+        p50, p99 = p50_p99(xs)
+        out[f"{name}, {'under load' if loaded else 'idle'}"] = {"p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3}
+    base = out["serving threads, under load"]["p50_ms"]
+    idle = out["serving threads, idle"]["p50_ms"]
+    print("0.1% top-10 while another client runs unfiltered searches, p50 (p99) in ms:")
+    for key, v in out.items():
+        ref = base if key.endswith("under load") else idle
+        print(f"  {key:>32}: {v['p50_ms']:6.2f} ({v['p99_ms']:.2f})  ratio {v['p50_ms'] / ref:.2f}")
+    return out
 
 
 def mnist_digits():
