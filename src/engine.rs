@@ -112,6 +112,9 @@ impl Statement {
 
     /// Substitutes parameter values (one row of bound parameters).
     pub fn bind(self, values: Vec<ScalarValue>) -> Result<Statement> {
+        if let Statement::Query(q @ Query { cached: Some(_), .. }) = self {
+            return bind_cached(q, values);
+        }
         let types: HashMap<String, Option<DataType>> = match self.plan() {
             Some(p) => p.get_parameter_types()?,
             None => return Ok(self),
@@ -168,6 +171,52 @@ impl Statement {
             s @ Statement::DropTable { .. } => s,
         })
     }
+}
+
+/// Binds the query vectors of a prepared query planned by way of the
+/// plan cache ([`plan_cache::vector_parameters_only`]) into its optimized
+/// plan; the values go with it, for the entry's physical template. A null
+/// or non-list value is bound the same way (the casts say what is wrong)
+/// but runs without the template.
+fn bind_cached(query: Query, values: Vec<ScalarValue>) -> Result<Statement> {
+    let Query {
+        plan,
+        cached: Some((cached, hoisted)),
+        ..
+    } = query
+    else {
+        return Ok(Statement::Query(query));
+    };
+    let mut names: Vec<String> = plan.get_parameter_types()?.into_keys().collect();
+    names.sort_by_key(|n| param_index(n));
+    if names.is_empty() && values.is_empty() {
+        // Nothing to bind (its vectors were literals of its text).
+        return Ok(Statement::Query(Query {
+            plan,
+            optimized: true,
+            cached: Some((cached, hoisted)),
+        }));
+    }
+    if names.len() != values.len() {
+        return Err(Error::invalid(format!(
+            "the statement has {} parameter(s), but {} value(s) were bound",
+            names.len(),
+            values.len()
+        )));
+    }
+    let vectors_only = values
+        .iter()
+        .all(|v| !v.is_null() && plan_cache::is_list(v));
+    let values: HashMap<String, ScalarValue> = names
+        .into_iter()
+        .map(|n| n.trim_start_matches('$').to_string())
+        .zip(values)
+        .collect();
+    Ok(Statement::Query(Query {
+        plan: plan_cache::bind(plan, &values)?,
+        optimized: true,
+        cached: vectors_only.then(|| (cached, Arc::new(values))),
+    }))
 }
 
 fn param_index(name: &str) -> usize {
@@ -448,6 +497,9 @@ impl Engine {
         };
         // First, so the passes below walk a statement without them.
         let hoisted = hoist_vector_literals(&mut stmt);
+        // A query with parameters of its own (a prepared statement's)
+        // may be cached too, if they are all query vectors.
+        let own_parameters = hoisted.is_none() && is_sql_query(&stmt);
         number_positional_placeholders(&mut stmt);
         crate::snapshot::resolve(&self.store, &mut stmt).await?;
         let system = names_system_column(&stmt);
@@ -471,9 +523,8 @@ impl Engine {
             }
             _ => {}
         }
-        // Queries without parameters of their own may come from the cache.
-        let key = match (&hoisted, &self.plans) {
-            (Some(_), Some(_)) => Some((stmt.to_string(), system)),
+        let key = match &self.plans {
+            Some(_) if hoisted.is_some() || own_parameters => Some((stmt.to_string(), system)),
             _ => None,
         };
         let hoisted = hoisted.unwrap_or_default();
@@ -510,7 +561,16 @@ impl Engine {
                 // Optimized with the vectors unbound, then bound; a plan
                 // that does not optimize so is planned the ordinary way.
                 if let Ok(optimized) = state.optimize(&plan) {
-                    if plan_cache::parameters_in_casts(&optimized) {
+                    let bindable = if own_parameters {
+                        // Bound later, by the client: kept only if every
+                        // parameter is a query vector and the text has no
+                        // vector of its own, so the physical template
+                        // knows each vector in the plan for a parameter.
+                        plan_cache::vector_parameters_only(&optimized)
+                    } else {
+                        plan_cache::parameters_in_casts(&optimized)
+                    };
+                    if bindable {
                         let cached =
                             cache.insert(key, plan_cache::unpin(optimized.clone())?, cut, &hoisted);
                         return Ok(Statement::Query(Query {
@@ -1089,6 +1149,12 @@ fn hoist_vector_literals(stmt: &mut DFStatement) -> Option<Vec<(String, ScalarVa
         ControlFlow::<()>::Continue(())
     });
     Some(out)
+}
+
+/// Whether `stmt` is a plain query (`SELECT`, `WITH`, `VALUES`, ...).
+fn is_sql_query(stmt: &DFStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    matches!(stmt, DFStatement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)))
 }
 
 /// Binds hoisted query vectors into an unoptimized plan, each converted

@@ -165,7 +165,7 @@ enum Above {
     CoalescePartitions(Option<usize>),
 }
 
-fn is_list(v: &ScalarValue) -> bool {
+pub fn is_list(v: &ScalarValue) -> bool {
     matches!(
         v,
         ScalarValue::List(_) | ScalarValue::LargeList(_) | ScalarValue::FixedSizeList(_)
@@ -662,6 +662,48 @@ pub fn parameters_in_casts(plan: &LogicalPlan) -> bool {
         })
     });
     ok
+}
+
+/// Whether every parameter of the optimized plan is a query vector that
+/// sits directly in a cast to a list type, and the plan holds no list
+/// literal of its own: a prepared query whose parameters the client binds
+/// can then be cached and run from its physical template, where each list
+/// literal is the value of a parameter.
+pub fn vector_parameters_only(plan: &LogicalPlan) -> bool {
+    let mut ok = true;
+    let mut parameters = 0;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                match e {
+                    Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
+                        if matches!(expr.as_ref(), Expr::Placeholder(_)) =>
+                    {
+                        if !matches!(
+                            field.data_type(),
+                            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+                        ) {
+                            ok = false;
+                            return Ok(TreeNodeRecursion::Stop);
+                        }
+                        parameters += 1;
+                        return Ok(TreeNodeRecursion::Jump);
+                    }
+                    Expr::Placeholder(_) => {
+                        ok = false;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                    Expr::Literal(v, _) if is_list(v) => {
+                        ok = false;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    ok && parameters > 0
 }
 
 /// The plan with its collections replaced by [`CollectionRef`]s, so the

@@ -310,15 +310,18 @@ async fn plans_that_depend_on_more_than_the_sql_are_not_cached() {
         }
     }
     assert_eq!(engine.plan_cache_stats().0, 0);
-    // A statement with parameters of its own is bound before optimizing.
-    let Statement::Query(query) = engine
-        .plan("SELECT id FROM c ORDER BY l2_distance(v, $1) LIMIT 2")
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    assert!(!query.is_optimized());
+    // A statement with a parameter of its own that is not a query vector,
+    // or with a vector literal beside its parameters, is bound before
+    // optimizing.
+    for sql in [
+        "SELECT id FROM c WHERE cat = $2 ORDER BY l2_distance(v, $1) LIMIT 2".to_string(),
+        format!("SELECT id, l1_distance(v, {q}) FROM c ORDER BY l2_distance(v, $1) LIMIT 2"),
+    ] {
+        let Statement::Query(query) = engine.plan(&sql).await.unwrap() else {
+            panic!()
+        };
+        assert!(!query.is_optimized(), "{sql}");
+    }
     // The cache is keyed by the text without the vectors: the same search
     // with another vector is a hit, another filter is not.
     let a = format!("SELECT id FROM c WHERE cat = 1 ORDER BY l2_distance(v, {q}) LIMIT 2");
@@ -468,4 +471,129 @@ async fn a_template_run_takes_the_scan_of_the_run_before_over_the_same_version()
             store.flush_all().await.unwrap();
         }
     }
+}
+
+/// The rows of `batches`, as text, without the column names.
+fn cells(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        for row in 0..b.num_rows() {
+            out.push(
+                b.columns()
+                    .iter()
+                    .map(|c| arrow::util::display::array_value_to_string(c, row).unwrap())
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// A bound query vector as ADBC sends it: a list of doubles.
+fn bound_vector(rng: &mut StdRng) -> (datafusion::common::ScalarValue, String) {
+    let xs: Vec<f64> = (0..D)
+        .map(|_| (rng.random_range(0.0..4.0f64) * 1000.0).round() / 1000.0)
+        .collect();
+    let list = arrow::array::ListArray::from_iter_primitive::<
+        arrow::datatypes::Float64Type,
+        _,
+        _,
+    >(vec![Some(xs.iter().map(|x| Some(*x)).collect::<Vec<_>>())]);
+    let text: Vec<String> = xs.iter().map(|x| format!("{x}")).collect();
+    (
+        datafusion::common::ScalarValue::List(Arc::new(list)),
+        format!("[{}]", text.join(", ")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_queries_with_vector_parameters_run_from_the_cache() {
+    let (_dir, store, mut rng) = collection(1500, 0x9a7a).await;
+    let (cached, fresh) = engines(&store);
+    // Each shape prepared once, with `$1` and `$2` for its vectors, then
+    // bound and run again with other vectors, between writes.
+    let prepared: Vec<(String, Statement)> = {
+        let mut out = Vec::new();
+        for shape in SHAPES {
+            let sql = shape.replace("{q}", "$1").replace("{r}", "$2");
+            let stmt = cached.plan(&sql).await.unwrap();
+            out.push((sql, stmt));
+        }
+        out
+    };
+    let rounds = 4;
+    for round in 0..rounds {
+        for (i, (sql, stmt)) in prepared.iter().enumerate() {
+            let (q, q_text) = bound_vector(&mut rng);
+            let (r, r_text) = bound_vector(&mut rng);
+            let params = if sql.contains("$2") {
+                vec![q, r]
+            } else {
+                vec![q]
+            };
+            let Statement::Query(query) = stmt.clone().bind(params).unwrap() else {
+                panic!("{sql}")
+            };
+            assert!(query.is_optimized(), "{sql}");
+            let running = cached
+                .start_query(query, &tracing::Span::none())
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let physical = displayable(running.plan.as_ref()).indent(true).to_string();
+            let out: Vec<RecordBatch> = running.stream.try_collect().await.unwrap();
+            // The same search with the vectors as literals, planned afresh
+            // (its columns are named after its parameters, not these).
+            let literal = SHAPES[i].replace("{q}", &q_text).replace("{r}", &r_text);
+            let want = fresh.sql(&literal).await.unwrap();
+            assert_eq!(cells(&out), cells(&want), "round {round}: {sql}");
+            if TOPK_SHAPES.contains(&i) {
+                assert!(physical.contains("VectorTopKExec"), "{sql}\n{physical}");
+            }
+        }
+        let start = 1500 + round as i64 * 100;
+        ingest(
+            &store,
+            "c",
+            rows(start..start + 100, &mut rng),
+            IngestMode::APPEND,
+        )
+        .await
+        .unwrap();
+        cached
+            .sql(&format!("DELETE FROM c WHERE id % 11 = {round}"))
+            .await
+            .unwrap();
+    }
+    // Planned once each; the top-k shapes ran again from their physical
+    // template (shape 7's two different vectors included).
+    assert_eq!(cached.plan_cache_stats().1, SHAPES.len() as u64);
+    assert_eq!(
+        cached.plan_cache_template_runs(),
+        (TOPK_SHAPES.len() * (rounds - 1)) as u64
+    );
+    // A wrong dimension or a value that is no vector says so.
+    let (_, stmt) = &prepared[0];
+    let short = datafusion::common::ScalarValue::List(Arc::new(
+        arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::Float64Type, _, _>(vec![
+            Some(vec![Some(1.0), Some(2.0), Some(3.0)]),
+        ]),
+    ));
+    let err = stmt.clone().bind(vec![short]).unwrap_err().to_string();
+    assert!(err.contains("different dimensions (24 and 3)"), "{err}");
+    let err = match stmt
+        .clone()
+        .bind(vec![datafusion::common::ScalarValue::Utf8(Some("x".into()))])
+    {
+        Err(e) => e.to_string(),
+        Ok(Statement::Query(q)) => cached
+            .execute_query(q)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
+        Ok(_) => panic!(),
+    };
+    assert!(err.contains("$1"), "{err}");
+    let err = stmt.clone().bind(vec![]).unwrap_err().to_string();
+    assert!(err.contains("1 parameter(s), but 0 value(s)"), "{err}");
 }
