@@ -14,8 +14,8 @@ Run (release binary; faiss, DuckDB and matplotlib from benches/requirements.txt)
 Results also go to docs/bench/search.json (RESULTS_DIR to change), and
 benches/charts.py renders them as SVG charts next to it. SKIP_MNIST=1 leaves
 out the MNIST part. The run also measures the ADBC floor (`SELECT 1`) and
-the 0.1% query while another client runs unfiltered searches, with and
-without `--query-threads`.
+the 0.1% query while another client runs unfiltered searches, with query
+threads (the default) and with `--query-threads 0`.
 """
 
 import json
@@ -210,16 +210,17 @@ def main():
 
 def under_load(server, tmp, queries, quiver_sql, rounds=3):
     """The 0.1% query while another client runs unfiltered searches without
-    pause, on the server as started (queries on the serving threads) and on a
-    second server over the same store with `--query-threads 2`, taking turns;
-    and the same two servers idle, to show what the extra thread hop costs."""
+    pause, on the server as started (queries on threads of their own, one per
+    core, by default) and on a second server over the same store with
+    `--query-threads 0` (queries on the threads serving requests), taking
+    turns; and the same two servers idle, to show what the thread hop costs."""
     import threading
 
     other = Server(pathlib.Path(tmp) / "data", [
-        "--wal-dir", str(pathlib.Path(tmp) / "wal-threads"), "--query-threads", "2",
+        "--wal-dir", str(pathlib.Path(tmp) / "wal-threads"), "--query-threads", "0",
         "--compact-interval", "0s", "--gc-interval", "0s"]).start()
     try:
-        servers = {"serving threads": server, "--query-threads 2": other}
+        servers = {"--query-threads 0": other, "default": server}
         samples = {(name, loaded): [] for name in servers for loaded in (False, True)}
         conns = {name: s.connect() for name, s in servers.items()}
         try:
@@ -266,8 +267,8 @@ def under_load(server, tmp, queries, quiver_sql, rounds=3):
     for (name, loaded), xs in samples.items():
         p50, p99 = p50_p99(xs)
         out[f"{name}, {'under load' if loaded else 'idle'}"] = {"p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3}
-    base = out["serving threads, under load"]["p50_ms"]
-    idle = out["serving threads, idle"]["p50_ms"]
+    base = out["--query-threads 0, under load"]["p50_ms"]
+    idle = out["--query-threads 0, idle"]["p50_ms"]
     print("0.1% top-10 while another client runs unfiltered searches, p50 (p99) in ms:")
     for key, v in out.items():
         ref = base if key.endswith("under load") else idle

@@ -283,9 +283,9 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (and /health, /ready), e.g. 127.0.0.1:9090 (port 0 picks one).
     #[arg(long, env = "QUIVER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Threads that run queries apart from the threads that serve requests, so a heavy scan never holds up the reply to a light query; costs a thread hop per query when the server is idle (0, the default: queries run on the serving threads).
-    #[arg(long, env = "QUIVER_QUERY_THREADS", default_value_t = 0)]
-    query_threads: usize,
+    /// Threads that run queries apart from the threads that serve requests, so a heavy scan does not hold up the reply to a light query (default: one per core; 0: queries run on the serving threads).
+    #[arg(long, env = "QUIVER_QUERY_THREADS")]
+    query_threads: Option<usize>,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -478,6 +478,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime of `--query-threads`, shut down without waiting when
+/// dropped (a runtime cannot be dropped in async code otherwise, and an
+/// error on the way out of `serve` drops it there).
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 async fn run(cli: Cli) -> quiver::Result<()> {
     match cli.command {
         Command::Serve(args) => {
@@ -508,7 +521,9 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 collections = store.collection_names().len(),
                 "store opened"
             );
-            let query_threads = args.query_threads;
+            let query_threads = args
+                .query_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let query_runtime = if query_threads == 0 {
                 None
             } else {
@@ -523,7 +538,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                         ))
                     })?;
                 engine = engine.with_query_runtime(rt.handle().clone());
-                Some(rt)
+                Some(QueryRuntime(Some(rt)))
             };
             let metrics_stop = tokio_util::sync::CancellationToken::new();
             if let Some(addr) = args.metrics_listen {
@@ -566,9 +581,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             metrics_stop.cancel();
             // The server has finished its requests: no query is left to
             // wait for.
-            if let Some(rt) = query_runtime {
-                rt.shutdown_background();
-            }
+            drop(query_runtime);
             served?;
             // Seal what is still in the growing segments; the log would
             // replay it anyway, this just leaves a tidy store.
