@@ -112,7 +112,12 @@ impl Statement {
 
     /// Substitutes parameter values (one row of bound parameters).
     pub fn bind(self, values: Vec<ScalarValue>) -> Result<Statement> {
-        if let Statement::Query(q @ Query { cached: Some(_), .. }) = self {
+        if let Statement::Query(
+            q @ Query {
+                cached: Some(_), ..
+            },
+        ) = self
+        {
             return bind_cached(q, values);
         }
         let types: HashMap<String, Option<DataType>> = match self.plan() {

@@ -681,7 +681,9 @@ pub fn vector_parameters_only(plan: &LogicalPlan) -> bool {
                     {
                         if !matches!(
                             field.data_type(),
-                            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+                            DataType::List(_)
+                                | DataType::LargeList(_)
+                                | DataType::FixedSizeList(..)
                         ) {
                             ok = false;
                             return Ok(TreeNodeRecursion::Stop);

@@ -494,11 +494,10 @@ fn bound_vector(rng: &mut StdRng) -> (datafusion::common::ScalarValue, String) {
     let xs: Vec<f64> = (0..D)
         .map(|_| (rng.random_range(0.0..4.0f64) * 1000.0).round() / 1000.0)
         .collect();
-    let list = arrow::array::ListArray::from_iter_primitive::<
-        arrow::datatypes::Float64Type,
-        _,
-        _,
-    >(vec![Some(xs.iter().map(|x| Some(*x)).collect::<Vec<_>>())]);
+    let list =
+        arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::Float64Type, _, _>(vec![
+            Some(xs.iter().map(|x| Some(*x)).collect::<Vec<_>>()),
+        ]);
     let text: Vec<String> = xs.iter().map(|x| format!("{x}")).collect();
     (
         datafusion::common::ScalarValue::List(Arc::new(list)),
@@ -582,8 +581,9 @@ async fn prepared_queries_with_vector_parameters_run_from_the_cache() {
     assert!(err.contains("different dimensions (24 and 3)"), "{err}");
     let err = match stmt
         .clone()
-        .bind(vec![datafusion::common::ScalarValue::Utf8(Some("x".into()))])
-    {
+        .bind(vec![datafusion::common::ScalarValue::Utf8(Some(
+            "x".into(),
+        ))]) {
         Err(e) => e.to_string(),
         Ok(Statement::Query(q)) => cached
             .execute_query(q)
