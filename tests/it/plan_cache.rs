@@ -102,17 +102,45 @@ async fn started(engine: &Engine, sql: &str) -> (bool, String, String) {
         panic!("a query: {sql}")
     };
     let optimized = query.is_optimized();
-    let running = engine
-        .start_query(query, &tracing::Span::none())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let physical = displayable(running.plan.as_ref()).indent(true).to_string();
-    let out: Vec<RecordBatch> = running.stream.try_collect().await.unwrap();
+    let (physical, out) = run_planned(engine, query, sql).await;
     (
         optimized,
         physical,
         pretty_format_batches(&out).unwrap().to_string(),
     )
+}
+
+/// Starts a planned query (`sql` names it in panics): its physical plan
+/// and its rows.
+async fn run_planned(
+    engine: &Engine,
+    query: quiver::engine::Query,
+    sql: &str,
+) -> (String, Vec<RecordBatch>) {
+    let running = engine
+        .start_query(query, &tracing::Span::none())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let physical = displayable(running.plan.as_ref()).indent(true).to_string();
+    (physical, running.stream.try_collect().await.unwrap())
+}
+
+/// Writes between two rounds of queries: rows `appended` (new keys, or
+/// replacing rows) and the deletes of `delete` (a `WHERE` condition).
+async fn write_round(
+    store: &Arc<Store>,
+    engine: &Engine,
+    rng: &mut StdRng,
+    appended: std::ops::Range<i64>,
+    delete: &str,
+) {
+    ingest(store, "c", rows(appended, rng), IngestMode::APPEND)
+        .await
+        .unwrap();
+    engine
+        .sql(&format!("DELETE FROM c WHERE {delete}"))
+        .await
+        .unwrap();
 }
 
 /// A store with the collection `c` of `n` rows, and the random source
@@ -188,18 +216,9 @@ async fn cached_plans_give_the_same_rows_as_fresh_ones() {
         )
         .await
         .unwrap();
-        ingest(
-            &store,
-            "c",
-            rows(round as i64 * 40..round as i64 * 40 + 40, &mut rng),
-            IngestMode::APPEND,
-        )
-        .await
-        .unwrap();
-        cached
-            .sql(&format!("DELETE FROM c WHERE id % 13 = {round}"))
-            .await
-            .unwrap();
+        let replaced = round as i64 * 40..round as i64 * 40 + 40;
+        let delete = format!("id % 13 = {round}");
+        write_round(&store, &cached, &mut rng, replaced, &delete).await;
     }
     // Every run after the first of a shape found its plan.
     let (hits, misses) = cached.plan_cache_stats();
@@ -534,12 +553,7 @@ async fn prepared_queries_with_vector_parameters_run_from_the_cache() {
                 panic!("{sql}")
             };
             assert!(query.is_optimized(), "{sql}");
-            let running = cached
-                .start_query(query, &tracing::Span::none())
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let physical = displayable(running.plan.as_ref()).indent(true).to_string();
-            let out: Vec<RecordBatch> = running.stream.try_collect().await.unwrap();
+            let (physical, out) = run_planned(&cached, query, sql).await;
             // The same search with the vectors as literals, planned afresh
             // (its columns are named after its parameters, not these).
             let literal = SHAPES[i].replace("{q}", &q_text).replace("{r}", &r_text);
@@ -550,18 +564,8 @@ async fn prepared_queries_with_vector_parameters_run_from_the_cache() {
             }
         }
         let start = 1500 + round as i64 * 100;
-        ingest(
-            &store,
-            "c",
-            rows(start..start + 100, &mut rng),
-            IngestMode::APPEND,
-        )
-        .await
-        .unwrap();
-        cached
-            .sql(&format!("DELETE FROM c WHERE id % 11 = {round}"))
-            .await
-            .unwrap();
+        let delete = format!("id % 11 = {round}");
+        write_round(&store, &cached, &mut rng, start..start + 100, &delete).await;
     }
     // Planned once each; the top-k shapes ran again from their physical
     // template (shape 7's two different vectors included).
