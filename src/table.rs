@@ -681,15 +681,21 @@ struct Materialize {
 #[derive(Debug, Clone, Copy)]
 pub enum ScanUnit {
     /// Row group `rg` of the `segment`-th scanned segment, whose first row
-    /// is row `start` of the segment.
+    /// is row `start` of the segment; of it, the rows `part` (from, to)
+    /// if given, else all.
     RowGroup {
         segment: usize,
         rg: usize,
         start: u64,
+        part: Option<(usize, usize)>,
     },
     /// The rows of the growing segments.
     Growing,
 }
+
+/// Fewest rows of a part of a row group a resident scan deals out
+/// ([`MaterializeExec::units`]).
+pub const MIN_PART_ROWS: usize = 4096;
 
 /// Name of the primary-key column appended to keyed batches.
 pub const KEY_COLUMN: &str = "__quiver_key";
@@ -832,20 +838,45 @@ impl MaterializeExec {
     }
 
     /// The units of a resident scan: every row group of every scanned
-    /// segment, and the growing rows.
-    pub async fn units(&self) -> DFResult<Vec<ScanUnit>> {
-        let mut units = Vec::new();
+    /// segment, and the growing rows. With fewer row groups than
+    /// `workers`, each is cut into parts of at least [`MIN_PART_ROWS`]
+    /// rows, so a small collection (one row group) is still scored on
+    /// every core.
+    pub async fn units(&self, workers: usize) -> DFResult<Vec<ScanUnit>> {
+        let mut groups = Vec::new();
         for (i, (_, f)) in self.work.group0.iter().enumerate() {
             let path = Store::file_path(&self.work.collection, &f.path);
             let meta = self.work.store.reader_metadata(&path, f.size).await?;
             let mut start = 0u64;
             for (rg, g) in meta.metadata().row_groups().iter().enumerate() {
+                groups.push((i, rg, start, g.num_rows() as usize));
+                start += g.num_rows() as u64;
+            }
+        }
+        let per_group = if groups.is_empty() {
+            1
+        } else {
+            workers.div_ceil(groups.len())
+        };
+        let mut units = Vec::new();
+        for (segment, rg, start, rows) in groups {
+            let parts = per_group.min(rows / MIN_PART_ROWS).max(1);
+            if parts == 1 {
                 units.push(ScanUnit::RowGroup {
-                    segment: i,
+                    segment,
                     rg,
                     start,
+                    part: None,
                 });
-                start += g.num_rows() as u64;
+                continue;
+            }
+            for p in 0..parts {
+                units.push(ScanUnit::RowGroup {
+                    segment,
+                    rg,
+                    start,
+                    part: Some((rows * p / parts, rows * (p + 1) / parts)),
+                });
             }
         }
         if !self.growing.is_empty() {
@@ -881,7 +912,7 @@ impl MaterializeExec {
         in_place: bool,
     ) -> DFResult<Vec<(RecordBatch, Option<BooleanArray>)>> {
         let scalar_cols = self.scalar_columns();
-        let (segment, rg, start) = match unit {
+        let (segment, rg, group_start, part) = match unit {
             ScanUnit::Growing => {
                 let mut out = Vec::with_capacity(self.growing.len());
                 for b in self.growing.iter() {
@@ -891,13 +922,21 @@ impl MaterializeExec {
                 }
                 return Ok(out);
             }
-            ScanUnit::RowGroup { segment, rg, start } => (segment, rg, start),
+            ScanUnit::RowGroup {
+                segment,
+                rg,
+                start,
+                part,
+            } => (segment, rg, start, part),
         };
         let work = &self.work;
         let (seg_id, file) = &work.group0[segment];
         let path = Store::file_path(&work.collection, &file.path);
         let meta = work.store.reader_metadata(&path, file.size).await?;
-        let rows = meta.metadata().row_group(rg).num_rows() as usize;
+        let group_rows = meta.metadata().row_group(rg).num_rows() as usize;
+        let (from, to) = part.unwrap_or((0, group_rows));
+        // The unit's rows: `rows` from row `start` of the segment.
+        let (rows, start) = (to - from, group_start + from as u64);
         // Decode the input columns this needs (not the row address: the
         // vectors are read by position here).
         let mut needed: Vec<usize> = work
@@ -919,10 +958,15 @@ impl MaterializeExec {
             .iter()
             .map(|&i| file_schema.index_of(&work.input_names[i]))
             .collect::<Result<_, _>>()?;
-        let decoded = work
+        let mut decoded = work
             .store
             .decoded_columns(&path, file.size, &meta, rg, &roots)
             .await?;
+        if rows < group_rows {
+            for a in decoded.iter_mut() {
+                *a = a.slice(from, rows);
+            }
+        }
         self.resident_counters.scanned(rows, &decoded);
         let mut decoded_at: Vec<Option<ArrayRef>> = vec![None; work.input_names.len()];
         for (&i, a) in needed.iter().zip(decoded) {
@@ -976,7 +1020,14 @@ impl MaterializeExec {
         let sparse = selected * 8 < rows;
         let counters = &self.resident_counters;
         if sparse && in_place {
-            if let Some(chunks) = self.cached_vectors(*seg_id, start, rows).await? {
+            if let Some(chunks) = self
+                .cached_vectors(*seg_id, group_start, group_rows)
+                .await?
+            {
+                let chunks: Vec<(usize, ArrayRef)> = chunks
+                    .into_iter()
+                    .map(|(i, c)| (i, c.slice(from, rows)))
+                    .collect();
                 let row_bytes: usize = chunks
                     .iter()
                     .map(|(_, c)| slice_bytes(c.as_ref()) / rows)

@@ -527,6 +527,7 @@ impl ExecutionPlan for VectorTopKExec {
         );
         let topk_span = span.clone();
         let scored = shared.scored.clone();
+        let scan_units = MetricBuilder::new(&self.metrics).counter("scan_units", 0);
         let fut = async move {
             let started = std::time::Instant::now();
             let scan = input
@@ -536,7 +537,8 @@ impl ExecutionPlan for VectorTopKExec {
             if scan.resident() {
                 // Row groups (and the growing rows) dealt out to workers;
                 // columns come from the decoded-column cache.
-                let units = Arc::new(scan.units().await?);
+                let units = Arc::new(scan.units(workers).await?);
+                scan_units.add(units.len());
                 // Spawned, every share: one run here, on the query's task,
                 // would hold back the last share spawned (tokio keeps it in
                 // this worker's LIFO slot, where no other worker takes it)

@@ -370,6 +370,52 @@ async fn fused_topk_reports_its_work_in_explain_analyze() {
     assert!(line.contains("output_rows=5"), "{line}");
 }
 
+/// A collection of one row group is cut into parts, one per worker, so
+/// a small collection is scored on every core; the answers are those of
+/// DataFusion's sort, with deletes and filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_row_group_is_scored_in_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(0x9a27);
+    let n = 3 * quiver::table::MIN_PART_ROWS as i64 + 100;
+    ingest(&store, "t", rows(0..n, &mut rng), IngestMode::CREATE)
+        .await
+        .unwrap();
+    let on = Engine::new(store.clone()).unwrap();
+    on.sql("DELETE FROM t WHERE id % 9 = 0").await.unwrap();
+    store.flush_all().await.unwrap();
+    assert_eq!(store.snapshot("t").unwrap().segments.len(), 1);
+    let off = Engine::with_options(
+        store.clone(),
+        EngineOptions {
+            fused_topk: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for i in 0..12 {
+        let q = vector(&mut rng, 8);
+        let filter = ["", "WHERE cat = 3", "WHERE cat < 8 AND id > 500"][i % 3];
+        let sql =
+            format!("SELECT id, l2_distance(v, {q}) AS d FROM t {filter} ORDER BY d, id LIMIT 10");
+        assert_eq!(run(&on, &sql).await, run(&off, &sql).await, "{sql}");
+    }
+    let workers = on.context().state().config().target_partitions();
+    let plan = run(
+        &on,
+        "EXPLAIN ANALYZE SELECT id FROM t ORDER BY l2_distance(v, [1, 0, 2, 1, 0, 0, 1, 2]) LIMIT 5",
+    )
+    .await;
+    let line = plan
+        .lines()
+        .find(|l| l.contains("VectorTopKExec"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(metric(line, "scan_units"), workers.clamp(1, 3), "{line}");
+}
+
 /// Filters on scalar columns run before any vector is read: a cold 1%
 /// filter reads the vectors of the 1% of rows only, and caches no decoded
 /// vectors; an unfiltered query reads (and caches) them all.
