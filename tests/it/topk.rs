@@ -239,17 +239,31 @@ async fn explain(engine: &Engine, sql: &str) -> String {
     run(engine, &format!("EXPLAIN {sql}")).await
 }
 
-/// Runs `queries` random queries with the rule on and off and compares.
-async fn differential(store: Arc<Store>, seed: u64, queries: usize) {
-    let on = Engine::new(store.clone()).unwrap();
-    let off = Engine::with_options(
+/// An engine over `store` with the fused top-k rule off.
+fn rule_off(store: Arc<Store>) -> Engine {
+    Engine::with_options(
         store,
         EngineOptions {
             fused_topk: false,
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The `VectorTopKExec` line of `EXPLAIN ANALYZE sql`, with its metrics.
+async fn analyzed_topk(engine: &Engine, sql: &str) -> String {
+    let plan = run(engine, &format!("EXPLAIN ANALYZE {sql}")).await;
+    plan.lines()
+        .find(|l| l.contains("VectorTopKExec"))
+        .unwrap_or_else(|| panic!("{plan}"))
+        .to_string()
+}
+
+/// Runs `queries` random queries with the rule on and off and compares.
+async fn differential(store: Arc<Store>, seed: u64, queries: usize) {
+    let on = Engine::new(store.clone()).unwrap();
+    let off = rule_off(store);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut non_empty = 0;
     for _ in 0..queries {
@@ -349,16 +363,12 @@ async fn fused_topk_reports_its_work_in_explain_analyze() {
     let dir = tempfile::tempdir().unwrap();
     let store = fixture(dir.path()).await;
     let engine = Engine::new(store).unwrap();
-    let plan = run(
+    let line = analyzed_topk(
         &engine,
-        "EXPLAIN ANALYZE SELECT id FROM t WHERE cat = 3 ORDER BY l2_distance(v, [1, 0, 2, 1, 0, 0, 1, 2]) LIMIT 5",
+        "SELECT id FROM t WHERE cat = 3 ORDER BY l2_distance(v, [1, 0, 2, 1, 0, 0, 1, 2]) LIMIT 5",
     )
     .await;
-    let line = plan
-        .lines()
-        .find(|l| l.contains("VectorTopKExec"))
-        .unwrap_or_else(|| panic!("{plan}"));
-    let scored = metric(line, "rows_scored");
+    let scored = metric(&line, "rows_scored");
     // Only the rows of category 3 (about a tenth) are scored.
     let live: usize = run(&engine, "SELECT count(*) FROM t WHERE cat = 3")
         .await
@@ -388,14 +398,7 @@ async fn one_row_group_is_scored_in_parts() {
     on.sql("DELETE FROM t WHERE id % 9 = 0").await.unwrap();
     store.flush_all().await.unwrap();
     assert_eq!(store.snapshot("t").unwrap().segments.len(), 1);
-    let off = Engine::with_options(
-        store.clone(),
-        EngineOptions {
-            fused_topk: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let off = rule_off(store.clone());
     for i in 0..12 {
         let q = vector(&mut rng, 8);
         let filter = ["", "WHERE cat = 3", "WHERE cat < 8 AND id > 500"][i % 3];
@@ -404,16 +407,12 @@ async fn one_row_group_is_scored_in_parts() {
         assert_eq!(run(&on, &sql).await, run(&off, &sql).await, "{sql}");
     }
     let workers = on.context().state().config().target_partitions();
-    let plan = run(
+    let line = analyzed_topk(
         &on,
-        "EXPLAIN ANALYZE SELECT id FROM t ORDER BY l2_distance(v, [1, 0, 2, 1, 0, 0, 1, 2]) LIMIT 5",
+        "SELECT id FROM t ORDER BY l2_distance(v, [1, 0, 2, 1, 0, 0, 1, 2]) LIMIT 5",
     )
     .await;
-    let line = plan
-        .lines()
-        .find(|l| l.contains("VectorTopKExec"))
-        .unwrap_or_else(|| panic!("{plan}"));
-    assert_eq!(metric(line, "scan_units"), workers.clamp(1, 3), "{line}");
+    assert_eq!(metric(&line, "scan_units"), workers.clamp(1, 3), "{line}");
 }
 
 /// Filters on scalar columns run before any vector is read: a cold 1%
