@@ -242,11 +242,7 @@ impl QuiverFlightSql {
             handle.extend_from_slice(target);
             (schema, Bytes::from(handle))
         } else {
-            let n = self
-                .engine
-                .execute_update(stmt)
-                .await
-                .map_err(|e| log_status("update", sql, e))?;
+            let n = self.update(stmt, sql).await?;
             (count_schema(), Bytes::from(format!("r:{n}")))
         };
         flight_info(&schema, handle, descriptor)
@@ -279,6 +275,28 @@ impl QuiverFlightSql {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Runs a statement that writes (on the engine's query runtime when it
+    /// has one, like queries, so a long `INSERT ... SELECT` or `DELETE`
+    /// does not hold up the replies to other requests): the rows it wrote.
+    /// Dropping the future (the client went away) stops it, as before.
+    async fn update(&self, stmt: Statement, sql: &str) -> Result<u64, Status> {
+        let run = {
+            let engine = self.engine.clone();
+            async move { engine.execute_update(stmt).await }
+        };
+        let done = match self.engine.query_runtime() {
+            Some(rt) => {
+                let task = rt.spawn(run);
+                let _stop = AbortOnDrop(task.abort_handle());
+                task.await.map_err(|e| {
+                    Status::internal(format!("the statement's task ended abnormally: {e}"))
+                })?
+            }
+            None => run.await,
+        };
+        done.map_err(|e| log_status("update", sql, e))
     }
 
     /// Runs `stmt` for a `DoGet` that carries no started query.
@@ -591,6 +609,15 @@ async fn begin(
     Ok((schema, Box::pin(batches)))
 }
 
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The batches a started query's task sends, as a stream.
 fn receiver_stream(
     rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, FlightError>>,
@@ -790,11 +817,7 @@ impl FlightSqlService for QuiverFlightSql {
         _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let stmt = self.plan(&cmd.query).await?;
-        let n = self
-            .engine
-            .execute_update(stmt)
-            .await
-            .map_err(|e| log_status("update", &cmd.query, e))?;
+        let n = self.update(stmt, &cmd.query).await?;
         Ok(n as i64)
     }
 
@@ -890,11 +913,7 @@ impl FlightSqlService for QuiverFlightSql {
         let rows = Self::read_param_rows(request.into_inner()).await?;
         let mut total = 0u64;
         if rows.is_empty() {
-            total += self
-                .engine
-                .execute_update(p.stmt.clone())
-                .await
-                .map_err(|e| log_status("update", &p.sql, e))?;
+            total += self.update(p.stmt.clone(), &p.sql).await?;
         }
         for row in rows {
             let stmt = p
@@ -902,11 +921,7 @@ impl FlightSqlService for QuiverFlightSql {
                 .clone()
                 .bind(row)
                 .map_err(|e| log_status("bind", &p.sql, e))?;
-            total += self
-                .engine
-                .execute_update(stmt)
-                .await
-                .map_err(|e| log_status("update", &p.sql, e))?;
+            total += self.update(stmt, &p.sql).await?;
         }
         Ok(total as i64)
     }

@@ -1507,6 +1507,24 @@ async fn queries_run_on_the_query_runtime() {
     let topk = std::mem::take(&mut *seen.lock());
     assert_eq!(topk, BTreeSet::from(["test-query-runtime".to_string()]));
 
+    // Statements that write run there too.
+    assert_eq!(
+        f.update("DELETE FROM t WHERE seen_on(id) AND id > 50005")
+            .await,
+        5
+    );
+    let n = f
+        .update("INSERT INTO t SELECT id + 100000, v FROM t WHERE seen_on(id) AND id <= 10")
+        .await;
+    assert_eq!(n, 10);
+    let dml = std::mem::take(&mut *seen.lock());
+    assert_eq!(dml, BTreeSet::from(["test-query-runtime".to_string()]));
+    let count = f.query("SELECT count(*) FROM t").await;
+    assert_eq!(
+        count[0].column(0).as_primitive::<Int64Type>().value(0),
+        50_015
+    );
+
     f.stop().await;
     runtime.shutdown_background();
 }
