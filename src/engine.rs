@@ -126,13 +126,7 @@ impl Statement {
         };
         let mut names: Vec<&String> = types.keys().collect();
         names.sort_by_key(|n| param_index(n));
-        if names.len() != values.len() {
-            return Err(Error::invalid(format!(
-                "the statement has {} parameter(s), but {} value(s) were bound",
-                names.len(),
-                values.len()
-            )));
-        }
+        check_bound(names.len(), values.len())?;
         // Convert each value to the type DataFusion inferred for its slot.
         let mut bound = Vec::with_capacity(values.len());
         for (name, v) in names.iter().zip(values) {
@@ -184,30 +178,12 @@ impl Statement {
 /// or non-list value is bound the same way (the casts say what is wrong)
 /// but runs without the template.
 fn bind_cached(query: Query, values: Vec<ScalarValue>) -> Result<Statement> {
-    let Query {
-        plan,
-        cached: Some((cached, hoisted)),
-        ..
-    } = query
-    else {
-        return Ok(Statement::Query(query));
-    };
-    let mut names: Vec<String> = plan.get_parameter_types()?.into_keys().collect();
+    let mut names: Vec<String> = query.plan.get_parameter_types()?.into_keys().collect();
     names.sort_by_key(|n| param_index(n));
-    if names.is_empty() && values.is_empty() {
+    check_bound(names.len(), values.len())?;
+    if names.is_empty() {
         // Nothing to bind (its vectors were literals of its text).
-        return Ok(Statement::Query(Query {
-            plan,
-            optimized: true,
-            cached: Some((cached, hoisted)),
-        }));
-    }
-    if names.len() != values.len() {
-        return Err(Error::invalid(format!(
-            "the statement has {} parameter(s), but {} value(s) were bound",
-            names.len(),
-            values.len()
-        )));
+        return Ok(Statement::Query(query));
     }
     let vectors_only = values
         .iter()
@@ -217,11 +193,26 @@ fn bind_cached(query: Query, values: Vec<ScalarValue>) -> Result<Statement> {
         .map(|n| n.trim_start_matches('$').to_string())
         .zip(values)
         .collect();
+    let plan = plan_cache::bind(query.plan, &values)?;
+    let cached = query
+        .cached
+        .filter(|_| vectors_only)
+        .map(|(cached, _)| (cached, Arc::new(values)));
     Ok(Statement::Query(Query {
-        plan: plan_cache::bind(plan, &values)?,
+        plan,
         optimized: true,
-        cached: vectors_only.then(|| (cached, Arc::new(values))),
+        cached,
     }))
+}
+
+/// An error unless `values` values were bound for `parameters` parameters.
+fn check_bound(parameters: usize, values: usize) -> Result<()> {
+    if parameters != values {
+        return Err(Error::invalid(format!(
+            "the statement has {parameters} parameter(s), but {values} value(s) were bound"
+        )));
+    }
+    Ok(())
 }
 
 fn param_index(name: &str) -> usize {
@@ -421,8 +412,8 @@ impl Engine {
 
     /// Runs queries on `runtime`, apart from the runtime serving requests:
     /// the tasks a query spawns when it starts go there, and a caller that
-    /// drives a query's stream there too (as the Flight service does, see
-    /// [`Engine::query_runtime`]) runs all of it there. A running scan then
+    /// drives a query's stream there too (as the Flight service does, with
+    /// [`Engine::spawn`]) runs all of it there. A running scan then
     /// never holds up the reply to another request on a busy worker; the
     /// kernel shares the cores between the two runtimes' threads.
     pub fn with_query_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
@@ -430,9 +421,17 @@ impl Engine {
         self
     }
 
-    /// The runtime queries run on, when not the caller's.
-    pub fn query_runtime(&self) -> Option<&tokio::runtime::Handle> {
-        self.query_runtime.as_ref()
+    /// Spawns a task of a query or statement: on the query runtime when
+    /// there is one, else on the caller's.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.query_runtime {
+            Some(rt) => rt.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -286,17 +286,10 @@ impl QuiverFlightSql {
             let engine = self.engine.clone();
             async move { engine.execute_update(stmt).await }
         };
-        let done = match self.engine.query_runtime() {
-            Some(rt) => {
-                let task = rt.spawn(run);
-                let _stop = AbortOnDrop(task.abort_handle());
-                task.await.map_err(|e| {
-                    Status::internal(format!("the statement's task ended abnormally: {e}"))
-                })?
-            }
-            None => run.await,
-        };
-        done.map_err(|e| log_status("update", sql, e))
+        let task = tokio_util::task::AbortOnDropHandle::new(self.engine.spawn(run));
+        task.await
+            .map_err(|e| Status::internal(format!("the statement's task ended abnormally: {e}")))?
+            .map_err(|e| log_status("update", sql, e))
     }
 
     /// Runs `stmt` for a `DoGet` that carries no started query.
@@ -343,10 +336,7 @@ impl QuiverFlightSql {
                 }
             }
         };
-        match self.engine.query_runtime() {
-            Some(rt) => drop(rt.spawn(run)),
-            None => drop(tokio::spawn(run)),
-        }
+        drop(self.engine.spawn(run));
         Ok(StartedQuery {
             sql: abbreviate(sql),
             schema,
@@ -607,15 +597,6 @@ async fn begin(
     let timeout = limits.query_timeout;
     let batches = stoppable(batches, token, deadline, timeout, abbreviate(sql));
     Ok((schema, Box::pin(batches)))
-}
-
-/// Aborts a spawned task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The batches a started query's task sends, as a stream.

@@ -861,21 +861,12 @@ impl MaterializeExec {
         let mut units = Vec::new();
         for (segment, rg, start, rows) in groups {
             let parts = per_group.min(rows / MIN_PART_ROWS).max(1);
-            if parts == 1 {
-                units.push(ScanUnit::RowGroup {
-                    segment,
-                    rg,
-                    start,
-                    part: None,
-                });
-                continue;
-            }
             for p in 0..parts {
                 units.push(ScanUnit::RowGroup {
                     segment,
                     rg,
                     start,
-                    part: Some((rows * p / parts, rows * (p + 1) / parts)),
+                    part: (parts > 1).then(|| (rows * p / parts, rows * (p + 1) / parts)),
                 });
             }
         }
