@@ -3,8 +3,8 @@
 //! `jaccard_distance(a, b)` is `1 - |a AND b| / |a OR b|` over the set bits.
 //! Arguments are binary values (`BYTEA` / `VARBINARY` columns, `X'0F'`
 //! literals, binary parameters) of equal length; kernels are simsimd's.
-//! A null argument gives null; two all-zero vectors have no Jaccard
-//! distance (NaN, as the cosine distance of a zero vector).
+//! A null argument gives null. The Jaccard distance of two all-zero
+//! vectors (two empty sets) is 1, as in pgvector.
 
 use std::sync::Arc;
 
@@ -41,7 +41,8 @@ impl BitMetric {
             BitMetric::Hamming => u8::hamming(a, b).unwrap_or(f64::NAN),
             BitMetric::Jaccard => {
                 if a.iter().chain(b).all(|&x| x == 0) {
-                    f64::NAN
+                    // pgvector's answer for two empty sets.
+                    1.0
                 } else {
                     u8::jaccard(a, b).unwrap_or(f64::NAN)
                 }
@@ -165,7 +166,7 @@ mod tests {
         let xor: u32 = a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum();
         match m {
             BitMetric::Hamming => xor as f64,
-            BitMetric::Jaccard if or == 0 => f64::NAN,
+            BitMetric::Jaccard if or == 0 => 1.0,
             BitMetric::Jaccard => 1.0 - and as f64 / or as f64,
         }
     }
@@ -186,7 +187,7 @@ mod tests {
                 );
             }
         }
-        assert!(BitMetric::Jaccard.eval(&[0, 0], &[0, 0]).is_nan());
+        assert_eq!(BitMetric::Jaccard.eval(&[0, 0], &[0, 0]), 1.0);
         assert_eq!(BitMetric::Hamming.eval(&[0x0f], &[0xff]), 4.0);
         assert_eq!(BitMetric::Jaccard.eval(&[0x0f], &[0xff]), 0.5);
     }

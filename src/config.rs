@@ -48,6 +48,9 @@ pub struct StoreConfig {
     /// Size of one part of a multipart upload (S3 needs at least 5 MiB for
     /// every part but the last).
     pub multipart_part_bytes: u64,
+    /// Largest dimension a new vector column may have (a row of a
+    /// `FLOAT[d]` column takes 4 d bytes).
+    pub max_dimension: usize,
 }
 
 /// Default size from which files are written with a multipart upload
@@ -74,6 +77,7 @@ impl Default for StoreConfig {
             retry: crate::retry::RetryPolicy::default(),
             multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
             multipart_part_bytes: DEFAULT_MULTIPART_PART_BYTES,
+            max_dimension: crate::schema::DEFAULT_MAX_DIMENSION,
         }
     }
 }

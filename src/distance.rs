@@ -3,9 +3,13 @@
 //! simsimd kernels without converting vectors to `List<Float64>`.
 //!
 //! Semantics follow pgvector / DuckDB: `l2_distance` is the Euclidean
-//! distance, `cosine_distance` is `1 - cosine similarity`, `inner_product`
-//! the dot product, `negative_inner_product` its negation (smaller is
-//! closer), `l1_distance` the Manhattan distance. A null vector gives null.
+//! distance, `cosine_distance` is `1 - cosine similarity` (and
+//! `cosine_similarity` the similarity itself), `inner_product` the dot
+//! product, `negative_inner_product` its negation (smaller is closer),
+//! `l1_distance` the Manhattan distance. A null vector gives null. A
+//! vector with a NaN or an infinite element gives NaN, as does the cosine
+//! of a zero vector; NaN sorts after every number (last in an ascending
+//! top-k).
 
 use std::sync::Arc;
 
@@ -32,15 +36,18 @@ pub enum Metric {
     InnerProduct,
     NegativeInnerProduct,
     L1,
+    /// `1 - Cosine` (DuckDB's `array_cosine_similarity`): larger is closer.
+    CosineSimilarity,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 6] = [
         Metric::L2,
         Metric::Cosine,
         Metric::InnerProduct,
         Metric::NegativeInnerProduct,
         Metric::L1,
+        Metric::CosineSimilarity,
     ];
 
     /// SQL name of the function.
@@ -51,6 +58,7 @@ impl Metric {
             Metric::InnerProduct => "inner_product",
             Metric::NegativeInnerProduct => "negative_inner_product",
             Metric::L1 => "l1_distance",
+            Metric::CosineSimilarity => "cosine_similarity",
         }
     }
 
@@ -62,6 +70,7 @@ impl Metric {
             Metric::InnerProduct => &["array_inner_product", "dot_product"],
             Metric::NegativeInnerProduct => &["array_negative_inner_product"],
             Metric::L1 => &[],
+            Metric::CosineSimilarity => &["array_cosine_similarity"],
         }
     }
 
@@ -72,8 +81,8 @@ impl Metric {
             Metric::L2 => <f32 as SpatialSimilarity>::euclidean(a, b).unwrap_or(f64::NAN),
             // Undefined for a zero vector: NaN, as in pgvector. The check stops
             // at the first non-zero element, so it costs nothing in practice.
-            Metric::Cosine if is_zero(a) || is_zero(b) => f64::NAN,
-            Metric::Cosine => <f32 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN),
+            Metric::Cosine => cosine(a, b),
+            Metric::CosineSimilarity => 1.0 - cosine(a, b),
             Metric::InnerProduct => <f32 as SpatialSimilarity>::dot(a, b).unwrap_or(f64::NAN),
             Metric::NegativeInnerProduct => {
                 -<f32 as SpatialSimilarity>::dot(a, b).unwrap_or(f64::NAN)
@@ -85,14 +94,14 @@ impl Metric {
 
 /// One vector of any element type quiver stores.
 #[derive(Clone, Copy)]
-enum VecRef<'a> {
+pub(crate) enum VecRef<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     I8(&'a [i8]),
 }
 
 impl VecRef<'_> {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             VecRef::F32(v) => v.len(),
             VecRef::F16(v) => v.len(),
@@ -100,7 +109,7 @@ impl VecRef<'_> {
         }
     }
 
-    fn to_f32(self) -> Vec<f32> {
+    pub(crate) fn to_f32(self) -> Vec<f32> {
         match self {
             VecRef::F32(v) => v.to_vec(),
             VecRef::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
@@ -147,8 +156,11 @@ impl Metric {
         let zero = |v: &[i8]| v.iter().all(|e| *e == 0);
         match self {
             Metric::L2 => <i8 as SpatialSimilarity>::euclidean(a, b).unwrap_or(f64::NAN),
-            Metric::Cosine if zero(a) || zero(b) => f64::NAN,
+            Metric::Cosine | Metric::CosineSimilarity if zero(a) || zero(b) => f64::NAN,
             Metric::Cosine => <i8 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN),
+            Metric::CosineSimilarity => {
+                1.0 - <i8 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN)
+            }
             Metric::InnerProduct => <i8 as SpatialSimilarity>::dot(a, b).unwrap_or(f64::NAN),
             Metric::NegativeInnerProduct => {
                 -<i8 as SpatialSimilarity>::dot(a, b).unwrap_or(f64::NAN)
@@ -165,6 +177,31 @@ impl Metric {
 #[inline]
 fn is_zero(v: &[f32]) -> bool {
     v.iter().all(|x| *x == 0.0)
+}
+
+/// The cosine distance, NaN when it is undefined: for a zero vector (as
+/// pgvector) and for a vector with a NaN or an infinite element (as DuckDB
+/// and numpy). simsimd clamps its result at 0, which would turn those into
+/// a perfect match, so a result of 0 (or not finite) is checked against
+/// the elements; any other result comes from finite vectors (a NaN or an
+/// infinity in either makes the kernel's dot product and norm NaN or
+/// infinite, and so its result 0), so the common case costs no extra pass.
+#[inline]
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    // The zero check stops at the first non-zero element.
+    if is_zero(a) || is_zero(b) {
+        return f64::NAN;
+    }
+    let d = <f32 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN);
+    if d > 0.0 && d.is_finite() {
+        return d;
+    }
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    if finite(a) && finite(b) {
+        d
+    } else {
+        f64::NAN
+    }
 }
 
 /// Manhattan distance. simsimd has no f32 L1 kernel; eight independent
@@ -414,13 +451,13 @@ pub(crate) fn columnar(arr: ArrayRef, all_scalar: bool) -> Result<ColumnarValue>
 
 /// One argument of a distance function: a column of vectors, or one vector
 /// broadcast to every row.
-struct Vectors {
+pub(crate) struct Vectors {
     array: ArrayRef,
     broadcast: bool,
 }
 
 impl Vectors {
-    fn new(v: &ColumnarValue) -> Result<Self> {
+    pub(crate) fn new(v: &ColumnarValue) -> Result<Self> {
         let (array, broadcast) = match v {
             ColumnarValue::Array(a) => (a.clone(), false),
             ColumnarValue::Scalar(s) => (s.to_array()?, true),
@@ -447,7 +484,7 @@ impl Vectors {
     }
 
     #[inline]
-    fn get(&self, row: usize) -> Option<VecRef<'_>> {
+    pub(crate) fn get(&self, row: usize) -> Option<VecRef<'_>> {
         let i = if self.broadcast { 0 } else { row };
         if self.array.is_null(i) {
             return None;
@@ -503,6 +540,7 @@ mod tests {
                 .sum::<f64>()
                 .sqrt(),
             Metric::Cosine => 1.0 - dot / (na * nb),
+            Metric::CosineSimilarity => dot / (na * nb),
             Metric::InnerProduct => dot,
             Metric::NegativeInnerProduct => -dot,
             Metric::L1 => a
@@ -531,7 +569,7 @@ mod tests {
     #[test]
     fn float16_and_int8_kernels_match_f64_reference() {
         let mut rnd = uniform(11);
-        let mut worst = [[0f64; 5]; 2];
+        let mut worst = [[0f64; 6]; 2];
         for dim in [
             1usize, 2, 3, 7, 8, 15, 16, 31, 64, 100, 128, 257, 768, 1536, 4095,
         ] {
@@ -560,6 +598,45 @@ mod tests {
 
     /// Bound of the relative error (against max(1, |reference|)).
     const TOLERANCE: f64 = 1e-5;
+
+    /// A NaN or an infinite element makes every metric NaN, the cosine
+    /// ones too (simsimd alone gives 0 there: a perfect match), at every
+    /// length (the kernels' vector bodies and tails) and either side.
+    #[test]
+    fn non_finite_elements_give_nan() {
+        for dim in [1usize, 3, 8, 16, 17, 64, 100, 128] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for at in [0, dim / 2, dim - 1] {
+                    let good: Vec<f32> = (0..dim).map(|i| 0.5 + i as f32).collect();
+                    let mut odd = good.clone();
+                    odd[at] = bad;
+                    for m in Metric::ALL {
+                        for (a, b) in [(&odd, &good), (&good, &odd)] {
+                            let d = m.eval(a, b);
+                            let infinite_ok = bad.is_infinite()
+                                && matches!(
+                                    m,
+                                    Metric::L2
+                                        | Metric::L1
+                                        | Metric::InnerProduct
+                                        | Metric::NegativeInnerProduct
+                                );
+                            // An infinite element makes L2 / L1 / dot
+                            // infinite (or NaN), never a finite number.
+                            assert!(
+                                d.is_nan() || (infinite_ok && d.is_infinite()),
+                                "{m:?} d={dim} {bad} at {at}: {d}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Equal finite vectors are still a perfect match.
+        let v: Vec<f32> = (0..128).map(|i| i as f32 - 60.5).collect();
+        assert!(Metric::Cosine.eval(&v, &v).abs() < 1e-6);
+        assert!((Metric::CosineSimilarity.eval(&v, &v) - 1.0).abs() < 1e-6);
+    }
 
     /// Kernels agree with an f64 reference over many dimensions.
     #[test]

@@ -24,7 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::distance::register_distance_functions;
 use crate::error::{Error, Result};
 use crate::plan_cache::{self, PlanCache};
-use crate::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
+use crate::schema::{CollectionSchema, ID_COLUMN, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
 use crate::store::{IngestMode, Store};
 use crate::table::{latest_table, CollectionTable, QuiverCatalog, CATALOG, SCHEMA};
 
@@ -71,6 +71,11 @@ pub enum Statement {
     DropTable { name: String, if_exists: bool },
     /// `DELETE FROM <collection> [WHERE ...]`: `input` yields the rows to delete.
     Delete { name: String, input: LogicalPlan },
+    /// `UPDATE <collection> SET ... [WHERE ...]`: `input` yields the changed
+    /// rows, every column (the system columns too), under their keys.
+    Update { name: String, input: LogicalPlan },
+    /// `TRUNCATE [TABLE] <collection>`.
+    Truncate { name: String },
 }
 
 impl Statement {
@@ -89,8 +94,10 @@ impl Statement {
     fn plan(&self) -> Option<&LogicalPlan> {
         match self {
             Statement::Query(Query { plan: p, .. }) | Statement::Insert(p) => Some(p),
-            Statement::CreateTable { input, .. } | Statement::Delete { input, .. } => Some(input),
-            Statement::DropTable { .. } => None,
+            Statement::CreateTable { input, .. }
+            | Statement::Delete { input, .. }
+            | Statement::Update { input, .. } => Some(input),
+            Statement::DropTable { .. } | Statement::Truncate { .. } => None,
         }
     }
 
@@ -167,7 +174,11 @@ impl Statement {
                 name,
                 input: bind(input)?,
             },
-            s @ Statement::DropTable { .. } => s,
+            Statement::Update { name, input } => Statement::Update {
+                name,
+                input: bind(input)?,
+            },
+            s @ (Statement::DropTable { .. } | Statement::Truncate { .. }) => s,
         })
     }
 }
@@ -312,6 +323,8 @@ fn register_with(ctx: &SessionContext, store: Arc<Store>, system_columns: bool) 
         )),
     );
     register_distance_functions(ctx);
+    crate::vector_fns::register_vector_functions(ctx);
+    crate::fn_limits::register_capped_functions(ctx);
     crate::bits::register_bit_functions(ctx);
 }
 
@@ -377,6 +390,10 @@ impl Engine {
                 .with_runtime_env(runtime.clone())
                 .with_default_features()
                 .with_type_planner(Arc::new(VectorTypePlanner));
+            builder
+                .expr_planners()
+                .get_or_insert_with(Vec::new)
+                .push(Arc::new(crate::operators::VectorOperators));
             if options.fused_topk {
                 // First, so DataFusion's own rules then work on the small
                 // fused plan (they cost more than the top-k at 0.1%
@@ -466,8 +483,31 @@ impl Engine {
         self.plans.as_ref().map_or(0, |c| c.scan_reuses())
     }
 
+    /// The session state for statements that see the system columns: the
+    /// engine's own (with any function an embedder registered on
+    /// [`Engine::context`]), over the catalog and the time-travel function
+    /// that show them.
+    fn system_state(&self) -> datafusion::execution::session_state::SessionState {
+        let system = self.ctx_system.state();
+        let mut functions = self.ctx.state().table_functions().clone();
+        functions.extend(
+            system
+                .table_functions()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        SessionStateBuilder::new_from_existing(self.ctx.state())
+            .with_catalog_list(system.catalog_list().clone())
+            .with_table_functions(functions)
+            .build()
+    }
+
     /// Parses and plans one SQL statement.
     pub async fn plan(&self, sql: &str) -> Result<Statement> {
+        self.plan_statement(sql).await.map_err(explain_vector_cast)
+    }
+
+    async fn plan_statement(&self, sql: &str) -> Result<Statement> {
         // A query planned before with other vectors: found by its text
         // with the vectors cut out, without parsing it.
         let cut = self
@@ -496,8 +536,17 @@ impl Engine {
         let mut stmt = {
             let state = self.ctx.state_ref();
             let state = state.read();
-            let dialect = state.config().options().sql_parser.dialect;
-            state.sql_to_statement(sql, &dialect)?
+            let options = &state.config().options().sql_parser;
+            if crate::operators::has_joined_operators(sql) {
+                // pgvector's `<->`, `<#>`, `<+>` (see `operators`).
+                let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(
+                    options.dialect.to_string(),
+                )
+                .ok_or_else(|| Error::internal("unknown SQL dialect"))?;
+                crate::operators::parse(sql, dialect.as_ref(), options.recursion_limit.get())?
+            } else {
+                state.sql_to_statement(sql, &options.dialect)?
+            }
         };
         // First, so the passes below walk a statement without them.
         let hoisted = hoist_vector_literals(&mut stmt);
@@ -506,7 +555,9 @@ impl Engine {
         let own_parameters = hoisted.is_none() && is_sql_query(&stmt);
         number_positional_placeholders(&mut stmt);
         crate::snapshot::resolve(&self.store, &mut stmt).await?;
-        let system = names_system_column(&stmt);
+        // A DELETE or UPDATE names rows by their key, which for a
+        // collection without a declared key is the hidden `_id`.
+        let system = names_system_column(&stmt) || is_delete_or_update(&stmt);
         match &stmt {
             DFStatement::CreateExternalTable(_) => {
                 return Err(Error::NotAllowed(
@@ -551,7 +602,7 @@ impl Engine {
             }
         }
         let state = if system {
-            self.ctx_system.state()
+            self.system_state()
         } else {
             self.ctx.state()
         };
@@ -634,6 +685,17 @@ impl Engine {
                 WriteOp::Delete => Ok(Statement::Delete {
                     name: collection_name(&d.table_name)?,
                     input: d.input.as_ref().clone(),
+                }),
+                WriteOp::Update => {
+                    let name = collection_name(&d.table_name)?;
+                    self.check_update_keeps_keys(&name, &d.input)?;
+                    Ok(Statement::Update {
+                        name,
+                        input: d.input.as_ref().clone(),
+                    })
+                }
+                WriteOp::Truncate => Ok(Statement::Truncate {
+                    name: collection_name(&d.table_name)?,
                 }),
                 op => Err(Error::NotAllowed(format!(
                     "{} is not supported yet",
@@ -895,6 +957,10 @@ impl Engine {
 
     /// Runs a statement that changes data; returns the affected row count.
     pub async fn execute_update(&self, stmt: Statement) -> Result<u64> {
+        self.run_update(stmt).await.map_err(explain_vector_cast)
+    }
+
+    async fn run_update(&self, stmt: Statement) -> Result<u64> {
         match stmt {
             Statement::Query(_) => Err(Error::invalid(
                 "a query was sent as an update; use a query call (execute / read_sql) for SELECT",
@@ -927,7 +993,12 @@ impl Engine {
                 }
                 let input = self.refresh(input).await?;
                 // Check the schema before running the input.
-                CollectionSchema::infer(&name, &schema, primary_key.as_deref())?;
+                CollectionSchema::infer_with(
+                    &name,
+                    &schema,
+                    primary_key.as_deref(),
+                    self.store.config().max_dimension,
+                )?;
                 let stream = self
                     .ctx
                     .execute_logical_plan(input)
@@ -948,7 +1019,40 @@ impl Engine {
                 self.store.drop_collection(&name, if_exists).await?;
                 Ok(0)
             }
+            Statement::Truncate { name } => {
+                let _dml = self.store.dml_lock(&name).await;
+                self.store.truncate(&name).await?;
+                Ok(0)
+            }
+            Statement::Update { name, input } => {
+                // One UPDATE or DELETE of a collection at a time, each
+                // reading the rows as the one before left them.
+                let _dml = self.store.dml_lock(&name).await;
+                let input = self.refresh(input).await?;
+                let schema = self
+                    .store
+                    .require(&name)?
+                    .schema
+                    .clone()
+                    .ok_or_else(|| Error::CollectionNotFound(name.clone()))?;
+                // The stored columns (the generated key too), by name.
+                let columns: Vec<datafusion::prelude::Expr> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| datafusion::prelude::ident(f.name()))
+                    .collect();
+                let plan = LogicalPlanBuilder::from(input).project(columns)?.build()?;
+                let stream = self
+                    .ctx_system
+                    .execute_logical_plan(plan)
+                    .await?
+                    .execute_stream()
+                    .await?
+                    .map_err(Error::from);
+                self.store.write_back(&name, stream).await
+            }
             Statement::Delete { name, input } => {
+                let _dml = self.store.dml_lock(&name).await;
                 let input = self.refresh(input).await?;
                 // The keys of the visible rows that match, at this snapshot.
                 let pk = self
@@ -973,6 +1077,48 @@ impl Engine {
         }
     }
 
+    /// An UPDATE may change any column but the primary key and the system
+    /// columns: its input must pass those through as they are.
+    fn check_update_keeps_keys(&self, name: &str, input: &LogicalPlan) -> Result<()> {
+        let LogicalPlan::Projection(p) = input else {
+            return Ok(());
+        };
+        let key = self
+            .store
+            .require(name)?
+            .schema
+            .as_ref()
+            .map(|s| s.primary_key().to_string());
+        for (expr, field) in p.expr.iter().zip(p.schema.fields()) {
+            let fixed = [TS_COLUMN, SEG_COLUMN, ROW_COLUMN, ID_COLUMN];
+            let is_key = key.as_deref() == Some(field.name().as_str());
+            if !is_key && !fixed.contains(&field.name().as_str()) {
+                continue;
+            }
+            let inner = match expr {
+                datafusion::prelude::Expr::Alias(a) => a.expr.as_ref(),
+                e => e,
+            };
+            let same =
+                matches!(inner, datafusion::prelude::Expr::Column(c) if c.name == *field.name());
+            if !same {
+                return Err(Error::invalid(if is_key {
+                    format!(
+                        "UPDATE {name}: the primary key '{}' cannot be changed; delete the row \
+                         and insert it with the new key",
+                        field.name()
+                    )
+                } else {
+                    format!(
+                        "UPDATE {name}: '{}' is a system column and cannot be changed",
+                        field.name()
+                    )
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// DataFusion checks NOT NULL columns of `INSERT ... VALUES` itself and
     /// names its internal column (`column1`); say which collection columns
     /// may not be null instead.
@@ -993,7 +1139,7 @@ impl Engine {
             return e.into();
         };
         let required: Vec<String> = schema
-            .fields()
+            .visible_fields()
             .iter()
             .filter(|f| !f.is_nullable())
             .map(|f| {
@@ -1032,7 +1178,38 @@ impl Engine {
     }
 }
 
-/// Whether the statement names `_ts`, `_seg` or `_row`.
+/// A vector of the wrong length cast to a `FLOAT[d]` column (in INSERT
+/// VALUES, UPDATE SET, a cast) fails in Arrow's cast, which does not say
+/// that the dimension is at fault: say so, keeping the original message.
+fn explain_vector_cast(e: Error) -> Error {
+    let text = e.to_string();
+    let Some(at) = text.find("Cannot cast to FixedSizeList(") else {
+        return e;
+    };
+    let rest = &text[at + "Cannot cast to FixedSizeList(".len()..];
+    let want = rest.split(')').next().unwrap_or("?");
+    let got = rest
+        .split("has length ")
+        .nth(1)
+        .map(|s| s.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("?"))
+        .unwrap_or("?");
+    Error::invalid(format!(
+        "a vector of dimension {got} given for a vector of dimension {want} ({})",
+        &text[at..]
+    ))
+}
+
+/// Whether the statement is a DELETE or an UPDATE.
+fn is_delete_or_update(stmt: &DFStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement as S;
+    match stmt {
+        DFStatement::Statement(s) => matches!(s.as_ref(), S::Delete(_) | S::Update(_)),
+        DFStatement::Explain(e) => is_delete_or_update(&e.statement),
+        _ => false,
+    }
+}
+
+/// Whether the statement names `_ts`, `_seg`, `_row` or `_id`.
 fn names_system_column(stmt: &DFStatement) -> bool {
     use datafusion::sql::sqlparser::ast::{visit_expressions, Expr};
     use std::ops::ControlFlow;
@@ -1041,7 +1218,7 @@ fn names_system_column(stmt: &DFStatement) -> bool {
         DFStatement::Explain(e) => return names_system_column(&e.statement),
         _ => return false,
     };
-    let system = |name: &str| [TS_COLUMN, SEG_COLUMN, ROW_COLUMN].contains(&name);
+    let system = |name: &str| [TS_COLUMN, SEG_COLUMN, ROW_COLUMN, ID_COLUMN].contains(&name);
     visit_expressions(inner, |e: &Expr| {
         let hit = match e {
             Expr::Identifier(i) => system(&i.value),

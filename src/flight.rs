@@ -115,16 +115,24 @@ type DoGetStream =
 struct Prepared {
     sql: String,
     stmt: Statement,
-    params: Mutex<Vec<Vec<ScalarValue>>>,
+    /// Whether the statement has parameters (`$1`, `?`).
+    has_parameters: bool,
+    /// The rows of the last parameter batch bound (`None`: none bound).
+    params: Mutex<Option<Vec<Vec<ScalarValue>>>>,
 }
 
 impl Prepared {
-    /// The statement with the last bound parameter row substituted.
-    fn bound(&self) -> Result<Statement> {
-        let params = self.params.lock();
-        match params.last() {
-            Some(row) => self.stmt.clone().bind(row.clone()),
-            None => Ok(self.stmt.clone()),
+    /// The statement once per bound parameter row, in order (a query bound
+    /// to several rows returns the rows of each in turn, as ADBC expects);
+    /// the statement itself when nothing was bound, and nothing at all for
+    /// a statement with parameters bound to zero rows.
+    fn bound(&self) -> Result<Vec<Statement>> {
+        match self.params.lock().as_ref() {
+            Some(rows) if self.has_parameters || !rows.is_empty() => rows
+                .iter()
+                .map(|row| self.stmt.clone().bind(row.clone()))
+                .collect(),
+            _ => Ok(vec![self.stmt.clone()]),
         }
     }
 }
@@ -224,15 +232,37 @@ impl QuiverFlightSql {
         target: &[u8],
         request: Request<FlightDescriptor>,
     ) -> Result<FlightInfo, Status> {
+        let schema = stmt.result_schema();
+        let is_query = stmt.is_query();
+        self.info_for_all(is_query, schema, vec![stmt], sql, kind, target, request)
+            .await
+    }
+
+    /// [`Self::info_for`] for a statement bound to each of several rows of
+    /// parameters (`stmts`, possibly none): a query returns the rows of
+    /// each in turn, an update runs once per row and counts them all.
+    #[allow(clippy::too_many_arguments)]
+    async fn info_for_all(
+        &self,
+        is_query: bool,
+        unbound_schema: SchemaRef,
+        stmts: Vec<Statement>,
+        sql: &str,
+        kind: u8,
+        target: &[u8],
+        request: Request<FlightDescriptor>,
+    ) -> Result<FlightInfo, Status> {
         // The call's own grpc-timeout bounds this call, not the query it
         // starts: that one's DoGet brings the client's deadline.
         let deadline = self.server_deadline();
         let descriptor = request.into_inner();
-        let (schema, handle) = if stmt.is_query() {
+        let (schema, handle) = if is_query {
             let run = uuid::Uuid::new_v4().simple().to_string();
             let token = CancellationToken::new();
             self.runs.insert(run.clone(), token.clone());
-            let started = self.start(stmt, sql, token, deadline).await?;
+            let started = self
+                .start_all(unbound_schema, stmts, sql, token, deadline)
+                .await?;
             let schema = started.schema.clone();
             self.planned
                 .insert(run.clone(), Arc::new(Mutex::new(Some(started))));
@@ -242,7 +272,10 @@ impl QuiverFlightSql {
             handle.extend_from_slice(target);
             (schema, Bytes::from(handle))
         } else {
-            let n = self.update(stmt, sql).await?;
+            let mut n = 0;
+            for stmt in stmts {
+                n += self.update(stmt, sql).await?;
+            }
             (count_schema(), Bytes::from(format!("r:{n}")))
         };
         flight_info(&schema, handle, descriptor)
@@ -295,12 +328,15 @@ impl QuiverFlightSql {
     /// Runs `stmt` for a `DoGet` that carries no started query.
     async fn run_query(
         &self,
-        stmt: Statement,
+        unbound_schema: SchemaRef,
+        stmts: Vec<Statement>,
         sql: &str,
         token: CancellationToken,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let started = self.start(stmt, sql, token, deadline).await?;
+        let started = self
+            .start_all(unbound_schema, stmts, sql, token, deadline)
+            .await?;
         Ok(Response::new(encode(
             started.schema,
             receiver_stream(started.batches),
@@ -312,15 +348,24 @@ impl QuiverFlightSql {
     /// engine's query runtime when it has one) that keeps up to
     /// [`PREFETCH_BATCHES`] batches ahead of the reader, and stops when the
     /// receiver is dropped.
-    async fn start(
+    async fn start_all(
         &self,
-        stmt: Statement,
+        unbound_schema: SchemaRef,
+        stmts: Vec<Statement>,
         sql: &str,
         token: CancellationToken,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<StartedQuery, Status> {
-        let (schema, mut batches) =
-            begin(&self.engine, &self.limits, stmt, sql, token, deadline).await?;
+        let (schema, mut batches) = begin_all(
+            &self.engine,
+            &self.limits,
+            unbound_schema,
+            stmts,
+            sql,
+            token,
+            deadline,
+        )
+        .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
         let run = async move {
             loop {
@@ -364,6 +409,44 @@ impl QuiverFlightSql {
             batches,
             self.limits.max_message_bytes,
         ))
+    }
+
+    /// The schema of what `command` returns, without running it (GetSchema).
+    pub(crate) async fn command_schema(
+        &self,
+        command: arrow_flight::sql::Command,
+    ) -> Result<SchemaRef, Status> {
+        use arrow_flight::sql::Command as C;
+        Ok(match command {
+            C::CommandStatementQuery(q) => self.plan(&q.query).await?.result_schema(),
+            C::CommandPreparedStatementQuery(cmd) => {
+                let p = self.prepared(&cmd.prepared_statement_handle)?;
+                let bound = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+                match bound.first() {
+                    Some(s) => s.result_schema(),
+                    None => p.stmt.result_schema(),
+                }
+            }
+            C::CommandStatementUpdate(_)
+            | C::CommandPreparedStatementUpdate(_)
+            | C::CommandStatementIngest(_) => Arc::new(Schema::empty()),
+            C::CommandGetCatalogs(q) => q.into_builder().schema(),
+            C::CommandGetDbSchemas(q) => q.into_builder().schema(),
+            C::CommandGetTables(q) => q.into_builder().schema(),
+            C::CommandGetTableTypes(q) => q.into_builder().schema(),
+            C::CommandGetSqlInfo(q) => q.into_builder(&self.sql_info).schema(),
+            C::CommandGetXdbcTypeInfo(q) => q.into_builder(&self.xdbc_types).schema(),
+            C::CommandGetPrimaryKeys(_) => primary_keys_schema(),
+            C::CommandGetImportedKeys(_)
+            | C::CommandGetExportedKeys(_)
+            | C::CommandGetCrossReference(_) => crate::flight_meta::foreign_keys_schema(),
+            other => {
+                return Err(Status::unimplemented(format!(
+                    "GetSchema is not supported for {}",
+                    other.type_url()
+                )))
+            }
+        })
     }
 
     async fn read_param_rows(
@@ -553,6 +636,51 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
+/// [`begin`] for a query bound to each of several parameter rows: the
+/// first starts now, each further one when the one before has returned
+/// its rows. No rows at all (a statement with parameters bound to none)
+/// is an empty result in the unbound statement's schema.
+async fn begin_all(
+    engine: &Engine,
+    limits: &FlightLimits,
+    unbound_schema: SchemaRef,
+    stmts: Vec<Statement>,
+    sql: &str,
+    token: CancellationToken,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(SchemaRef, Batches), Status> {
+    let mut stmts = stmts.into_iter();
+    let Some(first) = stmts.next() else {
+        return Ok((unbound_schema, Box::pin(futures::stream::empty())));
+    };
+    let (schema, batches) = begin(engine, limits, first, sql, token.clone(), deadline).await?;
+    let rest: Vec<Statement> = stmts.collect();
+    if rest.is_empty() {
+        return Ok((schema, batches));
+    }
+    for s in &rest {
+        if s.result_schema().fields() != schema.fields() {
+            return Err(Status::invalid_argument(
+                "the rows of parameters bound give results of different types",
+            ));
+        }
+    }
+    let (engine, limits, sql) = (engine.clone(), limits.clone(), sql.to_string());
+    let later = futures::stream::iter(rest)
+        .then(move |stmt| {
+            let (engine, limits, sql, token) =
+                (engine.clone(), limits.clone(), sql.clone(), token.clone());
+            async move {
+                begin(&engine, &limits, stmt, &sql, token, deadline)
+                    .await
+                    .map(|(_, b)| b)
+                    .map_err(FlightError::from)
+            }
+        })
+        .try_flatten();
+    Ok((schema, Box::pin(batches.chain(later))))
+}
+
 /// Plans `stmt` physically and starts it: its batches, metered (the
 /// query's log line and metrics when the stream ends) and stopped by
 /// `token`, the deadline or the server's query timeout.
@@ -662,6 +790,45 @@ fn schema_ipc(schema: &Schema) -> Result<Bytes, Status> {
     Ok(bytes)
 }
 
+/// Ingest option (`CommandStatementIngest.options`) naming the primary key
+/// of a collection the ingest creates.
+pub const INGEST_PRIMARY_KEY_OPTION: &str = "primary_key";
+
+/// Request header naming it, for clients that cannot fill the ingest's
+/// options: the ADBC driver sends a statement's
+/// `adbc.flight.sql.rpc.call_header.x-quiver-primary-key` option as this
+/// header with its bulk ingest.
+pub const INGEST_PRIMARY_KEY_HEADER: &str = "x-quiver-primary-key";
+
+/// The primary key an ingest asks for, from its options or its header.
+fn ingest_primary_key(
+    cmd: &CommandStatementIngest,
+    metadata: &MetadataMap,
+) -> Result<Option<String>, Status> {
+    let from_header = metadata
+        .get(INGEST_PRIMARY_KEY_HEADER)
+        .map(|v| {
+            v.to_str().map(str::to_string).map_err(|_| {
+                Status::invalid_argument(format!("header {INGEST_PRIMARY_KEY_HEADER} is not text"))
+            })
+        })
+        .transpose()?;
+    let from_option = cmd.options.get(INGEST_PRIMARY_KEY_OPTION).cloned();
+    for (key, value) in &cmd.options {
+        if key != INGEST_PRIMARY_KEY_OPTION {
+            return Err(Status::invalid_argument(format!(
+                "unknown ingest option '{key}' (= '{value}'); quiver takes '{INGEST_PRIMARY_KEY_OPTION}'"
+            )));
+        }
+    }
+    match (from_option, from_header) {
+        (Some(a), Some(b)) if a != b => Err(Status::invalid_argument(format!(
+            "the ingest names two primary keys: option '{a}' and header '{b}'"
+        ))),
+        (a, b) => Ok(a.or(b).filter(|k| !k.is_empty())),
+    }
+}
+
 fn ingest_mode(cmd: &CommandStatementIngest) -> Result<IngestMode, Status> {
     let opts = cmd.table_definition_options.unwrap_or_default();
     let create = match TableNotExistOption::try_from(opts.if_not_exist)
@@ -732,9 +899,17 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
-        let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+        let stmts = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
         let info = self
-            .info_for(stmt, &p.sql, b'p', &cmd.prepared_statement_handle, request)
+            .info_for_all(
+                p.stmt.is_query(),
+                p.stmt.result_schema(),
+                stmts,
+                &p.sql,
+                b'p',
+                &cmd.prepared_statement_handle,
+                request,
+            )
             .await?;
         Ok(Response::new(info))
     }
@@ -755,7 +930,10 @@ impl FlightSqlService for QuiverFlightSql {
                 return Ok(self.serve_started(started, request.metadata()));
             }
             let stmt = self.plan(sql).await?;
-            return self.run_query(stmt, sql, token, deadline).await;
+            let schema = stmt.result_schema();
+            return self
+                .run_query(schema, vec![stmt], sql, token, deadline)
+                .await;
         }
         if let Some(rest) = h.strip_prefix(b"p:") {
             let (run, id) = split_run(rest)?;
@@ -764,8 +942,10 @@ impl FlightSqlService for QuiverFlightSql {
                 return Ok(self.serve_started(started, request.metadata()));
             }
             let p = self.prepared(&Bytes::copy_from_slice(id))?;
-            let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
-            return self.run_query(stmt, &p.sql, token, deadline).await;
+            let stmts = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+            return self
+                .run_query(p.stmt.result_schema(), stmts, &p.sql, token, deadline)
+                .await;
         }
         if let Some(n) = h.strip_prefix(b"r:") {
             let n: i64 = std::str::from_utf8(n)
@@ -786,10 +966,16 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
-        let stmt = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+        let stmts = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
         let deadline = self.deadline(request.metadata());
-        self.run_query(stmt, &p.sql, CancellationToken::new(), deadline)
-            .await
+        self.run_query(
+            p.stmt.result_schema(),
+            stmts,
+            &p.sql,
+            CancellationToken::new(),
+            deadline,
+        )
+        .await
     }
 
     async fn do_put_statement_update(
@@ -808,6 +994,7 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let mode = ingest_mode(&cmd)?;
+        let primary_key = ingest_primary_key(&cmd, request.metadata())?;
         let stream = request.into_inner();
         let mut batches =
             FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
@@ -822,7 +1009,7 @@ impl FlightSqlService for QuiverFlightSql {
         let rows = self
             .engine
             .store()
-            .ingest(&cmd.table, schema, all, mode, None)
+            .ingest(&cmd.table, schema, all, mode, primary_key.as_deref())
             .await
             .map_err(|e| log_status("ingest", &cmd.table, e))?;
         Ok(rows as i64)
@@ -849,7 +1036,8 @@ impl FlightSqlService for QuiverFlightSql {
             Arc::new(Prepared {
                 sql: query.query,
                 stmt,
-                params: Mutex::new(Vec::new()),
+                has_parameters: !params.fields().is_empty(),
+                params: Mutex::new(None),
             }),
         );
         Ok(ActionCreatePreparedStatementResult {
@@ -866,20 +1054,14 @@ impl FlightSqlService for QuiverFlightSql {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
         let rows = Self::read_param_rows(request.into_inner()).await?;
-        if rows.len() > 1 {
-            return Err(Status::invalid_argument(format!(
-                "a query takes one row of parameters, got {}",
-                rows.len()
-            )));
-        }
         // Check the values bind before acknowledging them.
-        if let Some(row) = rows.last() {
+        for row in &rows {
             p.stmt
                 .clone()
                 .bind(row.clone())
                 .map_err(|e| log_status("bind", &p.sql, e))?;
         }
-        *p.params.lock() = rows;
+        *p.params.lock() = Some(rows);
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(cmd.prepared_statement_handle),
         })
@@ -893,7 +1075,10 @@ impl FlightSqlService for QuiverFlightSql {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
         let rows = Self::read_param_rows(request.into_inner()).await?;
         let mut total = 0u64;
-        if rows.is_empty() {
+        // No rows: a statement without parameters runs once; one with
+        // parameters runs once per row, so not at all (ADBC binds an empty
+        // batch for `executemany(sql, [])`, and sends it like no batch).
+        if rows.is_empty() && !p.has_parameters {
             total += self.update(p.stmt.clone(), &p.sql).await?;
         }
         for row in rows {
@@ -994,8 +1179,8 @@ impl FlightSqlService for QuiverFlightSql {
             };
             let Some(schema) = &m.schema else { continue };
             let arrow_schema = crate::flight_meta::table_schema_with_metadata(
-                &crate::engine::client_schema(&schema.arrow_schema()),
-                schema.primary_key(),
+                &crate::engine::client_schema(&schema.table_schema()),
+                schema.declared_key(),
             );
             b.append(CATALOG, SCHEMA, &name, "TABLE", &arrow_schema)?;
         }
@@ -1040,7 +1225,11 @@ impl FlightSqlService for QuiverFlightSql {
         let key = store
             .snapshot(&query.table)
             .filter(|_| matches_scope)
-            .and_then(|m| m.schema.as_ref().map(|s| s.primary_key().to_string()));
+            .and_then(|m| {
+                m.schema
+                    .as_ref()
+                    .and_then(|s| s.declared_key().map(str::to_string))
+            });
         let n = usize::from(key.is_some());
         let batch = RecordBatch::try_new(
             primary_keys_schema(),
@@ -1135,6 +1324,10 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
         let action = request.into_inner();
+        if let Some(body) = crate::flight_service::session_action(&action)? {
+            let out = futures::stream::iter(vec![Ok(arrow_flight::Result { body })]);
+            return Ok(Response::new(Box::pin(out)));
+        }
         if action.r#type != "CancelFlightInfo" {
             return Err(Status::invalid_argument(format!(
                 "unknown action '{}'",

@@ -70,7 +70,7 @@ fn precision_scale(t: &DataType) -> Option<(u8, i8)> {
 /// A collection's schema as GetTables reports it: every field carries the
 /// Flight SQL column metadata (type name, precision and scale, flags, and a
 /// remark for the primary key and vector columns).
-pub fn table_schema_with_metadata(schema: &Schema, primary_key: &str) -> SchemaRef {
+pub fn table_schema_with_metadata(schema: &Schema, primary_key: Option<&str>) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -89,7 +89,7 @@ pub fn table_schema_with_metadata(schema: &Schema, primary_key: &str) -> SchemaR
             );
             md.insert(IS_READ_ONLY.into(), "false".into());
             md.insert(IS_SEARCHABLE.into(), "true".into());
-            let remark = if f.name() == primary_key {
+            let remark = if Some(f.name().as_str()) == primary_key {
                 Some("primary key".to_string())
             } else if let DataType::FixedSizeList(item, n) = t {
                 Some(format!(
@@ -536,7 +536,7 @@ mod tests {
             Field::new("v", v, true),
             Field::new("t", DataType::Utf8, true),
         ]);
-        let with = table_schema_with_metadata(&s, "id");
+        let with = table_schema_with_metadata(&s, Some("id"));
         let md = |i: usize, k: &str| with.field(i).metadata().get(k).cloned();
         assert_eq!(md(0, TYPE_NAME).as_deref(), Some("BIGINT"));
         assert_eq!(md(0, PRECISION).as_deref(), Some("19"));

@@ -409,7 +409,10 @@ impl Store {
                     continue;
                 }
                 if let Record::Insert { rows: batch, .. } = &record {
-                    growing.note_keys(batch.column(pk_idx).as_ref());
+                    // Numbered rows are never upserted: no key set to keep.
+                    if !schema.auto_id() {
+                        growing.note_keys(batch.column(pk_idx).as_ref());
+                    }
                     rows += batch.num_rows();
                 }
                 growing.publish(&record)?;
@@ -441,22 +444,30 @@ impl Store {
     }
 
     /// Logs `batches` (conformed to `schema`) as one insert at one `_ts`,
-    /// replacing existing rows with the same keys. Returns once the record
-    /// is durable and visible.
+    /// replacing existing rows with the same keys, or, for a collection
+    /// with a generated key (unless `keys_given`), numbering its rows.
+    /// Returns the rows stored, once the record is durable and visible.
     pub(crate) async fn wal_insert(
         &self,
         name: &str,
         schema: &CollectionSchema,
         cw: &CollWal,
         batches: Vec<RecordBatch>,
+        keys_given: bool,
     ) -> Result<u64> {
         let input_rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if input_rows == 0 {
             return Ok(0);
         }
         let pk_idx = pk_index(schema)?;
-        let batches = crate::store::keep_last_per_key(batches, pk_idx)?;
+        let numbered = schema.auto_id() && !keys_given;
+        let batches = if numbered {
+            batches
+        } else {
+            crate::store::keep_last_per_key(batches, pk_idx)?
+        };
         let rows = arrow::compute::concat_batches(&schema.arrow_schema(), &batches)?;
+        let stored = rows.num_rows() as u64;
         let lsn = {
             let mut w = cw.writer().await;
             let m = self.require(name)?;
@@ -466,33 +477,42 @@ impl Store {
                     reason: "the collection was replaced with another schema meanwhile".into(),
                 });
             }
-            if w.checker.as_ref().is_none_or(|(v, _)| *v != m.version) {
-                let checker = KeyChecker::load(self, name, schema, &m.segments).await?;
-                w.checker = Some((m.version, checker));
-            }
-            let checker = &w.checker.as_ref().expect("loaded above").1;
-            let mems = cw.memtables();
-            let keys = rows.column(pk_idx);
-            let replaced = BooleanArray::from_iter((0..keys.len()).map(|i| {
-                let k = key_at(keys.as_ref(), i);
-                Some(mems.iter().any(|m| m.has_key(k)) || checker.may_contain(k))
-            }));
-            let replaced = (replaced.true_count() > 0)
-                .then(|| arrow::compute::filter(keys, &replaced))
-                .transpose()?;
+            let (rows, replaced) = if numbered {
+                let first = self.clock().reserve(stored);
+                let rows = schema
+                    .number_rows(vec![rows], first)?
+                    .pop()
+                    .expect("one batch in, one out");
+                (rows, None)
+            } else {
+                if w.checker.as_ref().is_none_or(|(v, _)| *v != m.version) {
+                    let checker = KeyChecker::load(self, name, schema, &m.segments).await?;
+                    w.checker = Some((m.version, checker));
+                }
+                let checker = &w.checker.as_ref().expect("loaded above").1;
+                let mems = cw.memtables();
+                let keys = rows.column(pk_idx);
+                // Rows written back (an UPDATE's) replace rows that exist;
+                // numbered rows are not in the growing segments' key sets.
+                let replaced = BooleanArray::from_iter((0..keys.len()).map(|i| {
+                    let k = key_at(keys.as_ref(), i);
+                    Some(keys_given || mems.iter().any(|m| m.has_key(k)) || checker.may_contain(k))
+                }));
+                let replaced = (replaced.true_count() > 0)
+                    .then(|| arrow::compute::filter(keys, &replaced))
+                    .transpose()?;
+                (rows, replaced)
+            };
             let ts = self.clock().now();
             let growing = cw.growing();
-            let record = Record::Insert {
-                ts,
-                rows: rows.clone(),
-                replaced,
-            };
-            let lsn = cw.append(&mut w, record)?;
-            growing.note_keys(keys.as_ref());
-            lsn
+            if !numbered {
+                growing.note_keys(rows.column(pk_idx).as_ref());
+            }
+            let record = Record::Insert { ts, rows, replaced };
+            cw.append(&mut w, record)?
         };
         cw.wait_durable(lsn).await?;
-        Ok(input_rows as u64)
+        Ok(stored)
     }
 
     /// Logs a delete of `keys`; returns once it is durable and visible.

@@ -70,7 +70,9 @@ pub async fn collection(engine: &Engine, name: &str, wal_dir: Option<&Path>) -> 
         "collection": name,
         "version": m.version,
         "committed_at_ms": m.committed_at_ms,
-        "primary_key": m.schema.as_ref().map(|s| s.primary_key().to_string()),
+        // `null` when the key is generated (`_id`, see `generated_key`).
+        "primary_key": m.schema.as_ref().and_then(|s| s.declared_key().map(str::to_string)),
+        "generated_key": m.schema.as_ref().is_some_and(|s| s.auto_id()),
         "rows": rows,
         "visible_rows": live,
         "deleted_rows": rows - live.min(rows),

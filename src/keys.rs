@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use arrow::datatypes::{
+    DataType, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type,
+    UInt8Type,
+};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use fastbloom::BloomFilter;
 
@@ -28,12 +31,27 @@ pub enum KeyRef<'a> {
     Str(&'a str),
 }
 
-/// Reads the key at `row` of an Int64 or Utf8 key column.
+/// Reads the key at `row` of a key column: an integer column of any width
+/// (as `i64`; unsigned keys above `i64::MAX` are refused on ingest) or a
+/// Utf8 column.
+#[inline]
 pub fn key_at(keys: &dyn Array, row: usize) -> KeyRef<'_> {
     match keys.data_type() {
         DataType::Int64 => KeyRef::Int(keys.as_primitive::<Int64Type>().value(row)),
+        DataType::Int32 => KeyRef::Int(keys.as_primitive::<Int32Type>().value(row) as i64),
+        DataType::Int16 => KeyRef::Int(keys.as_primitive::<Int16Type>().value(row) as i64),
+        DataType::Int8 => KeyRef::Int(keys.as_primitive::<Int8Type>().value(row) as i64),
+        DataType::UInt64 => KeyRef::Int(keys.as_primitive::<UInt64Type>().value(row) as i64),
+        DataType::UInt32 => KeyRef::Int(keys.as_primitive::<UInt32Type>().value(row) as i64),
+        DataType::UInt16 => KeyRef::Int(keys.as_primitive::<UInt16Type>().value(row) as i64),
+        DataType::UInt8 => KeyRef::Int(keys.as_primitive::<UInt8Type>().value(row) as i64),
         _ => KeyRef::Str(keys.as_string::<i32>().value(row)),
     }
+}
+
+/// Whether keys of type `t` are integers ([`KeyRef::Int`]).
+pub fn is_int_key(t: &DataType) -> bool {
+    t.is_integer()
 }
 
 /// An owned primary key.

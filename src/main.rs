@@ -134,6 +134,9 @@ struct StoreArgs {
     /// Directory of the write-ahead log (a local disk; default: <data-dir>/_wal, also with --store).
     #[arg(long, env = "QUIVER_WAL_DIR")]
     wal_dir: Option<std::path::PathBuf>,
+    /// Largest dimension of a new vector column (a FLOAT[d] row takes 4 d bytes).
+    #[arg(long, env = "QUIVER_MAX_DIMENSION", default_value_t = quiver::schema::DEFAULT_MAX_DIMENSION)]
+    max_dimension: usize,
 }
 
 #[derive(Args)]
@@ -189,6 +192,11 @@ impl StoreArgs {
                 "--row-group-rows and --segment-max-rows must be positive".into(),
             ));
         }
+        if self.max_dimension == 0 {
+            return Err(quiver::Error::Config(
+                "--max-dimension must be positive".into(),
+            ));
+        }
         if self.multipart_part_bytes < quiver::config::MIN_MULTIPART_PART_BYTES {
             return Err(quiver::Error::Config(format!(
                 "--multipart-part-bytes must be at least {} (5 MiB, the smallest part S3 accepts), not {}",
@@ -211,6 +219,7 @@ impl StoreArgs {
             cache_block_bytes: self.cache_block_bytes,
             decoded_cache_bytes: self.vector_cache_bytes,
             huge_pages: self.huge_pages,
+            max_dimension: self.max_dimension,
             ..StoreConfig::default()
         })
     }

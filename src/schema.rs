@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, Array, ArrayRef, FixedSizeListArray, RecordBatch};
+use arrow::array::{new_null_array, Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch};
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::util::display::FormatOptions;
@@ -17,8 +17,19 @@ pub const TS_COLUMN: &str = "_ts";
 pub const SEG_COLUMN: &str = "_seg";
 /// Hidden system column: position of the row inside its segment.
 pub const ROW_COLUMN: &str = "_row";
+/// Hidden system column: the generated key of a collection without a
+/// declared primary key (Milvus's `auto_id`). Stored like a key column,
+/// shown only when a statement names it.
+pub const ID_COLUMN: &str = "_id";
 
-const RESERVED: [&str; 3] = [TS_COLUMN, SEG_COLUMN, ROW_COLUMN];
+/// The convention: a column of this name is the primary key unless
+/// another is declared.
+pub const CONVENTIONAL_KEY: &str = "id";
+
+const RESERVED: [&str; 4] = [TS_COLUMN, SEG_COLUMN, ROW_COLUMN, ID_COLUMN];
+
+/// Largest vector dimension unless configured otherwise (as Milvus).
+pub const DEFAULT_MAX_DIMENSION: usize = 32_768;
 
 /// The kind of a column, which decides the column group it is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +44,17 @@ pub enum ColumnKind {
 }
 
 /// Columns and primary key of a collection, as stored in its manifest.
+///
+/// A collection whose key was declared (`PRIMARY KEY`, a column named
+/// `id`, or an ingest option) upserts by it. One without a declared key
+/// gets a generated key, the hidden column [`ID_COLUMN`] (`auto_id`),
+/// stored as the last field; its writes append.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSchema {
     primary_key: String,
     fields: Vec<FieldRef>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    auto_id: bool,
 }
 
 /// The canonical element field of a vector column.
@@ -63,8 +81,21 @@ pub fn vector_type(dim: usize) -> DataType {
 
 impl CollectionSchema {
     /// Builds a collection schema from an Arrow schema. The primary key is
-    /// `declared_pk` if given, else the column named `id`, else the first.
+    /// `declared_pk` if given, else the column named `id`; without either
+    /// the collection gets a generated hidden key ([`ID_COLUMN`]) and its
+    /// writes append. Never "the first column": an ordinary table's rows
+    /// must not collapse by whatever column comes first.
     pub fn infer(collection: &str, schema: &Schema, declared_pk: Option<&str>) -> Result<Self> {
+        Self::infer_with(collection, schema, declared_pk, DEFAULT_MAX_DIMENSION)
+    }
+
+    /// [`CollectionSchema::infer`] with a limit on vector dimensions.
+    pub fn infer_with(
+        collection: &str,
+        schema: &Schema,
+        declared_pk: Option<&str>,
+        max_dimension: usize,
+    ) -> Result<Self> {
         validate_name("collection", collection)?;
         if schema.fields().is_empty() {
             return Err(Error::invalid(format!(
@@ -72,11 +103,13 @@ impl CollectionSchema {
             )));
         }
         let pk = match declared_pk {
-            Some(pk) => pk.to_string(),
-            None if schema.field_with_name("id").is_ok() => "id".to_string(),
-            None => schema.field(0).name().clone(),
+            Some(pk) => Some(pk.to_string()),
+            None if schema.field_with_name(CONVENTIONAL_KEY).is_ok() => {
+                Some(CONVENTIONAL_KEY.to_string())
+            }
+            None => None,
         };
-        let mut fields = Vec::with_capacity(schema.fields().len());
+        let mut fields = Vec::with_capacity(schema.fields().len() + 1);
         for f in schema.fields() {
             validate_name("column", f.name())?;
             if fields.iter().any(|g: &FieldRef| g.name() == f.name()) {
@@ -85,11 +118,12 @@ impl CollectionSchema {
                     f.name()
                 )));
             }
-            let dt = canonical_type(collection, f)?;
-            let is_pk = f.name() == &pk;
-            if is_pk && !matches!(dt, DataType::Int64 | DataType::Utf8) {
+            let dt = canonical_type(collection, f, max_dimension)?;
+            let is_pk = pk.as_deref() == Some(f.name().as_str());
+            if is_pk && !is_key_type(&dt) {
                 return Err(Error::invalid(format!(
-                    "primary key column '{}' of collection '{collection}' must be BIGINT (Int64) or VARCHAR (Utf8), not {}",
+                    "primary key column '{}' of collection '{collection}' must have an integer type \
+                     (TINYINT .. BIGINT, signed or unsigned) or a string type (VARCHAR), not {}",
                     f.name(),
                     f.data_type()
                 )));
@@ -100,15 +134,50 @@ impl CollectionSchema {
                 Field::new(f.name(), dt, nullable).with_metadata(Default::default()),
             ));
         }
-        if !fields.iter().any(|f| f.name() == &pk) {
-            return Err(Error::invalid(format!(
-                "primary key column '{pk}' is not a column of collection '{collection}'"
-            )));
-        }
+        let (primary_key, auto_id) = match pk {
+            Some(pk) => {
+                if !fields.iter().any(|f| f.name() == &pk) {
+                    return Err(Error::invalid(format!(
+                        "primary key column '{pk}' is not a column of collection '{collection}'"
+                    )));
+                }
+                (pk, false)
+            }
+            None => {
+                fields.push(Arc::new(Field::new(ID_COLUMN, DataType::Int64, false)));
+                (ID_COLUMN.to_string(), true)
+            }
+        };
         Ok(Self {
-            primary_key: pk,
+            primary_key,
             fields,
+            auto_id,
         })
+    }
+
+    /// Whether the key is generated ([`ID_COLUMN`]): writes append.
+    pub fn auto_id(&self) -> bool {
+        self.auto_id
+    }
+
+    /// The declared primary key, if there is one (`None` for `auto_id`).
+    pub fn declared_key(&self) -> Option<&str> {
+        (!self.auto_id).then_some(self.primary_key.as_str())
+    }
+
+    /// The columns a user sees and writes: every stored column but the
+    /// generated key.
+    pub fn visible_fields(&self) -> &[FieldRef] {
+        if self.auto_id {
+            &self.fields[..self.fields.len() - 1]
+        } else {
+            &self.fields
+        }
+    }
+
+    /// The user-visible table schema (no system columns, no generated key).
+    pub fn table_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(self.visible_fields().to_vec()))
     }
 
     pub fn primary_key(&self) -> &str {
@@ -119,7 +188,8 @@ impl CollectionSchema {
         &self.fields
     }
 
-    /// The user-visible table schema (no system columns).
+    /// The stored columns in order: the user's, then the generated key if
+    /// any (no `_ts`, `_seg`, `_row`).
     pub fn arrow_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(self.fields.clone()))
     }
@@ -166,11 +236,38 @@ impl CollectionSchema {
 
     /// Checks a batch against the schema and returns it in the collection's
     /// column order and types. Errors name the column and row at fault.
+    ///
+    /// For a collection with a generated key the input must not carry
+    /// [`ID_COLUMN`]; the result has it filled with zeros, for the writer
+    /// to number with [`CollectionSchema::number_rows`] when it takes the
+    /// write's timestamp.
     pub fn conform(&self, collection: &str, batch: &RecordBatch) -> Result<RecordBatch> {
+        self.conform_keyed(collection, batch, false)
+    }
+
+    /// [`CollectionSchema::conform`]; with `keys_given`, a generated key
+    /// comes with the input (an UPDATE writes rows back under their keys).
+    pub fn conform_keyed(
+        &self,
+        collection: &str,
+        batch: &RecordBatch,
+        keys_given: bool,
+    ) -> Result<RecordBatch> {
         let input = batch.schema();
+        let generated = self.auto_id && !keys_given;
         for f in input.fields() {
+            if generated && f.name() == ID_COLUMN {
+                return Err(Error::invalid(format!(
+                    "column '{ID_COLUMN}' of collection '{collection}' is generated by quiver \
+                     (the collection has no declared primary key); leave it out of the input"
+                )));
+            }
             if !self.fields.iter().any(|g| g.name() == f.name()) {
-                let names: Vec<&str> = self.fields.iter().map(|f| f.name().as_str()).collect();
+                let names: Vec<&str> = self
+                    .visible_fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
                 return Err(Error::invalid(format!(
                     "unknown column '{}' for collection '{collection}' (its columns are: {})",
                     f.name(),
@@ -180,6 +277,13 @@ impl CollectionSchema {
         }
         let mut columns = Vec::with_capacity(self.fields.len());
         for target in &self.fields {
+            if generated && target.name() == ID_COLUMN {
+                columns.push(
+                    Arc::new(arrow::array::Int64Array::from(vec![0i64; batch.num_rows()]))
+                        as ArrayRef,
+                );
+                continue;
+            }
             let col = match input.index_of(target.name()) {
                 Ok(i) => conform_column(collection, target, self.kind(target), batch.column(i))?,
                 Err(_) if target.is_nullable() => {
@@ -205,10 +309,49 @@ impl CollectionSchema {
                     target.name()
                 )));
             }
+            if target.name() == &self.primary_key {
+                check_key_range(collection, target.name(), &col)?;
+            }
             columns.push(col);
         }
         Ok(RecordBatch::try_new(self.arrow_schema(), columns)?)
     }
+
+    /// Numbers the rows of `batches` (conformed, of a collection with a
+    /// generated key) `first`, `first + 1`, ... in [`ID_COLUMN`].
+    pub fn number_rows(&self, batches: Vec<RecordBatch>, first: u64) -> Result<Vec<RecordBatch>> {
+        let id_idx = self.fields.len() - 1;
+        let mut next = first as i64;
+        batches
+            .into_iter()
+            .map(|b| {
+                let n = b.num_rows() as i64;
+                let ids: ArrayRef =
+                    Arc::new(arrow::array::Int64Array::from_iter_values(next..next + n));
+                next += n;
+                let mut cols = b.columns().to_vec();
+                cols[id_idx] = ids;
+                Ok(RecordBatch::try_new(b.schema(), cols)?)
+            })
+            .collect()
+    }
+}
+
+/// Integer keys are handled as `i64`: an unsigned key above `i64::MAX`
+/// is refused, naming its row.
+fn check_key_range(collection: &str, name: &str, col: &ArrayRef) -> Result<()> {
+    if let DataType::UInt64 = col.data_type() {
+        let keys = col.as_primitive::<arrow::datatypes::UInt64Type>();
+        if let Some(row) = (0..keys.len()).find(|&i| keys.value(i) > i64::MAX as u64) {
+            return Err(Error::invalid(format!(
+                "primary key column '{name}' of collection '{collection}' has {} at row {row}, \
+                 above the largest key ({})",
+                keys.value(row),
+                i64::MAX
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Collection and column names become object-store paths and SQL identifiers,
@@ -239,38 +382,124 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Maps a user's Arrow type to the type quiver stores.
-fn canonical_type(collection: &str, f: &Field) -> Result<DataType> {
+/// Maps a user's Arrow type to the type quiver stores. Most types are
+/// stored as they come; the exceptions (documented in docs/sql.md):
+/// `LargeUtf8` and `Utf8View` are stored as `Utf8`, `LargeBinary` and
+/// `BinaryView` as `Binary`, `LargeList` as `List`, a dictionary-encoded
+/// column (a pandas categorical) as its values' type, and a scalar
+/// `Float16` as `Float32`.
+fn canonical_type(collection: &str, f: &Field, max_dimension: usize) -> Result<DataType> {
     use DataType::*;
     let dt = f.data_type();
+    let refuse = |why: String| -> Result<DataType> {
+        Err(Error::invalid(format!(
+            "column '{}' of collection '{collection}' {why}",
+            f.name()
+        )))
+    };
     Ok(match dt {
         Utf8 | LargeUtf8 | Utf8View => Utf8,
         Binary | LargeBinary | BinaryView => Binary,
-        Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float32
-        | Float64 | Date32 | Date64 | Timestamp(_, _) => dt.clone(),
-        FixedSizeList(item, d) if *d > 0 && is_vector_element(item.data_type()) => {
-            FixedSizeList(vector_item_field_of(item.data_type().clone()), *d)
+        Float16 => Float32,
+        Boolean
+        | Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Float32
+        | Float64
+        | Date32
+        | Date64
+        | Timestamp(_, _)
+        | Time32(_)
+        | Time64(_)
+        | Duration(_)
+        | FixedSizeBinary(_) => dt.clone(),
+        Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s) if *s >= 0 => Decimal128(*p, *s),
+        Decimal256(p, s) if *s >= 0 => dt.clone(),
+        Decimal32(..) | Decimal64(..) | Decimal128(..) | Decimal256(..) => {
+            // Parquet's DECIMAL has no negative scale.
+            return refuse(format!(
+                "has type {dt}: a negative decimal scale cannot be stored (Parquet's DECIMAL needs \
+                 0 <= scale <= precision); use a scale of 0"
+            ));
         }
-        FixedSizeList(item, _) => {
+        Dictionary(_, values) => {
+            let inner = Field::new(f.name(), values.as_ref().clone(), f.is_nullable());
+            return canonical_type(collection, &inner, max_dimension);
+        }
+        FixedSizeList(item, d) if is_vector_element(item.data_type()) => {
+            let d = *d;
+            if d <= 0 {
+                return refuse(format!(
+                    "is a vector of dimension {d}; a vector needs at least one element"
+                ));
+            }
+            if d as usize > max_dimension {
+                return refuse(format!(
+                    "is a vector of dimension {d}, above the limit of {max_dimension} \
+                     (--max-dimension)"
+                ));
+            }
+            FixedSizeList(vector_item_field_of(item.data_type().clone()), d)
+        }
+        FixedSizeList(item, _) if item.data_type().is_numeric() => {
             return Err(Error::invalid(format!(
-                "vector column '{}' of collection '{collection}' must have FLOAT (Float32), FLOAT16 (Float16) or TINYINT (Int8) elements, not {}",
+                "vector column '{}' of collection '{collection}' must have FLOAT (Float32), \
+                 FLOAT16 (Float16) or TINYINT (Int8) elements, not {}",
                 f.name(),
                 item.data_type()
             )))
         }
-        List(_) | LargeList(_) | ListView(_) | LargeListView(_) => {
-            return Err(Error::invalid(format!(
-                "column '{}' of collection '{collection}' is a variable-length list ({dt}); vector columns need a fixed dimension: FLOAT[d] in SQL, FixedSizeList<Float32, d> in Arrow",
-                f.name()
-            )))
+        FixedSizeList(item, _)
+        | List(item)
+        | LargeList(item)
+        | ListView(item)
+        | LargeListView(item)
+            if item.data_type().is_floating() =>
+        {
+            return refuse(format!(
+                "is a variable-length list of {} ({dt}); a vector column needs a fixed \
+                 dimension: FLOAT[d] in SQL, FixedSizeList<Float32, d> in Arrow \
+                 (pyarrow: pa.list_(pa.float32(), d))",
+                item.data_type()
+            ))
         }
-        other => {
-            return Err(Error::invalid(format!(
-                "column '{}' of collection '{collection}' has type {other}, which quiver does not store yet",
-                f.name()
-            )))
+        FixedSizeList(item, _)
+        | List(item)
+        | LargeList(item)
+        | ListView(item)
+        | LargeListView(item) => {
+            if matches!(item.data_type(), Null) {
+                return refuse(format!(
+                    "is a list of nulls ({dt}); give its elements a type"
+                ));
+            }
+            List(item.clone())
         }
+        Struct(children) if !children.is_empty() => dt.clone(),
+        Null => {
+            return refuse(
+                "has type Null (every value is null, so its type is unknown); give it a type, \
+                 e.g. with pyarrow: table.cast(schema)"
+                    .to_string(),
+            )
+        }
+        other => return refuse(format!("has type {other}, which quiver does not store")),
     })
+}
+
+/// Whether `t` can be a primary key: an integer or a string.
+pub fn is_key_type(t: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        t,
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Utf8
+    )
 }
 
 fn conform_column(
@@ -333,16 +562,24 @@ fn strict() -> CastOptions<'static> {
 }
 
 /// Conversions allowed on ingest: within numbers, within strings, within
-/// binaries, within dates and timestamps. Never text to number.
+/// binaries, within dates and timestamps, within times, within durations,
+/// and from a dictionary to its values. Never text to number.
 fn castable(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
+    if let Dictionary(_, values) = from {
+        return castable(values, to);
+    }
     let family = |t: &DataType| match t {
         Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16 | Float32
-        | Float64 => 1,
+        | Float64 | Decimal32(..) | Decimal64(..) | Decimal128(..) | Decimal256(..) => 1,
         Utf8 | LargeUtf8 | Utf8View => 2,
-        Binary | LargeBinary | BinaryView => 3,
+        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => 3,
         Date32 | Date64 | Timestamp(_, _) => 4,
         Boolean => 5,
+        Time32(_) | Time64(_) => 6,
+        Duration(_) => 7,
+        List(_) | LargeList(_) | ListView(_) | LargeListView(_) | FixedSizeList(..) => 8,
+        Struct(_) => 9,
         Null => 0,
         _ => -1,
     };

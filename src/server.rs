@@ -168,10 +168,11 @@ pub async fn serve(
     .into_iter()
     .flatten()
     .collect();
-    let service =
-        FlightServiceServer::new(QuiverFlightSql::with_limits(engine, options.limits.clone()))
-            .max_decoding_message_size(options.max_request_bytes)
-            .max_encoding_message_size(usize::MAX);
+    let service = FlightServiceServer::new(crate::flight_service::QuiverFlightService::new(
+        QuiverFlightSql::with_limits(engine, options.limits.clone()),
+    ))
+    .max_decoding_message_size(options.max_request_bytes)
+    .max_encoding_message_size(usize::MAX);
     let served = builder
         .layer(AuthLayer(options.auth.clone()))
         .add_service(service)

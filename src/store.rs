@@ -42,6 +42,27 @@ impl Clock {
         self.last.fetch_max(ts, Ordering::SeqCst);
     }
 
+    /// Takes `n` consecutive values of the clock, never handed out again,
+    /// and returns the first: the generated keys of a write's rows. The
+    /// write's timestamp, taken after, is above all of them, so a restart
+    /// (whose clock starts above every committed or logged `_ts`) never
+    /// numbers a row the same again.
+    pub fn reserve(&self, n: u64) -> u64 {
+        let physical = manifest::now_ms() << LOGICAL_BITS;
+        let mut prev = self.last.load(Ordering::SeqCst);
+        loop {
+            let first = physical.max(prev + 1);
+            let last = first + n.max(1) - 1;
+            match self
+                .last
+                .compare_exchange(prev, last, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return first,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
     pub fn now(&self) -> u64 {
         let physical = manifest::now_ms() << LOGICAL_BITS;
         let mut prev = self.last.load(Ordering::SeqCst);
@@ -126,6 +147,9 @@ pub struct Store {
     pub(crate) wal: Option<crate::flush::WalState>,
     /// Blocks of segment files in memory; `object_store` reads through it.
     cache: Arc<crate::cache::ChunkCache>,
+    /// Per collection: held by an UPDATE or a DELETE from reading the rows
+    /// it changes until its write is acknowledged ([`Store::dml_lock`]).
+    dml_locks: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Bytes of segment key filters kept in memory (256 MiB).
@@ -212,6 +236,7 @@ impl Store {
                 .build(),
             wal,
             cache,
+            dml_locks: Default::default(),
         };
         store.reload().await?;
         Ok(store)
@@ -590,6 +615,23 @@ impl Store {
             .collect()
     }
 
+    /// Serializes the statements that read rows and write them back (UPDATE,
+    /// DELETE, TRUNCATE) on one collection in this process, so none works
+    /// from rows another is changing: two `UPDATE t SET n = n + 1` add 2,
+    /// and a row a DELETE removed is not written back by an UPDATE that
+    /// read it before. Inserts do not wait for it (an insert that upserts
+    /// a row an UPDATE is rewriting at that moment is overwritten by
+    /// whichever is acknowledged last).
+    pub(crate) async fn dml_lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .dml_locks
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
     /// Full object path of a file listed in a manifest.
     pub fn file_path(collection: &str, rel: &str) -> Path {
         Path::from(format!("{collection}/{rel}"))
@@ -643,15 +685,21 @@ impl Store {
     }
 
     /// Writes a stream of batches into a collection as one atomic commit:
-    /// either every row becomes visible or none does. Returns the row count.
+    /// either every row becomes visible or none does. Returns the number of
+    /// rows stored.
     ///
-    /// The primary key is unique: a row whose key exists replaces the old
-    /// row (upsert: a delete of the key and the insert share one `_ts`).
-    /// Keys that may exist are found by the segments' key ranges and Bloom
-    /// filters, so a pure append reads no old data.
+    /// A collection with a declared primary key upserts by it: a row whose
+    /// key exists replaces the old row (a delete of the key and the insert
+    /// share one `_ts`), and of rows repeating a key within one write the
+    /// last one is stored (as Milvus's upsert), so the count returned is
+    /// the number of distinct keys written. Keys that may exist are found
+    /// by the segments' key ranges and Bloom filters, so a pure append
+    /// reads no old data. A collection without a declared key numbers its
+    /// rows itself ([`crate::schema::ID_COLUMN`]) and every write appends.
     ///
     /// `input_schema` is the stream's schema (used to create the collection);
-    /// `primary_key` overrides the default key choice on create.
+    /// `primary_key` names the key on create (else the column `id`, else a
+    /// generated key).
     pub async fn ingest<S>(
         &self,
         name: &str,
@@ -664,10 +712,30 @@ impl Store {
         S: Stream<Item = Result<RecordBatch>> + Send,
     {
         let rows = self
-            .ingest_unmetered(name, input_schema, batches, mode, primary_key)
+            .ingest_unmetered(name, input_schema, batches, mode, primary_key, false)
             .await?;
         crate::metrics::ingested(rows);
         Ok(rows)
+    }
+
+    /// Writes rows back under the keys they carry, generated keys included
+    /// (an UPDATE): an upsert into an existing collection. The batches hold
+    /// the collection's stored columns ([`CollectionSchema::arrow_schema`]).
+    pub(crate) async fn write_back<S>(&self, name: &str, batches: S) -> Result<u64>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send,
+    {
+        let m = self.require(name)?;
+        let schema = m.schema.clone().expect("live collection has a schema");
+        self.ingest_unmetered(
+            name,
+            schema.arrow_schema(),
+            batches,
+            IngestMode::APPEND,
+            None,
+            true,
+        )
+        .await
     }
 
     async fn ingest_unmetered<S>(
@@ -677,6 +745,7 @@ impl Store {
         batches: S,
         mode: IngestMode,
         primary_key: Option<&str>,
+        keys_given: bool,
     ) -> Result<u64>
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
@@ -695,7 +764,7 @@ impl Store {
             let mut bytes = 0usize;
             let mut overflow = false;
             while let Some(b) = batches.next().await {
-                let b = schema.conform(name, &b?)?;
+                let b = schema.conform_keyed(name, &b?, keys_given)?;
                 if b.num_rows() == 0 {
                     continue;
                 }
@@ -707,19 +776,38 @@ impl Store {
                 }
             }
             if !overflow {
-                return self.wal_insert(name, &schema, cw, buffered).await;
+                return self
+                    .wal_insert(name, &schema, cw, buffered, keys_given)
+                    .await;
             }
             let rest = futures::stream::iter(buffered.into_iter().map(Ok)).chain(batches);
             return self
-                .ingest_sealed(name, input_schema, rest, mode, primary_key, Some(cw))
+                .ingest_sealed(
+                    name,
+                    input_schema,
+                    rest,
+                    mode,
+                    primary_key,
+                    Some(cw),
+                    keys_given,
+                )
                 .await;
         }
-        self.ingest_sealed(name, input_schema, batches, mode, primary_key, cw.as_ref())
-            .await
+        self.ingest_sealed(
+            name,
+            input_schema,
+            batches,
+            mode,
+            primary_key,
+            cw.as_ref(),
+            keys_given,
+        )
+        .await
     }
 
     /// [`Store::ingest`] by sealing the rows into segments and committing
     /// them before returning.
+    #[allow(clippy::too_many_arguments)]
     async fn ingest_sealed<S>(
         &self,
         name: &str,
@@ -728,6 +816,7 @@ impl Store {
         mode: IngestMode,
         primary_key: Option<&str>,
         cw: Option<&Arc<crate::flush::CollWal>>,
+        keys_given: bool,
     ) -> Result<u64>
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
@@ -756,7 +845,12 @@ impl Store {
             (Some(_), OnExists::Fail) => return Err(Error::CollectionExists(name.to_string())),
             (None, _) if !mode.create => return Err(Error::CollectionNotFound(name.to_string())),
             _ => (
-                CollectionSchema::infer(name, &input_schema, primary_key)?,
+                CollectionSchema::infer_with(
+                    name,
+                    &input_schema,
+                    primary_key,
+                    self.config.max_dimension,
+                )?,
                 true,
             ),
         };
@@ -766,9 +860,9 @@ impl Store {
             _ => vec![],
         };
         let written = self
-            .write_segments(name, &schema, batches, &base_segments, mems)
+            .write_segments(name, &schema, batches, &base_segments, mems, keys_given)
             .await?;
-        let rows = written.input_rows;
+        let rows = written.rows;
         let known: HashSet<u64> = base_segments
             .iter()
             .chain(&written.segments)
@@ -798,8 +892,34 @@ impl Store {
         Ok(rows)
     }
 
-    /// Deletes the rows with the given primary keys (an Int64 or Utf8
-    /// array). Returns the number of keys.
+    /// Empties a collection in one manifest-only commit: its schema stays,
+    /// its segments and delete logs leave the newest version (older
+    /// versions keep them for time travel until garbage collection), and
+    /// its growing segment and log are dropped.
+    pub async fn truncate(&self, name: &str) -> Result<()> {
+        let cw = self.coll_wal(name);
+        let mut exclusive = match &cw {
+            Some(c) => Some(c.exclusive().await),
+            None => None,
+        };
+        let _guard = self.write_lock.lock().await;
+        let m = self.require(name)?;
+        let schema = m.schema.clone().expect("live collection has a schema");
+        let change = Change::Create {
+            schema,
+            segments: vec![],
+            deletes: vec![],
+            on_exists: OnExists::Replace,
+        };
+        self.commit(name, &change, None).await?;
+        if let Some(x) = &mut exclusive {
+            x.reset().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the rows with the given primary keys (an array of the key
+    /// column's type). Returns the number of keys.
     pub async fn delete_keys(&self, name: &str, keys: ArrayRef) -> Result<u64> {
         if let Some(cw) = self.coll_wal(name) {
             if keys.is_empty() {
@@ -870,9 +990,11 @@ impl Store {
 
     /// Conforms and seals batches into segments of the configured size,
     /// each with its own commit timestamp, and finds the keys they replace
-    /// (in `base` or in earlier segments of the same write). Nothing is
-    /// visible until the caller commits; on error the files already written
-    /// are removed again.
+    /// (in `base` or in earlier segments of the same write). Rows of a
+    /// collection with a generated key are numbered instead (unless
+    /// `keys_given`) and replace nothing. Nothing is visible until the
+    /// caller commits; on error the files already written are removed
+    /// again.
     async fn write_segments<S>(
         &self,
         name: &str,
@@ -880,6 +1002,7 @@ impl Store {
         batches: S,
         base: &[SegmentMeta],
         mems: Vec<Arc<Memtable>>,
+        keys_given: bool,
     ) -> Result<Written>
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
@@ -890,9 +1013,17 @@ impl Store {
             .iter()
             .position(|f| f.name() == schema.primary_key())
             .ok_or_else(|| Error::internal("primary key column missing"))?;
+        let numbered = schema.auto_id() && !keys_given;
         let result = async {
-            let mut checker = KeyChecker::load(self, name, schema, base).await?;
+            let mut checker = if numbered {
+                KeyChecker::empty(schema)
+            } else {
+                KeyChecker::load(self, name, schema, base).await?
+            };
             checker.mems = mems;
+            // The keys of the segments this write sealed so far, sorted,
+            // to tell a key repeated across them from one stored before.
+            let mut sealed_keys: Vec<ArrayRef> = Vec::new();
             let mut delete_keys: Vec<ArrayRef> = Vec::new();
             let mut delete_ts: Vec<u64> = Vec::new();
             let mut batches = std::pin::pin!(batches);
@@ -902,12 +1033,11 @@ impl Store {
                 let next = batches.next().await;
                 let done = next.is_none();
                 if let Some(batch) = next {
-                    let batch = schema.conform(name, &batch?)?;
+                    let batch = schema.conform_keyed(name, &batch?, keys_given)?;
                     if batch.num_rows() == 0 {
                         continue;
                     }
                     rows += batch.num_rows();
-                    out.input_rows += batch.num_rows() as u64;
                     bytes += batch.get_array_memory_size();
                     pending.push(batch);
                     if rows < self.config.segment_max_rows && bytes < self.config.segment_max_bytes
@@ -917,25 +1047,46 @@ impl Store {
                 } else if pending.is_empty() {
                     break;
                 }
-                let seal = keep_last_per_key(std::mem::take(&mut pending), pk_idx)?;
+                let seal = if numbered {
+                    let first = self.clock.reserve(rows as u64);
+                    schema.number_rows(std::mem::take(&mut pending), first)?
+                } else {
+                    keep_last_per_key(std::mem::take(&mut pending), pk_idx)?
+                };
                 (rows, bytes) = (0, 0);
                 let ts = self.clock.now();
                 let keys: Vec<ArrayRef> = seal.iter().map(|b| b.column(pk_idx).clone()).collect();
-                for k in &keys {
-                    let replaced = BooleanArray::from_iter(
-                        (0..k.len()).map(|i| Some(checker.may_contain(key_at(k.as_ref(), i)))),
-                    );
-                    if replaced.true_count() > 0 {
-                        let hit = arrow::compute::filter(k, &replaced)?;
-                        delete_ts.extend(std::iter::repeat_n(ts, hit.len()));
-                        delete_keys.push(hit);
+                let seal_rows: usize = seal.iter().map(|b| b.num_rows()).sum();
+                out.rows += seal_rows as u64;
+                if !numbered {
+                    for k in &keys {
+                        // Rows written back (an UPDATE's) replace rows that exist.
+                        let replaced = BooleanArray::from_iter((0..k.len()).map(|i| {
+                            Some(keys_given || checker.may_contain(key_at(k.as_ref(), i)))
+                        }));
+                        if replaced.true_count() > 0 {
+                            let hit = arrow::compute::filter(k, &replaced)?;
+                            // A key this write stored already is not a row more.
+                            out.rows -= (0..hit.len())
+                                .filter(|&i| sorted_contains(&sealed_keys, key_at(hit.as_ref(), i)))
+                                .count() as u64;
+                            delete_ts.extend(std::iter::repeat_n(ts, hit.len()));
+                            delete_keys.push(hit);
+                        }
                     }
                 }
                 let seg =
                     write_segment(&self.object_store, &self.config, name, schema, seal, ts).await?;
-                checker.add(&seg, Arc::new(KeyBloom::build(&keys)));
+                if !numbered {
+                    checker.add(&seg, Arc::new(KeyBloom::build(&keys)));
+                    if !done {
+                        for k in &keys {
+                            sealed_keys.push(sorted_keys(k)?);
+                        }
+                    }
+                    out.keys.extend(keys);
+                }
                 out.segments.push(seg);
-                out.keys.extend(keys);
                 if done {
                     break;
                 }
@@ -1172,10 +1323,10 @@ impl Store {
 struct Written {
     segments: Vec<SegmentMeta>,
     deletes: Vec<DeleteLog>,
-    /// Every key written (for the rebase check).
+    /// Every key written (for the rebase check; none for generated keys).
     keys: Vec<ArrayRef>,
-    /// Rows received (a key repeated within the write counts each time).
-    input_rows: u64,
+    /// Rows stored: of rows repeating a key within the write, the last.
+    rows: u64,
 }
 
 /// Answers "may this key already exist?" from segments' key ranges and
@@ -1195,6 +1346,16 @@ pub(crate) struct KeyChecker {
 }
 
 impl KeyChecker {
+    /// A checker that knows of no key (a write of freshly numbered rows).
+    pub(crate) fn empty(schema: &CollectionSchema) -> Self {
+        Self {
+            segments: Vec::new(),
+            mems: Vec::new(),
+            pk: schema.primary_key().to_string(),
+            int_keys: true,
+        }
+    }
+
     pub(crate) async fn load(
         store: &Store,
         collection: &str,
@@ -1205,7 +1366,7 @@ impl KeyChecker {
         let int_keys = schema
             .fields()
             .iter()
-            .any(|f| f.name() == &pk && f.data_type() == &arrow::datatypes::DataType::Int64);
+            .any(|f| f.name() == &pk && crate::keys::is_int_key(f.data_type()));
         let mut out = Vec::with_capacity(segments.len());
         for s in segments {
             let bloom = store.key_bloom(collection, s).await?;
@@ -1250,6 +1411,30 @@ impl KeyChecker {
             in_range && bloom.as_ref().is_none_or(|b| b.may_contain(k))
         })
     }
+}
+
+/// `keys` (a key column) sorted, for [`sorted_contains`].
+fn sorted_keys(keys: &ArrayRef) -> Result<ArrayRef> {
+    let order = arrow::compute::sort_to_indices(keys.as_ref(), None, None)?;
+    Ok(arrow::compute::take(keys.as_ref(), &order, None)?)
+}
+
+/// Whether `k` is in one of the sorted key arrays (binary search; integer
+/// keys compare as `i64`, as Arrow sorts them for keys up to `i64::MAX`).
+fn sorted_contains(sorted: &[ArrayRef], k: KeyRef<'_>) -> bool {
+    let want: Key = k.into();
+    sorted.iter().any(|a| {
+        let (mut lo, mut hi) = (0usize, a.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match Key::from(key_at(a.as_ref(), mid)).cmp(&want) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    })
 }
 
 /// Keeps only the last row of every primary key (the newest wins within a
@@ -1404,5 +1589,19 @@ mod tests {
         assert!(b > a);
         c.observe(u64::MAX / 2);
         assert!(c.now() > u64::MAX / 2);
+    }
+
+    #[test]
+    fn reserved_keys_are_below_every_later_timestamp_and_never_reused() {
+        let c = Clock::default();
+        let first = c.reserve(1000);
+        let ts = c.now();
+        assert!(ts >= first + 1000, "the write's ts is above its keys");
+        let again = c.reserve(5);
+        assert!(again > ts);
+        // A restarted clock observes the committed ts and numbers above it.
+        let restarted = Clock::default();
+        restarted.observe(ts);
+        assert!(restarted.reserve(1) > first + 999);
     }
 }

@@ -168,7 +168,13 @@ impl CollectionTable {
             .schema
             .clone()
             .expect("live collection has a schema");
-        let mut fields: Vec<FieldRef> = schema.fields().to_vec();
+        // The generated key of a collection without a declared one is a
+        // system column: shown only with the others.
+        let mut fields: Vec<FieldRef> = if system_columns {
+            schema.fields().to_vec()
+        } else {
+            schema.visible_fields().to_vec()
+        };
         if system_columns {
             let group0 = schema.scalar_group_schema();
             for name in [TS_COLUMN, SEG_COLUMN, ROW_COLUMN] {
@@ -178,7 +184,12 @@ impl CollectionTable {
             }
         }
         let arrow_schema = Arc::new(Schema::new(fields));
-        let pk = arrow_schema.index_of(schema.primary_key()).unwrap_or(0);
+        // DataFusion derives functional dependencies from the key: only a
+        // key the table shows may be declared.
+        let constraints = match arrow_schema.index_of(schema.primary_key()) {
+            Ok(pk) => Constraints::new_unverified(vec![Constraint::PrimaryKey(vec![pk])]),
+            Err(_) => Constraints::default(),
+        };
         Self {
             store,
             manifest,
@@ -186,7 +197,7 @@ impl CollectionTable {
             growing: Vec::new(),
             schema,
             arrow_schema,
-            constraints: Constraints::new_unverified(vec![Constraint::PrimaryKey(vec![pk])]),
+            constraints,
             latest: false,
             system_columns,
             flushed: true,
@@ -512,7 +523,7 @@ impl CollectionTable {
         let mut keyed: Vec<FieldRef> = projected.fields().to_vec();
         keyed.push(Arc::new(Field::new(
             KEY_COLUMN,
-            self.arrow_schema.field(self.pk_index()).data_type().clone(),
+            self.schema.fields()[self.pk_index()].data_type().clone(),
             false,
         )));
         let keyed_schema = Arc::new(Schema::new(keyed));

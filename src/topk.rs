@@ -485,10 +485,7 @@ impl ExecutionPlan for VectorTopKExec {
         let (pre, post) = split_filters(&self.filters, &scan.scalar_columns())?;
         let lean = self.scorer.is_some()
             && self.sort.len() == 1
-            && matches!(
-                scan.keyed_schema().field(self.key_idx).data_type(),
-                DataType::Int64 | DataType::Utf8
-            );
+            && crate::schema::is_key_type(scan.keyed_schema().field(self.key_idx).data_type());
         let mut outputs = self.outputs.clone();
         let mut best_schema = scan.keyed_schema().clone();
         let (mut carry, mut best_key_idx) = (None, self.key_idx);

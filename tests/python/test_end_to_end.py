@@ -263,10 +263,14 @@ def test_ingest_modes(conn):
         with pytest.raises(adbc_driver_manager.Error, match="does not exist"):
             cur.adbc_ingest("no_such_collection", more, mode="append")
         assert cur.adbc_ingest("fresh", more, mode="create_append") == 50
-        # A table without an `id` column keys on its first column (Utf8 here).
+        # A table without an `id` column and no declared key gets a
+        # generated one: its first column is an ordinary column, and the
+        # same rows again are rows more (tests/python/test_keys.py).
         keyed = pa.table({"key": ["a", "b"], "x": [1, 2]})
         assert cur.adbc_ingest("keyed", keyed, mode="create") == 2
-    assert conn.adbc_get_table_schema("keyed").field("key").nullable is False
+        assert cur.adbc_ingest("keyed", keyed, mode="append") == 2
+        assert count(conn, "keyed") == 4
+    assert conn.adbc_get_table_schema("keyed").field("key").nullable is True
 
 
 def test_bad_input_is_rejected_and_nothing_changes(server, conn, docs):
