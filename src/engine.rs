@@ -394,6 +394,13 @@ impl Engine {
                 .expr_planners()
                 .get_or_insert_with(Vec::new)
                 .push(Arc::new(crate::operators::VectorOperators));
+            // Before type coercion, which finds no common type for times
+            // of two units.
+            builder
+                .analyzer()
+                .get_or_insert_with(datafusion::optimizer::Analyzer::new)
+                .rules
+                .insert(0, Arc::new(crate::time_units::UnifyTimeUnits));
             if options.fused_topk {
                 // First, so DataFusion's own rules then work on the small
                 // fused plan (they cost more than the top-k at 0.1%

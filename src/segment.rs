@@ -393,9 +393,7 @@ fn column_stats(
 ) -> Result<BTreeMap<String, ColumnStats>> {
     let mut out = BTreeMap::new();
     for (i, f) in schema.fields().iter().enumerate() {
-        if matches!(schema.kind(f), ColumnKind::Vector { .. })
-            || matches!(f.data_type(), DataType::Binary)
-        {
+        if matches!(schema.kind(f), ColumnKind::Vector { .. }) || !has_text_stats(f.data_type()) {
             continue;
         }
         let mut min = MinAccumulator::try_new(f.data_type())?;
@@ -417,6 +415,35 @@ fn column_stats(
         );
     }
     Ok(out)
+}
+
+/// Whether a column's min and max are kept (as text, in the manifest):
+/// for types that order and read back from text exactly. Others (binary,
+/// lists, structs, durations) are never pruned on.
+fn has_text_stats(t: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        t,
+        Boolean
+            | Int8
+            | Int16
+            | Int32
+            | Int64
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Float32
+            | Float64
+            | Decimal128(..)
+            | Decimal256(..)
+            | Utf8
+            | Date32
+            | Date64
+            | Time32(_)
+            | Time64(_)
+            | Timestamp(..)
+    )
 }
 
 fn scalar_to_text(v: &ScalarValue) -> Result<Option<String>> {
