@@ -249,6 +249,11 @@ pub struct EngineOptions {
     /// ([`crate::plan_cache::PhysicalTemplate`]; default on; off plans
     /// every run physically, for comparison).
     pub physical_templates: bool,
+    /// Joins and unnests give their thread back every couple of
+    /// milliseconds ([`crate::time_slice`]; default on; off for
+    /// comparison), so a cancelled query stops at once and other queries
+    /// are not held up behind it.
+    pub time_slices: bool,
 }
 
 /// Default number of cached query plans.
@@ -264,6 +269,7 @@ impl Default for EngineOptions {
             query_memory_bytes: DEFAULT_QUERY_MEMORY_BYTES,
             plan_cache_entries: DEFAULT_PLAN_CACHE_ENTRIES,
             physical_templates: true,
+            time_slices: true,
         }
     }
 }
@@ -401,20 +407,25 @@ impl Engine {
                 .get_or_insert_with(datafusion::optimizer::Analyzer::new)
                 .rules
                 .insert(0, Arc::new(crate::time_units::UnifyTimeUnits));
+            type Rule =
+                Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>;
+            let mut rules: Vec<Rule> = Vec::new();
+            let fuse: Rule = Arc::new(crate::topk::FuseVectorTopK);
             if options.fused_topk {
                 // First, so DataFusion's own rules then work on the small
                 // fused plan (they cost more than the top-k at 0.1%
                 // selectivity); and last again, for the shapes they make.
-                let fuse: Arc<
-                    dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync,
-                > = Arc::new(crate::topk::FuseVectorTopK);
-                let mut rules = vec![fuse.clone()];
-                rules.extend(
-                    datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
-                );
-                rules.push(fuse);
-                builder = builder.with_physical_optimizer_rules(rules);
+                rules.push(fuse.clone());
             }
+            rules.extend(datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules);
+            if options.fused_topk {
+                rules.push(fuse);
+            }
+            if options.time_slices {
+                // Last: no other rule sees the wrappers.
+                rules.push(Arc::new(crate::time_slice::YieldInJoins));
+            }
+            builder = builder.with_physical_optimizer_rules(rules);
             let state = builder.build();
             let ctx = SessionContext::new_with_state(state);
             register_with(&ctx, store.clone(), system_columns);

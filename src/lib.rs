@@ -39,6 +39,7 @@ pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod table;
+pub mod time_slice;
 pub mod time_units;
 pub mod topk;
 pub mod vector_fns;

@@ -238,6 +238,9 @@ struct QueryArgs {
     /// Optimized query plans kept for reuse, keyed by the SQL text with query vectors taken out (0: off): a search run again with another vector skips parsing, SQL planning, logical optimization and (for a fused top-k) physical planning.
     #[arg(long, env = "QUIVER_PLAN_CACHE_ENTRIES", default_value_t = quiver::engine::DEFAULT_PLAN_CACHE_ENTRIES)]
     plan_cache_entries: u64,
+    /// Joins and unnests give their thread back every 2 ms, so a cancelled query stops at once and other queries are not held up behind it (false: they run until their next input, for comparison).
+    #[arg(long, env = "QUIVER_TIME_SLICES", default_value_t = true, action = clap::ArgAction::Set)]
+    time_slices: bool,
 }
 
 impl QueryArgs {
@@ -248,6 +251,7 @@ impl QueryArgs {
                 fused_topk: self.fused_topk,
                 query_memory_bytes: self.query_memory_bytes,
                 plan_cache_entries: self.plan_cache_entries,
+                time_slices: self.time_slices,
                 ..Default::default()
             },
         )

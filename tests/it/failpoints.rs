@@ -230,3 +230,72 @@ async fn failed_flushes_keep_every_row_exactly_once() {
         );
     }
 }
+
+/// Every row with its vector, as text.
+async fn rows_of(engine: &Engine) -> String {
+    let rows = engine
+        .sql("SELECT id, embedding FROM fp_t ORDER BY id")
+        .await
+        .unwrap();
+    arrow::util::pretty::pretty_format_batches(&rows)
+        .unwrap()
+        .to_string()
+}
+
+/// An UPDATE that fails after writing its segment files, or at its
+/// manifest commit, changes nothing: the rows are as before, no file is
+/// left behind, and the same UPDATE then goes through whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_update_changes_nothing() {
+    let _serial = SERIAL.lock().await;
+    for point in ["segment-after-files", "before-manifest-commit"] {
+        let (dir, engine) = setup().await;
+        let before = rows_of(&engine).await;
+        let version = engine.store().snapshot(C).unwrap().version;
+        let files = parquet_files(dir.path());
+        let scenario = fail::FailScenario::setup();
+        fail::cfg(point, &format!("return({C})")).unwrap();
+        let err = engine
+            .sql("UPDATE fp_t SET embedding = [2.0, 3.0] WHERE id > 3")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("injected failure"),
+            "{point}: {err}"
+        );
+        scenario.teardown();
+        assert_eq!(
+            rows_of(&engine).await,
+            before,
+            "{point}: a failed UPDATE is partly visible"
+        );
+        assert_eq!(engine.store().snapshot(C).unwrap().version, version);
+        assert_eq!(
+            parquet_files(dir.path()),
+            files,
+            "{point}: files left behind"
+        );
+        let n = engine
+            .sql("UPDATE fp_t SET embedding = [2.0, 3.0] WHERE id > 3")
+            .await
+            .unwrap();
+        assert_eq!(
+            n[0].column(0)
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .value(0),
+            11
+        );
+        let changed = engine
+            .sql("SELECT count(*) FROM fp_t WHERE embedding = [2.0, 3.0]")
+            .await
+            .unwrap();
+        assert_eq!(
+            changed[0].column(0).as_primitive::<Int64Type>().value(0),
+            11
+        );
+        assert!(quiver::verify::verify(engine.store())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}

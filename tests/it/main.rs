@@ -11,6 +11,7 @@ mod flight;
 mod model;
 mod plan_cache;
 mod slt;
+mod time_slice;
 mod topk;
 mod util;
 mod wal;

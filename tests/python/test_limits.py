@@ -150,3 +150,76 @@ def test_queries_run_on_the_serving_threads_with_query_threads_0(tmp_path):
         assert "quiver-query" not in thread_cpu_by_name(s.proc.pid)
     finally:
         assert s.stop() == 0
+
+
+CROSS_JOIN = "SELECT sum(a.value * b.value) FROM range(0, 60000) a, range(0, 60000) b"
+
+
+def test_cancelling_a_cross_join_stops_the_work_and_light_queries_stay_served(limited):
+    """A query CPU-bound outside a scan (a cross join aggregated to one
+    row) stops when the client cancels, and another client's SELECT 1 is
+    answered while it runs (benches/cancel.py measures how fast)."""
+    conn = limited.connect()
+    cur = conn.cursor()
+    out = {}
+
+    def run():
+        try:
+            cur.execute(CROSS_JOIN)
+            out["rows"] = cur.fetchall()
+        except Exception as e:
+            out["err"] = str(e)
+
+    th = threading.Thread(target=run)
+    th.start()
+    time.sleep(0.8)
+    assert busy_cpu(limited.proc.pid, 0.5) > 0.2, "the cross join did not seem to run"
+    with limited.connect() as c2, c2.cursor() as cur2:
+        for _ in range(3):
+            cur2.execute("SELECT 1")
+            assert cur2.fetchone() == (1,)
+    cur.adbc_cancel()
+    th.join(10)
+    assert not th.is_alive()
+    assert "CANCELLED" in out.get("err", ""), out
+    time.sleep(0.5)
+    idle = busy_cpu(limited.proc.pid, 1.0)
+    assert idle < 0.3, f"the server kept working after the cancel ({idle:.2f} s CPU in 1 s)"
+    cur.close()
+    conn.close()
+
+
+def test_functions_cannot_allocate_without_bound(limited):
+    with limited.connect() as conn, conn.cursor() as cur:
+        for sql in [
+            "SELECT count(*) FROM (SELECT unnest(range(1, 300000000)))",
+            "SELECT length(repeat('a', 2000000000))",
+            "SELECT cardinality(array_repeat(1, 500000000))",
+            "SELECT length(lpad('x', 2000000000, 'y'))",
+        ]:
+            with pytest.raises(Exception, match="over the limit"):
+                cur.execute(sql)
+                cur.fetchall()
+        cur.execute("SELECT length(repeat('ab', 1000)), cardinality(range(1, 1001))")
+        assert cur.fetchone() == (2000, 1000)
+
+
+def test_vector_dimensions_are_bounded_and_zero_is_explained(tmp_path):
+    s = Server(tmp_path / "d", ["--max-dimension", "1024"]).start()
+    try:
+        with s.connect() as conn, conn.cursor() as cur:
+            with pytest.raises(Exception, match=r"column 'v' of collection 'huge' is a vector of dimension 100000000, above the limit of 1024 \(--max-dimension\)"):
+                cur.execute("CREATE TABLE huge (id BIGINT NOT NULL, v FLOAT[100000000])")
+            with pytest.raises(Exception, match="column 'v' of collection 'empty' is a vector of dimension 0; a vector needs at least one element"):
+                cur.execute("CREATE TABLE empty (id BIGINT NOT NULL, v FLOAT[0])")
+            wide = pa.table({
+                "id": pa.array([1], pa.int64()),
+                "v": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(2048, np.float32)), 2048),
+            })
+            with pytest.raises(Exception, match="dimension 2048, above the limit of 1024"):
+                cur.adbc_ingest("wide", wide, mode="create")
+            cur.execute("CREATE TABLE ok (id BIGINT NOT NULL, v FLOAT[1024])")
+            cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+            assert cur.fetchone() == (1,)
+    finally:
+        s.stop()
