@@ -671,7 +671,16 @@ impl Engine {
                                 "collection '{name}': the primary key must be a single column"
                             )));
                         };
-                        primary_key = Some(c.input.schema().field(i).name().clone());
+                        let key = c.input.schema().field(i).name().clone();
+                        if let Some(first) = &primary_key {
+                            if *first != key {
+                                return Err(Error::invalid(format!(
+                                    "collection '{name}': only one primary key may be declared \
+                                     ('{first}' and '{key}')"
+                                )));
+                            }
+                        }
+                        primary_key = Some(key);
                     }
                 }
                 if !c.column_defaults.is_empty() {

@@ -417,7 +417,7 @@ struct IngestArgs {
     /// The collection to write.
     #[arg(long)]
     collection: String,
-    /// Primary key column of a new collection (default: `id` if there is one, else the first column).
+    /// Primary key column of a new collection (default: `id` if there is one, else a generated hidden key `_id`: rows append).
     #[arg(long)]
     primary_key: Option<String>,
     /// append: upsert into the collection, creating it if missing; create: the collection must not exist; replace: replace what it holds.

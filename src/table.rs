@@ -557,15 +557,13 @@ impl CollectionTable {
         op: InsertOp,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let mode = match op {
-            InsertOp::Append => IngestMode::APPEND,
+            // Every insert into a keyed collection replaces the rows with
+            // the same keys: INSERT OR REPLACE is an INSERT.
+            InsertOp::Append | InsertOp::Replace => IngestMode::APPEND,
             InsertOp::Overwrite => IngestMode {
                 create: false,
                 on_exists: crate::manifest::OnExists::Replace,
             },
-            InsertOp::Replace => return Err(DataFusionError::NotImplemented(
-                "INSERT OR REPLACE is not supported yet; quiver upserts arrive with the write path"
-                    .into(),
-            )),
         };
         let sink = CollectionSink {
             store: self.store.clone(),
