@@ -331,12 +331,16 @@ fn register_with(ctx: &SessionContext, store: Arc<Store>, system_columns: bool) 
     register_distance_functions(ctx);
     crate::vector_fns::register_vector_functions(ctx);
     crate::fn_limits::register_capped_functions(ctx);
+    crate::hex::register_hex_functions(ctx);
     crate::bits::register_bit_functions(ctx);
 }
 
 /// SQL names of the types DataFusion's planner lacks: `FLOAT16` (alias
 /// `HALF`), so that `FLOAT16[d]` declares a float16 vector column (Milvus's
-/// FLOAT16_VECTOR) in DDL and casts.
+/// FLOAT16_VECTOR) in DDL and casts; `VARBINARY(n)` and `BLOB` (binary);
+/// `TIME(p)` (seconds for p = 0, milliseconds up to 3, microseconds up to
+/// 6, nanoseconds beyond); and `TIMESTAMP[(p)] WITH TIME ZONE` as an
+/// instant in UTC (DataFusion drops the zone).
 #[derive(Debug)]
 struct VectorTypePlanner;
 
@@ -345,17 +349,37 @@ impl datafusion::logical_expr::planner::TypePlanner for VectorTypePlanner {
         &self,
         sql_type: &datafusion::sql::sqlparser::ast::DataType,
     ) -> datafusion::error::Result<Option<FieldRef>> {
-        use datafusion::sql::sqlparser::ast::DataType as Sql;
-        let Sql::Custom(name, modifiers) = sql_type else {
-            return Ok(None);
+        use arrow::datatypes::TimeUnit;
+        use datafusion::sql::sqlparser::ast::{DataType as Sql, TimezoneInfo};
+        let field = |t: DataType| Ok(Some(Arc::new(Field::new("item", t, true))));
+        let unit = |p: u64| match p {
+            0 => TimeUnit::Second,
+            1..=3 => TimeUnit::Millisecond,
+            4..=6 => TimeUnit::Microsecond,
+            _ => TimeUnit::Nanosecond,
         };
-        let name = name.to_string();
-        if modifiers.is_empty()
-            && (name.eq_ignore_ascii_case("float16") || name.eq_ignore_ascii_case("half"))
-        {
-            return Ok(Some(Arc::new(Field::new("item", DataType::Float16, true))));
+        match sql_type {
+            Sql::Custom(name, modifiers) => {
+                let name = name.to_string();
+                if modifiers.is_empty()
+                    && (name.eq_ignore_ascii_case("float16") || name.eq_ignore_ascii_case("half"))
+                {
+                    return field(DataType::Float16);
+                }
+                Ok(None)
+            }
+            Sql::Varbinary(_) | Sql::Blob(_) => field(DataType::Binary),
+            Sql::Time(Some(p), TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+                field(match unit(*p) {
+                    u @ (TimeUnit::Second | TimeUnit::Millisecond) => DataType::Time32(u),
+                    u => DataType::Time64(u),
+                })
+            }
+            Sql::Timestamp(p, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => field(
+                DataType::Timestamp(unit(p.unwrap_or(9)), Some("UTC".into())),
+            ),
+            _ => Ok(None),
         }
-        Ok(None)
     }
 }
 

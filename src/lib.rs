@@ -25,6 +25,7 @@ pub mod flush;
 pub mod fn_limits;
 pub mod gc;
 pub mod growing;
+pub mod hex;
 pub mod inspect;
 pub mod keys;
 pub mod layout;
