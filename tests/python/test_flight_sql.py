@@ -181,3 +181,36 @@ def test_unknown_ingest_options_are_refused(conn):
         cur.adbc_statement.set_options(**{"adbc.flight.sql.rpc.call_header.x-quiver-primary-key": ""})
         # An empty header names no key: an ordinary ingest.
         assert cur.adbc_ingest("no_opt", pa.table({"a": [1, 1]}), mode="create") == 2
+
+
+def test_a_client_timeout_ends_the_query_and_the_servers_work(server):
+    # apache/arrow-adbc go/adbc/driver/flightsql TimeoutTests: the
+    # statement's fetch / query timeouts are client deadlines (grpc-timeout).
+    import os
+    import time
+
+    def cpu(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.adbc_statement.set_options(**{
+            "adbc.flight.sql.rpc.timeout_seconds.fetch": "1",
+            "adbc.flight.sql.rpc.timeout_seconds.query": "1",
+        })
+        started = time.monotonic()
+        with pytest.raises(adbc_driver_manager.Error) as err:
+            cur.execute("SELECT sum(a.value * b.value) FROM range(0, 60000) a, range(0, 60000) b")
+            cur.fetchall()
+        assert err.value.status_code == adbc_driver_manager.AdbcStatusCode.TIMEOUT, err.value
+        assert time.monotonic() - started < 30
+    time.sleep(0.5)
+    before = cpu(server.proc.pid)
+    time.sleep(1.0)
+    assert cpu(server.proc.pid) - before < 0.3, "the server kept working past the client's deadline"
+    with server.connect() as conn:
+        assert rows(conn, "SELECT 1") == [(1,)]
+    with pytest.raises(adbc_driver_manager.Error, match="(?i)invalid timeout"):
+        with server.connect() as conn, conn.cursor() as cur:
+            cur.adbc_statement.set_options(**{"adbc.flight.sql.rpc.timeout_seconds.fetch": "-1"})
