@@ -338,9 +338,12 @@ fn register_with(ctx: &SessionContext, store: Arc<Store>, system_columns: bool) 
 /// SQL names of the types DataFusion's planner lacks: `FLOAT16` (alias
 /// `HALF`), so that `FLOAT16[d]` declares a float16 vector column (Milvus's
 /// FLOAT16_VECTOR) in DDL and casts; `VARBINARY(n)` and `BLOB` (binary);
-/// `TIME(p)` (seconds for p = 0, milliseconds up to 3, microseconds up to
-/// 6, nanoseconds beyond); and `TIMESTAMP[(p)] WITH TIME ZONE` as an
-/// instant in UTC (DataFusion drops the zone).
+/// `TIME(p)` and `TIMESTAMP(p)` of any precision (seconds for p = 0,
+/// milliseconds up to 3, microseconds up to 6, nanoseconds beyond;
+/// microseconds without one, as PostgreSQL and DuckDB, where DataFusion
+/// takes nanoseconds and so cannot write the years 1 or 9999); and
+/// `TIMESTAMP[(p)] WITH TIME ZONE` as an instant in UTC (DataFusion drops
+/// the zone).
 #[derive(Debug)]
 struct VectorTypePlanner;
 
@@ -369,14 +372,19 @@ impl datafusion::logical_expr::planner::TypePlanner for VectorTypePlanner {
                 Ok(None)
             }
             Sql::Varbinary(_) | Sql::Blob(_) => field(DataType::Binary),
-            Sql::Time(Some(p), TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
-                field(match unit(*p) {
+            // Without a precision, microseconds (as PostgreSQL and DuckDB),
+            // so a TIMESTAMP literal reaches from year 1 to 9999.
+            Sql::Time(p, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+                field(match unit(p.unwrap_or(6)) {
                     u @ (TimeUnit::Second | TimeUnit::Millisecond) => DataType::Time32(u),
                     u => DataType::Time64(u),
                 })
             }
+            Sql::Timestamp(p, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+                field(DataType::Timestamp(unit(p.unwrap_or(6)), None))
+            }
             Sql::Timestamp(p, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => field(
-                DataType::Timestamp(unit(p.unwrap_or(9)), Some("UTC".into())),
+                DataType::Timestamp(unit(p.unwrap_or(6)), Some("UTC".into())),
             ),
             _ => Ok(None),
         }

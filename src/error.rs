@@ -23,6 +23,11 @@ pub enum Error {
     #[error("collection '{0}' already exists")]
     CollectionExists(String),
 
+    /// An ingest that may create the collection (ADBC's `create_append`)
+    /// found it existing with columns its input does not fit.
+    #[error("collection '{collection}' already exists with other columns: {reason}")]
+    ExistsWithOtherColumns { collection: String, reason: String },
+
     /// SQL that quiver refuses to run (file access, unsupported statements).
     #[error("{0}")]
     NotAllowed(String),
@@ -110,7 +115,9 @@ impl Error {
         match self.root() {
             Error::InvalidInput(_) => Status::invalid_argument(msg),
             Error::CollectionNotFound(_) => Status::not_found(msg),
-            Error::CollectionExists(_) => Status::already_exists(msg),
+            Error::CollectionExists(_) | Error::ExistsWithOtherColumns { .. } => {
+                Status::already_exists(msg)
+            }
             Error::NotAllowed(_) => Status::permission_denied(msg),
             Error::CommitConflict { .. } => Status::aborted(msg),
             Error::CommitUnknown { .. } => Status::unavailable(msg),

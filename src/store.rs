@@ -711,9 +711,24 @@ impl Store {
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
     {
+        let existed = self.snapshot(name).is_some();
         let rows = self
             .ingest_unmetered(name, input_schema, batches, mode, primary_key, false)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Asked to create it if missing, it was there, and the
+                // input names a column it lacks: the table exists (as ADBC
+                // expects of create_append), just not as the input has it.
+                Error::InvalidInput(reason)
+                    if existed && mode.create && reason.starts_with("unknown column") =>
+                {
+                    Error::ExistsWithOtherColumns {
+                        collection: name.to_string(),
+                        reason,
+                    }
+                }
+                e => e,
+            })?;
         crate::metrics::ingested(rows);
         Ok(rows)
     }

@@ -47,17 +47,22 @@ SELECT = [
     ("binary", "VARBINARY(1000)", ["X''", "X'00FF'", "X'DEADBEEF'"], pa.binary(), [b"", b"\x00\xff", b"\xde\xad\xbe\xef"]),
     ("blob", "BLOB", ["X'01'", "X''", "X'0203'"], pa.binary(), [b"\x01", b"", b"\x02\x03"]),
     ("date", "DATE", ["DATE '1970-01-01'", "DATE '2023-05-15'", "DATE '1960-01-01'"], pa.date32(), [datetime.date(1970, 1, 1), datetime.date(2023, 5, 15), datetime.date(1960, 1, 1)]),
-    ("time", "TIME", ["TIME '00:00:00'", "TIME '12:34:56.789'", "TIME '23:59:59'"], pa.time64("ns"), [datetime.time(0), datetime.time(12, 34, 56, 789000), datetime.time(23, 59, 59)]),
+    ("time", "TIME", ["TIME '00:00:00'", "TIME '12:34:56.789'", "TIME '23:59:59'"], pa.time64("us"), [datetime.time(0), datetime.time(12, 34, 56, 789000), datetime.time(23, 59, 59)]),
     ("time0", "TIME(0)", ["TIME '00:00:01'", "TIME '12:34:56'", "TIME '23:59:59'"], pa.time32("s"), [datetime.time(0, 0, 1), datetime.time(12, 34, 56), datetime.time(23, 59, 59)]),
     ("time3", "TIME(3)", ["TIME '00:00:00.001'", "TIME '12:34:56.789'", "TIME '23:59:59'"], pa.time32("ms"), [datetime.time(0, 0, 0, 1000), datetime.time(12, 34, 56, 789000), datetime.time(23, 59, 59)]),
     ("time6", "TIME(6)", ["TIME '00:00:00.000001'", "TIME '12:34:56.789'", "TIME '23:59:59'"], pa.time64("us"), [datetime.time(0, 0, 0, 1), datetime.time(12, 34, 56, 789000), datetime.time(23, 59, 59)]),
 ]
-for p, unit in [(0, "s"), (3, "ms"), (6, "us"), (9, "ns")]:
+for p, unit in [(0, "s"), (1, "ms"), (2, "ms"), (3, "ms"), (4, "us"), (5, "us"), (6, "us"), (7, "ns"), (8, "ns"), (9, "ns")]:
     SELECT.append((
         f"timestamp{p}", f"TIMESTAMP({p})",
-        ["TIMESTAMP '1970-01-01 00:00:00'", "TIMESTAMP '2023-05-15 12:34:56'", "TIMESTAMP '1969-12-31 23:59:59'"],
+        # Years 1 and 9999 where the unit reaches them (all but ns).
+        ["TIMESTAMP '1970-01-01 00:00:00'", "TIMESTAMP '2023-05-15 12:34:56'",
+         "TIMESTAMP '1969-12-31 23:59:59'" if unit == "ns" else "TIMESTAMP '0001-01-01 00:00:00'",
+         "TIMESTAMP '2262-04-11 00:00:00'" if unit == "ns" else "TIMESTAMP '9999-12-31 23:59:59'"],
         pa.timestamp(unit),
-        [datetime.datetime(1970, 1, 1), datetime.datetime(2023, 5, 15, 12, 34, 56), datetime.datetime(1969, 12, 31, 23, 59, 59)],
+        [datetime.datetime(1970, 1, 1), datetime.datetime(2023, 5, 15, 12, 34, 56),
+         datetime.datetime(1969, 12, 31, 23, 59, 59) if unit == "ns" else datetime.datetime(1, 1, 1),
+         datetime.datetime(2262, 4, 11) if unit == "ns" else datetime.datetime(9999, 12, 31, 23, 59, 59)],
     ))
     SELECT.append((
         f"timestamp{p}tz", f"TIMESTAMP({p}) WITH TIME ZONE",
@@ -107,7 +112,7 @@ BIND = [
     ("time_s", "TIME(0)", pa.array([0, 3600, 86399, None], pa.time32("s")), pa.time32("s")),
     ("time_ms", "TIME(3)", pa.array([0, 1, 86_399_999, None], pa.time32("ms")), pa.time32("ms")),
     ("time_us", "TIME(6)", pa.array([0, 1, 86_399_999_999, None], pa.time64("us")), pa.time64("us")),
-    ("time_ns", "TIME", pa.array([0, 1, 86_399_999_999_999, None], pa.time64("ns")), pa.time64("ns")),
+    ("time_ns", "TIME(9)", pa.array([0, 1, 86_399_999_999_999, None], pa.time64("ns")), pa.time64("ns")),
 ]
 for p, unit in [(0, "s"), (3, "ms"), (6, "us"), (9, "ns")]:
     BIND.append((f"timestamp_{unit}", f"TIMESTAMP({p})", pa.array([0, 1, 1_700_000_000, None], pa.timestamp(unit)), pa.timestamp(unit)))
@@ -154,9 +159,10 @@ LITERAL = [
     ("SELECT X'00FF' AS res", pa.binary(), b"\x00\xff"),
     ("SELECT from_hex('00ff') AS res", pa.binary(), b"\x00\xff"),
     ("SELECT DATE '2023-05-15' AS res", pa.date32(), datetime.date(2023, 5, 15)),
-    ("SELECT TIME '12:34:56' AS res", pa.time64("ns"), datetime.time(12, 34, 56)),
-    ("SELECT TIMESTAMP '2023-05-15 12:34:56' AS res", pa.timestamp("ns"), datetime.datetime(2023, 5, 15, 12, 34, 56)),
-    ("SELECT CAST(TIMESTAMP '2023-05-15 12:34:56' AS TIMESTAMP WITH TIME ZONE) AS res", pa.timestamp("ns", tz="UTC"), datetime.datetime(2023, 5, 15, 12, 34, 56, tzinfo=UTC)),
+    ("SELECT TIME '12:34:56' AS res", pa.time64("us"), datetime.time(12, 34, 56)),
+    ("SELECT TIMESTAMP '2023-05-15 12:34:56' AS res", pa.timestamp("us"), datetime.datetime(2023, 5, 15, 12, 34, 56)),
+    ("SELECT CAST(TIMESTAMP '2023-05-15 12:34:56' AS TIMESTAMP WITH TIME ZONE) AS res", pa.timestamp("us", tz="UTC"), datetime.datetime(2023, 5, 15, 12, 34, 56, tzinfo=UTC)),
+    ("SELECT TIMESTAMP '0001-01-01 00:00:00' AS res", pa.timestamp("us"), datetime.datetime(1, 1, 1)),
 ]
 
 
@@ -186,10 +192,16 @@ def test_ingest_modes_and_errors(conn):
         assert query(conn, 'SELECT idx FROM "ing_modes"').column("idx").to_pylist() == [100]
         with pytest.raises(adbc_driver_manager.Error, match="ing_missing"):
             cur.adbc_ingest("ing_missing", ingest_table(1), mode="append")
-        # An appended column the table lacks: refused, nothing written.
+        # An appended column the table lacks: refused, nothing written; with
+        # create_append the table exists (ALREADY_EXISTS), as the suite's
+        # test_createappend_schema_mismatch expects.
         extra = ingest_table(1, 200).append_column("other", pa.array([1]))
-        with pytest.raises(adbc_driver_manager.Error, match="unknown column 'other'"):
+        with pytest.raises(adbc_driver_manager.Error, match="collection 'ing_modes' already exists with other columns: unknown column 'other'") as err:
             cur.adbc_ingest("ing_modes", extra, mode="create_append")
+        assert err.value.status_code == adbc_driver_manager.AdbcStatusCode.ALREADY_EXISTS
+        with pytest.raises(adbc_driver_manager.Error, match="unknown column 'other'") as err:
+            cur.adbc_ingest("ing_modes", extra, mode="append")
+        assert err.value.status_code == adbc_driver_manager.AdbcStatusCode.INVALID_ARGUMENT
         # A target catalog and schema: quiver's own are accepted.
         assert cur.adbc_ingest("ing_ns", ingest_table(2), mode="create", catalog_name="quiver", db_schema_name="public") == 2
         with pytest.raises(adbc_driver_manager.Error, match="collections live in quiver.public"):
