@@ -604,6 +604,7 @@ impl Engine {
         // may be cached too, if they are all query vectors.
         let own_parameters = hoisted.is_none() && is_sql_query(&stmt);
         number_positional_placeholders(&mut stmt);
+        widen_fractional_literals(&mut stmt);
         crate::snapshot::resolve(&self.store, &mut stmt).await?;
         // A DELETE or UPDATE names rows by their key, which for a
         // collection without a declared key is the hidden `_id`.
@@ -1319,6 +1320,37 @@ fn number_positional_placeholders(stmt: &mut DFStatement) {
                 let at = (v.span.start.line, v.span.start.column);
                 let n = positions.iter().position(|p| *p == at).map_or(0, |i| i + 1);
                 v.value = Value::Placeholder(format!("${n}"));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Gives a `TIME '..'` or `TIMESTAMP '..'` literal with more than six
+/// fractional digits nanoseconds (`TIME(9)`, `TIMESTAMP(9)`): without a
+/// precision such literals are microseconds (see `VectorTypePlanner`), so
+/// `TIMESTAMP '2023-05-15 13:45:30.123456789'` would lose its last digits.
+fn widen_fractional_literals(stmt: &mut DFStatement) {
+    use datafusion::sql::sqlparser::ast::{visit_expressions_mut, DataType as Sql, Expr, Value};
+    use std::ops::ControlFlow;
+    let DFStatement::Statement(inner) = stmt else {
+        return;
+    };
+    let _ = visit_expressions_mut(inner.as_mut(), |e: &mut Expr| {
+        if let Expr::TypedString(ts) = e {
+            let text = match &ts.value.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.as_str()),
+                _ => None,
+            };
+            let fraction = text
+                .and_then(|s| s.split_once('.'))
+                .map(|(_, f)| f.chars().take_while(|c| c.is_ascii_digit()).count())
+                .unwrap_or(0);
+            if fraction > 6 {
+                match &mut ts.data_type {
+                    Sql::Timestamp(p @ None, _) | Sql::Time(p @ None, _) => *p = Some(9),
+                    _ => {}
+                }
             }
         }
         ControlFlow::<()>::Continue(())

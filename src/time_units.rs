@@ -61,6 +61,20 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
 
 impl AnalyzerRule for UnifyTimeUnits {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        // Most plans read no time column: leave them alone at the cost of
+        // one look at each node's columns.
+        let mut times = false;
+        plan.apply_with_subqueries(|node| {
+            times |= node.schema().fields().iter().any(|f| is_time(f.data_type()));
+            Ok(if times {
+                datafusion::common::tree_node::TreeNodeRecursion::Stop
+            } else {
+                datafusion::common::tree_node::TreeNodeRecursion::Continue
+            })
+        })?;
+        if !times {
+            return Ok(plan);
+        }
         plan.transform_up_with_subqueries(|node| {
             // The expressions of a node read its inputs' columns (a table
             // scan's filters read the scan's own).
