@@ -38,31 +38,11 @@ os.environ.setdefault(
     str(pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "quiver"),
 )
 from conftest import Server  # noqa: E402
+from raw_flight import statement_query_descriptor  # noqa: E402
 
 ROWS, DIM = 2_000_000, 128
 RSS_ROWS = 10_000_000
 RUNS = 3
-
-
-def statement_query_descriptor(sql: str) -> flight.FlightDescriptor:
-    """A Flight SQL CommandStatementQuery packed in a protobuf Any, encoded by hand."""
-
-    def field(num, payload: bytes) -> bytes:
-        return _varint((num << 3) | 2) + _varint(len(payload)) + payload
-
-    cmd = field(1, sql.encode())
-    any_msg = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, cmd)
-    return flight.FlightDescriptor.for_command(any_msg)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def best(f):

@@ -65,7 +65,11 @@ impl AnalyzerRule for UnifyTimeUnits {
         // one look at each node's columns.
         let mut times = false;
         plan.apply_with_subqueries(|node| {
-            times |= node.schema().fields().iter().any(|f| is_time(f.data_type()));
+            times |= node
+                .schema()
+                .fields()
+                .iter()
+                .any(|f| is_time(f.data_type()));
             Ok(if times {
                 datafusion::common::tree_node::TreeNodeRecursion::Stop
             } else {

@@ -64,6 +64,19 @@ fn parquet_files(dir: &std::path::Path) -> usize {
     n
 }
 
+/// Runs `op` with fail point `point` set for the test collection; it must
+/// fail there.
+async fn fails_at<T>(point: &str, op: impl std::future::Future<Output = quiver::Result<T>>) {
+    let scenario = fail::FailScenario::setup();
+    fail::cfg(point, &format!("return({C})")).unwrap();
+    let result = op.await;
+    scenario.teardown();
+    match result {
+        Ok(_) => panic!("{point}: the operation did not fail"),
+        Err(e) => assert!(e.to_string().contains("injected failure"), "{point}: {e}"),
+    }
+}
+
 async fn setup() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
@@ -83,16 +96,7 @@ async fn failed_writes_leave_the_old_state() {
         let (dir, engine) = setup().await;
         let before = state(&engine).await;
         let files = parquet_files(dir.path());
-        let scenario = fail::FailScenario::setup();
-        fail::cfg(point, &format!("return({C})")).unwrap();
-        let err = write(engine.store(), 10..30, IngestMode::APPEND)
-            .await
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("injected failure"),
-            "{point}: {err}"
-        );
-        scenario.teardown();
+        fails_at(point, write(engine.store(), 10..30, IngestMode::APPEND)).await;
         assert_eq!(
             state(&engine).await,
             before,
@@ -253,17 +257,11 @@ async fn a_failed_update_changes_nothing() {
         let before = rows_of(&engine).await;
         let version = engine.store().snapshot(C).unwrap().version;
         let files = parquet_files(dir.path());
-        let scenario = fail::FailScenario::setup();
-        fail::cfg(point, &format!("return({C})")).unwrap();
-        let err = engine
-            .sql("UPDATE fp_t SET embedding = [2.0, 3.0] WHERE id > 3")
-            .await
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("injected failure"),
-            "{point}: {err}"
-        );
-        scenario.teardown();
+        fails_at(
+            point,
+            engine.sql("UPDATE fp_t SET embedding = [2.0, 3.0] WHERE id > 3"),
+        )
+        .await;
         assert_eq!(
             rows_of(&engine).await,
             before,

@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from raw_flight import statement_query_descriptor
+
 
 def rows(conn, sql):
     with conn.cursor() as cur:
@@ -131,36 +133,13 @@ def test_polars_reads_through_a_flightsql_uri(server, conn, sample):
     assert df.to_dict(as_series=False) == {"id": [1, 2], "value": ["a", "b"]}
 
 
-# Raw Flight: protobuf by hand (field 1 of CommandStatementQuery is the SQL;
-# an Any is type_url (1) and value (2)).
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number, payload):
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _any(type_name, message):
-    url = ("type.googleapis.com/arrow.flight.protocol.sql." + type_name).encode()
-    return _field(1, url) + _field(2, message)
-
-
 def test_raw_flight_get_schema_and_list_actions(server, sample):
     client = flight.FlightClient(server.uri)
     try:
-        cmd = _any("CommandStatementQuery", _field(1, b"SELECT id, value FROM sample"))
-        schema = client.get_schema(flight.FlightDescriptor.for_command(cmd)).schema
+        schema = client.get_schema(statement_query_descriptor("SELECT id, value FROM sample")).schema
         assert schema.names == ["id", "value"]
-        bad = _any("CommandStatementQuery", _field(1, b"SELECT nope FROM sample"))
         with pytest.raises((flight.FlightError, pa.ArrowInvalid), match="No field named nope"):
-            client.get_schema(flight.FlightDescriptor.for_command(bad))
+            client.get_schema(statement_query_descriptor("SELECT nope FROM sample"))
         actions = {a.type for a in client.list_actions()}
         assert actions == {
             "CreatePreparedStatement",

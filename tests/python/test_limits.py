@@ -42,43 +42,54 @@ def limited(tmp_path_factory):
     s.stop()
 
 
-def test_cancel_stops_the_servers_work(limited):
-    conn = limited.connect()
+def cancel_while_running(server, sql, while_running):
+    """Runs `sql` on one connection; once it is using CPU, calls
+    `while_running()`, then cancels it: the query ends CANCELLED and the
+    server goes idle."""
+    conn = server.connect()
     cur = conn.cursor()
     out = {}
 
     def run():
         try:
-            cur.execute(ENDLESS)
+            cur.execute(sql)
             out["rows"] = cur.fetchall()
         except Exception as e:  # the driver raises on cancel
             out["err"] = str(e)
 
-    before = thread_cpu_by_name(limited.proc.pid)
     th = threading.Thread(target=run)
     th.start()
     time.sleep(0.8)
-    busy = busy_cpu(limited.proc.pid, 0.5)
+    busy = busy_cpu(server.proc.pid, 0.5)
     assert busy > 0.2, f"the query did not seem to run ({busy:.2f} s CPU in 0.5 s)"
-    # It runs on the query threads (`--query-threads`, one per core by
-    # default), not on the threads serving requests.
-    during = thread_cpu_by_name(limited.proc.pid)
-    on_query = during.get("quiver-query", 0.0) - before.get("quiver-query", 0.0)
-    elsewhere = sum(during.values()) - sum(before.values()) - on_query
-    assert on_query > 0.5, (before, during)
-    assert elsewhere < on_query / 2, (before, during)
+    while_running()
     cur.adbc_cancel()
     th.join(10)
     assert not th.is_alive()
     assert "CANCELLED" in out.get("err", ""), out
     time.sleep(0.5)
-    idle = busy_cpu(limited.proc.pid, 1.0)
+    idle = busy_cpu(server.proc.pid, 1.0)
     assert idle < 0.3, f"the server kept working after the cancel ({idle:.2f} s CPU in 1 s)"
     cur.close()
+    conn.close()
+
+
+def test_cancel_stops_the_servers_work(limited):
+    before = thread_cpu_by_name(limited.proc.pid)
+
+    def on_the_query_threads():
+        # It runs on the query threads (`--query-threads`, one per core by
+        # default), not on the threads serving requests.
+        during = thread_cpu_by_name(limited.proc.pid)
+        on_query = during.get("quiver-query", 0.0) - before.get("quiver-query", 0.0)
+        elsewhere = sum(during.values()) - sum(before.values()) - on_query
+        assert on_query > 0.5, (before, during)
+        assert elsewhere < on_query / 2, (before, during)
+
+    cancel_while_running(limited, ENDLESS, on_the_query_threads)
     with limited.connect() as c2, c2.cursor() as cur2:
         cur2.execute("SELECT 1")
         assert cur2.fetchone() == (1,)
-    conn.close()
 
 
 def test_query_timeout_and_memory_pool(limited):
@@ -159,34 +170,14 @@ def test_cancelling_a_cross_join_stops_the_work_and_light_queries_stay_served(li
     """A query CPU-bound outside a scan (a cross join aggregated to one
     row) stops when the client cancels, and another client's SELECT 1 is
     answered while it runs (benches/cancel.py measures how fast)."""
-    conn = limited.connect()
-    cur = conn.cursor()
-    out = {}
 
-    def run():
-        try:
-            cur.execute(CROSS_JOIN)
-            out["rows"] = cur.fetchall()
-        except Exception as e:
-            out["err"] = str(e)
+    def light_queries():
+        with limited.connect() as c2, c2.cursor() as cur2:
+            for _ in range(3):
+                cur2.execute("SELECT 1")
+                assert cur2.fetchone() == (1,)
 
-    th = threading.Thread(target=run)
-    th.start()
-    time.sleep(0.8)
-    assert busy_cpu(limited.proc.pid, 0.5) > 0.2, "the cross join did not seem to run"
-    with limited.connect() as c2, c2.cursor() as cur2:
-        for _ in range(3):
-            cur2.execute("SELECT 1")
-            assert cur2.fetchone() == (1,)
-    cur.adbc_cancel()
-    th.join(10)
-    assert not th.is_alive()
-    assert "CANCELLED" in out.get("err", ""), out
-    time.sleep(0.5)
-    idle = busy_cpu(limited.proc.pid, 1.0)
-    assert idle < 0.3, f"the server kept working after the cancel ({idle:.2f} s CPU in 1 s)"
-    cur.close()
-    conn.close()
+    cancel_while_running(limited, CROSS_JOIN, light_queries)
 
 
 def test_functions_cannot_allocate_without_bound(limited):
