@@ -1269,9 +1269,20 @@ impl ExecutionPlan for MaterializeExec {
         )))
     }
 
+    /// DataFusion pushes a sort below an operator that keeps its input's
+    /// order with the sort's columns taken by index, so that holds only
+    /// when every output column is the input column of the same index (no
+    /// vector fetched, none moved); else a sort by a column after a vector
+    /// column would sort the input by another column (`_seg`) and the plan
+    /// fail. The growing partition has no order.
     fn maintains_input_order(&self) -> Vec<bool> {
-        // The growing partition has no order.
-        vec![self.growing.is_empty()]
+        let same_places = self
+            .work
+            .sources
+            .iter()
+            .enumerate()
+            .all(|(j, s)| matches!(s, ColumnSource::Input(i) if *i == j));
+        vec![self.growing.is_empty() && same_places]
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
