@@ -37,7 +37,7 @@ from conftest import Server  # noqa: E402
 HEAVY = {
     "cross join": "SELECT sum(a.value * b.value) FROM range(0, 60000) a, range(0, 60000) b",
     "nested-loop join": (
-        "SELECT count(*) FROM range(0, 60000) a JOIN range(0, 60000) b ON a.value > b.value * 3 + 1000000"
+        "SELECT count(*) FROM range(0, 100000) a JOIN range(0, 100000) b ON a.value > b.value * 3 + 1000000"
     ),
 }
 LIGHT = {"SELECT 1": "SELECT 1", "10-row scan": "SELECT * FROM small ORDER BY id"}

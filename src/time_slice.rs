@@ -5,19 +5,20 @@
 //! cancelled query kept computing for seconds, and a `SELECT 1` waited
 //! behind it.
 //!
-//! `TimeSliceExec` passes its input's batches through and returns
-//! `Pending` (waking itself at once) when [`SLICE`] has passed since it
-//! last did: every operator above it then returns too, the task goes back
-//! to tokio, a dropped query ends there, and other queries' tasks run.
-//! Above a nested-loop join's probe side it also cuts batches into
-//! [`PROBE_ROWS`] rows, because such a join works through a whole probe
-//! batch times its whole build side before it polls again.
+//! `TimeSliceExec` passes its input's batches through and, when [`SLICE`]
+//! has passed since it last did, first yields (`tokio::task::yield_now`:
+//! the task goes to the back of the queue): every operator above it
+//! returns too, a dropped query ends there, and other queries' tasks run.
 //!
 //! The rule puts one above every join and unnest, and one under every
-//! nested-loop join's probe side; DataFusion's own `CooperativeExec` counts
-//! batches, not time, and a join's batches can each take long.
+//! nested-loop join's probe side (such a join works through a whole probe
+//! batch times its whole build side before it polls again, so it yields
+//! between probe batches; within one it cannot be stopped from outside,
+//! and cutting its probe batches smaller makes it slower per pair: 1024
+//! rows instead of 8192 doubled the time of a 100,000 x 100,000 join).
+//! DataFusion's own `CooperativeExec` counts batches, not time, and a
+//! join's batches can each take long.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,32 +46,21 @@ use futures::{Stream, StreamExt};
 /// How long a sliced stream runs before it gives its thread back.
 pub const SLICE: Duration = Duration::from_millis(2);
 
-/// Rows per batch fed to a nested-loop join's probe side: with DataFusion's
-/// batch of 8192 rows a join of that many probe rows with a build side of
-/// 60,000 rows evaluates half a billion pairs before it polls again.
-pub const PROBE_ROWS: usize = 256;
-
-/// Passes batches through, giving the thread back every [`SLICE`] (and
-/// cutting batches into `rows` rows, when set).
+/// Passes batches through, giving the thread back every [`SLICE`].
 #[derive(Debug)]
 pub struct TimeSliceExec {
     input: Arc<dyn ExecutionPlan>,
-    rows: Option<usize>,
 }
 
 impl TimeSliceExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, rows: Option<usize>) -> Self {
-        Self { input, rows }
+    pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+        Self { input }
     }
 }
 
 impl DisplayAs for TimeSliceExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "TimeSliceExec: slice={}ms", SLICE.as_millis())?;
-        if let Some(rows) = self.rows {
-            write!(f, ", rows={rows}")?;
-        }
-        Ok(())
+        write!(f, "TimeSliceExec: slice={}ms", SLICE.as_millis())
     }
 }
 
@@ -110,7 +100,7 @@ impl ExecutionPlan for TimeSliceExec {
         let [input] = children.try_into().map_err(|_| {
             DataFusionError::Internal("TimeSliceExec takes exactly one child".into())
         })?;
-        Ok(Arc::new(TimeSliceExec::new(input, self.rows)))
+        Ok(Arc::new(TimeSliceExec::new(input)))
     }
 
     fn execute(
@@ -122,9 +112,8 @@ impl ExecutionPlan for TimeSliceExec {
         Ok(Box::pin(Sliced {
             schema: input.schema(),
             input,
-            rows: self.rows,
-            queued: VecDeque::new(),
             since: Instant::now(),
+            yielding: None,
         }))
     }
 }
@@ -132,44 +121,33 @@ impl ExecutionPlan for TimeSliceExec {
 struct Sliced {
     schema: SchemaRef,
     input: SendableRecordBatchStream,
-    rows: Option<usize>,
-    /// The rest of a batch cut into pieces.
-    queued: VecDeque<RecordBatch>,
     /// When the stream last returned `Pending`.
     since: Instant,
+    /// A yield under way: `tokio::task::yield_now`, which puts the task at
+    /// the back of the queue (a task that woke itself would be polled
+    /// again at once, ahead of the others).
+    yielding: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl Stream for Sliced {
     type Item = Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.since.elapsed() >= SLICE {
-            self.since = Instant::now();
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+        if self.yielding.is_none() && self.since.elapsed() >= SLICE {
+            self.yielding = Some(Box::pin(tokio::task::yield_now()));
         }
-        if let Some(b) = self.queued.pop_front() {
-            return Poll::Ready(Some(Ok(b)));
-        }
-        match self.input.poll_next_unpin(cx) {
-            Poll::Pending => {
-                self.since = Instant::now();
-                Poll::Pending
+        if let Some(y) = self.yielding.as_mut() {
+            if y.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
-            Poll::Ready(Some(Ok(b))) => match self.rows {
-                Some(rows) if b.num_rows() > rows => {
-                    let mut at = rows;
-                    while at < b.num_rows() {
-                        let n = rows.min(b.num_rows() - at);
-                        self.queued.push_back(b.slice(at, n));
-                        at += n;
-                    }
-                    Poll::Ready(Some(Ok(b.slice(0, rows))))
-                }
-                _ => Poll::Ready(Some(Ok(b))),
-            },
-            other => other,
+            self.yielding = None;
+            self.since = Instant::now();
         }
+        let next = self.input.poll_next_unpin(cx);
+        if next.is_pending() {
+            self.since = Instant::now();
+        }
+        next
     }
 }
 
@@ -212,13 +190,9 @@ impl PhysicalOptimizerRule for YieldInJoins {
                     .enumerate()
                     .map(|(i, c)| {
                         let wrapped = c.downcast_ref::<TimeSliceExec>().is_some();
-                        if is_nlj && i == 1 && !wrapped {
+                        if (is_nlj && i == 1 && !wrapped) || multiplies_rows(c) {
                             changed = true;
-                            Arc::new(TimeSliceExec::new(c.clone(), Some(PROBE_ROWS)))
-                                as Arc<dyn ExecutionPlan>
-                        } else if multiplies_rows(c) {
-                            changed = true;
-                            Arc::new(TimeSliceExec::new(c.clone(), None))
+                            Arc::new(TimeSliceExec::new(c.clone())) as Arc<dyn ExecutionPlan>
                         } else {
                             c.clone()
                         }
@@ -235,7 +209,7 @@ impl PhysicalOptimizerRule for YieldInJoins {
             })?
             .data;
         Ok(if multiplies_rows(&plan) {
-            Arc::new(TimeSliceExec::new(plan, None))
+            Arc::new(TimeSliceExec::new(plan))
         } else {
             plan
         })
