@@ -22,7 +22,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use quiver::schema::vector_item_field;
+use quiver::storage::vector_item_field;
 use serde_json::json;
 
 /// Encodes one column; `page_bytes` sets quiver's small pages (the write
@@ -63,7 +63,7 @@ fn decode(bytes: &Bytes, convert: bool, batch: usize) -> f64 {
         for b in reader {
             let col = b.unwrap().column(0).clone();
             let col = if convert {
-                quiver::layout::from_stored(&col, &arrow::datatypes::DataType::Float32).unwrap()
+                quiver::storage::from_stored(&col, &arrow::datatypes::DataType::Float32).unwrap()
             } else {
                 col
             };
@@ -96,10 +96,10 @@ fn main() {
             vec![list.clone()],
         )
         .unwrap();
-        let stored_field = quiver::layout::stored_field(&field).unwrap();
+        let stored_field = quiver::storage::stored_field(&field).unwrap();
         let as_binary = RecordBatch::try_new(
             Arc::new(Schema::new(vec![stored_field])),
-            vec![quiver::layout::to_stored(&list).unwrap()],
+            vec![quiver::storage::to_stored(&list).unwrap()],
         )
         .unwrap();
         // Gathering every other vector out of a decoded chunk (a 50% filter).
@@ -121,7 +121,7 @@ fn main() {
             )
             .unwrap()
         });
-        let gather_s = best(&|| quiver::layout::gather(&list, &idx).unwrap());
+        let gather_s = best(&|| quiver::storage::gather(&list, &idx).unwrap());
         println!(
             "gather {} of {n} x {dim}: arrow take {:.1} ms, quiver gather {:.1} ms (time ratio {:.2})",
             idx.len(),

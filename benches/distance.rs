@@ -9,7 +9,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use quiver::distance::Metric;
+use quiver::query::Metric;
 use serde_json::json;
 
 fn scalar_l2(a: &[f32], b: &[f32]) -> f64 {

@@ -68,7 +68,7 @@ fn seaweed(dir: &std::path::Path) -> (Child, String) {
 
 fn batch(rng: &mut StdRng, start: usize, rows: usize, dim: usize) -> RecordBatch {
     let emb = FixedSizeListArray::new(
-        quiver::schema::vector_item_field(),
+        quiver::storage::vector_item_field(),
         dim as i32,
         Arc::new(Float32Array::from_iter_values(
             (0..rows * dim).map(|_| rng.random::<f32>() - 0.5),
@@ -146,7 +146,7 @@ async fn run(url: &str, rows: usize, dim: usize, queries: &[String]) -> Figures 
         .map(|x| x.size)
         .collect();
     f.stored_bytes = files.iter().sum();
-    let os = quiver::store::open_object_store(url).unwrap();
+    let os = quiver::storage::open_object_store(url).unwrap();
     let start = Instant::now();
     for (i, size) in files.iter().enumerate() {
         let body = bytes::Bytes::from(vec![7u8; *size as usize]);

@@ -248,7 +248,7 @@ async fn run_shape(rows: usize, dim: usize, results: &mut common::Results) {
         (
             "embedding",
             Arc::new(FixedSizeListArray::new(
-                quiver::schema::vector_item_field(),
+                quiver::storage::vector_item_field(),
                 dim as i32,
                 Arc::new(Float32Array::from(vectors.clone())),
                 None,

@@ -12,7 +12,7 @@ use arrow::array::{
     ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::prelude::SessionContext;
-use quiver::schema::vector_item_field;
+use quiver::storage::vector_item_field;
 use quiver::{IngestMode, Store, StoreConfig};
 
 #[tokio::main]

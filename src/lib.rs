@@ -1,53 +1,32 @@
 //! quiver: vectors and scalar data stored as Milvus-style segments on object
 //! storage, queried with SQL (DataFusion) and served over Arrow Flight SQL.
 //!
-//! Layers, bottom up:
-//! - [`schema`], [`segment`], [`manifest`], [`store`]: the storage format and
-//!   the commit protocol on an `object_store`.
-//! - [`table`], [`distance`]: collections as DataFusion tables and the SIMD
-//!   vector distance functions.
-//! - [`engine`]: client SQL, gated; DDL and DML handled by quiver.
-//! - [`flight`], [`server`], [`auth`]: the Arrow Flight SQL service.
+//! The folders are layers; each names only the layers below it:
+//!
+//! ```text
+//! server   the gRPC server, the metrics exporter, background upkeep
+//! flight   Arrow Flight SQL: the service, metadata commands, auth
+//! admin    compaction, garbage collection, verify, inspect
+//! query    DataFusion: catalog, scan, top-k, functions, plan cache, engine
+//! storage  object store I/O, file formats, the log, the store and its commits
+//! error, metrics
+//! ```
+//!
+//! `tests/it/layering.rs` fails when a file names a layer above its own;
+//! `docs/architecture.md` walks through a query and a write.
+//!
+//! Embedders need [`Store`] (open a store), [`register`] (add quiver's
+//! catalog and functions to a DataFusion `SessionContext`) or [`Engine`]
+//! (quiver's own SQL gate, DDL and DML).
 
-pub mod auth;
-pub mod bits;
-pub mod cache;
-pub mod compact;
-pub mod config;
-pub mod distance;
-pub mod engine;
+pub mod admin;
 pub mod error;
-pub mod files;
 pub mod flight;
-pub mod flight_meta;
-pub mod flight_service;
-pub mod flush;
-pub mod fn_limits;
-pub mod gc;
-pub mod growing;
-pub mod hex;
-pub mod inspect;
-pub mod keys;
-pub mod layout;
-pub mod manifest;
 pub mod metrics;
-pub mod operators;
-pub mod plan_cache;
-pub mod retry;
-pub mod schema;
-pub mod segment;
+pub mod query;
 pub mod server;
-pub mod snapshot;
-pub mod store;
-pub mod table;
-pub mod time_slice;
-pub mod time_units;
-pub mod topk;
-pub mod vector_fns;
-pub mod verify;
-pub mod wal;
+pub mod storage;
 
-pub use config::StoreConfig;
-pub use engine::{register, Engine, EngineOptions};
 pub use error::{Error, Result};
-pub use store::{IngestMode, Store};
+pub use query::{register, Engine, EngineOptions};
+pub use storage::{IngestMode, Store, StoreConfig};

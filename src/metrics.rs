@@ -15,7 +15,7 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::storage::store::Store;
 
 /// Query latency histogram buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -280,7 +280,7 @@ impl Drop for QueryMeter {
         let (scanned_rows, scanned_bytes) = self
             .executed
             .as_ref()
-            .map_or((0, 0), crate::engine::scan_totals);
+            .map_or((0, 0), crate::query::engine::scan_totals);
         counter!("quiver_scan_rows_total").increment(scanned_rows);
         counter!("quiver_scan_bytes_total").increment(scanned_bytes);
         let in_stream = self.stream_span.enter();

@@ -10,7 +10,7 @@ use arrow::array::{
     ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow::util::pretty::pretty_format_batches;
-use quiver::schema::vector_item_field;
+use quiver::storage::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
 use crate::util::{ingest, metric};

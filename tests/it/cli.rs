@@ -156,7 +156,7 @@ fn input_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     };
     let batch = |ids: [i64; 2]| {
         let v = FixedSizeListArray::new(
-            quiver::schema::vector_item_field(),
+            quiver::storage::vector_item_field(),
             2,
             Arc::new(Float32Array::from_iter_values(
                 ids.iter().flat_map(|i| [*i as f32, 0.5]),

@@ -60,7 +60,7 @@ async fn flip_bytes(backend: &Backend, trials: usize, seed: u64) {
         .flat_map(|s| s.files.iter().map(|f| format!("t/{}", f.path)))
         .collect();
     files.extend(m.delete_logs.iter().map(|d| format!("t/{}", d.path)));
-    files.push(quiver::manifest::Manifest::path("t", m.version).to_string());
+    files.push(quiver::storage::Manifest::path("t", m.version).to_string());
     assert!(files.len() >= 4, "{files:?}");
     let mut originals = Vec::new();
     for f in &files {
@@ -110,7 +110,7 @@ async fn flip_bytes(backend: &Backend, trials: usize, seed: u64) {
             "another collection stopped answering"
         );
         if trial % 25 == 0 {
-            let problems = quiver::verify::verify(engine.store()).await.unwrap();
+            let problems = quiver::admin::verify::verify(engine.store()).await.unwrap();
             assert!(
                 problems.iter().any(|p| p.path == files[i]),
                 "verify missed {}: {problems:?}",
@@ -127,7 +127,7 @@ async fn flip_bytes(backend: &Backend, trials: usize, seed: u64) {
     // Restored: everything answers again, verify is clean.
     let engine = Engine::new(Store::open(&backend.url(), config()).await.unwrap()).unwrap();
     assert_eq!(answer(&engine, QUERY).await.unwrap(), want);
-    assert!(quiver::verify::verify(engine.store())
+    assert!(quiver::admin::verify::verify(engine.store())
         .await
         .unwrap()
         .is_empty());
@@ -149,7 +149,7 @@ async fn a_damaged_manifest_keeps_the_write_ahead_log_of_its_collection() {
     let url = url.to_str().unwrap();
     let wal = dir.path().join("wal");
     {
-        let store = Store::open_with_wal(url, config(), quiver::flush::WalOptions::new(&wal))
+        let store = Store::open_with_wal(url, config(), quiver::storage::WalOptions::new(&wal))
             .await
             .unwrap();
         ingest(&store, "t", batch(&[(1, 1)]), IngestMode::CREATE)
@@ -160,18 +160,18 @@ async fn a_damaged_manifest_keeps_the_write_ahead_log_of_its_collection() {
             .unwrap();
         // Row 2 is only in the log (not flushed).
     }
-    let os = quiver::store::open_object_store(url).unwrap();
-    let versions = quiver::manifest::list_versions(os.as_ref(), "t")
+    let os = quiver::storage::open_object_store(url).unwrap();
+    let versions = quiver::storage::list_versions(os.as_ref(), "t")
         .await
         .unwrap();
-    let newest = quiver::manifest::Manifest::path("t", *versions.iter().max().unwrap());
+    let newest = quiver::storage::Manifest::path("t", *versions.iter().max().unwrap());
     let orig = os.get(&newest).await.unwrap().bytes().await.unwrap();
     let mut bad = orig.to_vec();
     let n = bad.len();
     bad[n / 2] ^= 0x20;
     os.put(&newest, bad.into()).await.unwrap();
     {
-        let store = Store::open_with_wal(url, config(), quiver::flush::WalOptions::new(&wal))
+        let store = Store::open_with_wal(url, config(), quiver::storage::WalOptions::new(&wal))
             .await
             .unwrap();
         let engine = Engine::new(store).unwrap();
@@ -179,7 +179,7 @@ async fn a_damaged_manifest_keeps_the_write_ahead_log_of_its_collection() {
         assert!(err.contains(newest.as_ref()), "{err}");
     }
     os.put(&newest, orig.into()).await.unwrap();
-    let store = Store::open_with_wal(url, config(), quiver::flush::WalOptions::new(&wal))
+    let store = Store::open_with_wal(url, config(), quiver::storage::WalOptions::new(&wal))
         .await
         .unwrap();
     let engine = Engine::new(store).unwrap();

@@ -8,7 +8,7 @@ use arrow::array::{
     RecordBatch, StringArray,
 };
 use arrow::datatypes::{Float64Type, Int64Type, Schema};
-use quiver::schema::vector_item_field;
+use quiver::storage::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
 use crate::util::ingest;
@@ -165,7 +165,7 @@ async fn scans_count_the_rows_and_bytes_they_read() {
     let scanned = |sql: &'static str| {
         let engine = &engine;
         async move {
-            let quiver::engine::Statement::Query(plan) = engine.plan(sql).await.unwrap() else {
+            let quiver::query::Statement::Query(plan) = engine.plan(sql).await.unwrap() else {
                 panic!("a query")
             };
             let q = engine
@@ -174,7 +174,7 @@ async fn scans_count_the_rows_and_bytes_they_read() {
                 .unwrap();
             let out: Vec<RecordBatch> = q.stream.try_collect().await.unwrap();
             let n: usize = out.iter().map(|b| b.num_rows()).sum();
-            let (rows, bytes) = quiver::engine::scan_totals(&q.plan);
+            let (rows, bytes) = quiver::query::scan_totals(&q.plan);
             (n, rows, bytes)
         }
     };
@@ -514,7 +514,7 @@ async fn compaction_and_gc_keep_answers_and_remove_only_garbage() {
     // A table pinned to the old version, as a running query holds it.
     let pinned = engine.context().table_provider("docs").await.unwrap();
 
-    let r = quiver::compact::compact_collection(&engine, "docs")
+    let r = quiver::admin::compact::compact_collection(&engine, "docs")
         .await
         .unwrap();
     assert_eq!(r.merged_segments, 5);
@@ -535,7 +535,7 @@ async fn compaction_and_gc_keep_answers_and_remove_only_garbage() {
     assert_eq!(ids(&after_topk), ids(&before_topk));
     // Nothing left to do.
     assert_eq!(
-        quiver::compact::compact_collection(&engine, "docs")
+        quiver::admin::compact::compact_collection(&engine, "docs")
             .await
             .unwrap()
             .version,
@@ -559,12 +559,12 @@ async fn compaction_and_gc_keep_answers_and_remove_only_garbage() {
     );
 
     // GC with a long retention removes nothing; with none, only garbage.
-    let r = quiver::gc::gc(&store, std::time::Duration::from_secs(3600))
+    let r = quiver::admin::gc::gc(&store, std::time::Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(r[0].removed_files, 0);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let r = quiver::gc::gc(&store, std::time::Duration::ZERO)
+    let r = quiver::admin::gc::gc(&store, std::time::Duration::ZERO)
         .await
         .unwrap();
     assert!(r[0].removed_files >= 11, "{r:?}");
@@ -630,7 +630,7 @@ async fn concurrent_writers_and_compaction() {
         let mut done = 0;
         for _ in 0..10 {
             c.store().reload().await.unwrap();
-            match quiver::compact::compact_collection(&c, "docs").await {
+            match quiver::admin::compact::compact_collection(&c, "docs").await {
                 Ok(r) if r.version.is_some() => done += 1,
                 Ok(_) => {}
                 // A compaction may lose to a writer that compacted/replaced
@@ -649,7 +649,7 @@ async fn concurrent_writers_and_compaction() {
 
     let fresh = open(dir.path()).await;
     let m = fresh.snapshot("docs").unwrap();
-    let mut versions = quiver::manifest::list_versions(fresh.object_store().as_ref(), "docs")
+    let mut versions = quiver::storage::list_versions(fresh.object_store().as_ref(), "docs")
         .await
         .unwrap();
     versions.sort_unstable();
@@ -703,7 +703,7 @@ async fn eight_concurrent_writers_commit_every_version_exactly_once() {
         }
         want.sort_unstable();
         let fresh = Store::open(&url, StoreConfig::default()).await.unwrap();
-        let mut versions = quiver::manifest::list_versions(fresh.object_store().as_ref(), "docs")
+        let mut versions = quiver::storage::list_versions(fresh.object_store().as_ref(), "docs")
             .await
             .unwrap();
         versions.sort_unstable();
@@ -745,7 +745,7 @@ async fn a_generated_key_survives_compaction_gc_and_top_k() {
     }
     let schema = store.snapshot("gen").unwrap().schema.clone().unwrap();
     assert!(schema.auto_id());
-    assert_eq!(schema.primary_key(), quiver::schema::ID_COLUMN);
+    assert_eq!(schema.primary_key(), quiver::storage::ID_COLUMN);
     let engine = Engine::new(store.clone()).unwrap();
     assert_eq!(scalar_i64(&engine, "SELECT count(*) FROM gen").await, 400);
     engine
@@ -781,7 +781,7 @@ async fn a_generated_key_survives_compaction_gc_and_top_k() {
         40
     );
 
-    let r = quiver::compact::compact_collection(&engine, "gen")
+    let r = quiver::admin::compact::compact_collection(&engine, "gen")
         .await
         .unwrap();
     assert!(r.merged_segments >= 2, "{r:?}");
@@ -791,10 +791,10 @@ async fn a_generated_key_survives_compaction_gc_and_top_k() {
         pretty(&before_topk)
     );
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    quiver::gc::gc(&store, std::time::Duration::ZERO)
+    quiver::admin::gc::gc(&store, std::time::Duration::ZERO)
         .await
         .unwrap();
-    assert!(quiver::verify::verify(&store).await.unwrap().is_empty());
+    assert!(quiver::admin::verify::verify(&store).await.unwrap().is_empty());
     // Reopened, the clock numbers new rows above every stored one.
     drop(engine);
     drop(store);

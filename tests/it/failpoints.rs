@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch};
 use arrow::datatypes::Int64Type;
-use quiver::schema::vector_item_field;
+use quiver::storage::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
 use crate::util::ingest;
@@ -107,7 +107,7 @@ async fn failed_writes_leave_the_old_state() {
             files,
             "{point}: uncommitted files were left behind"
         );
-        assert!(quiver::verify::verify(engine.store())
+        assert!(quiver::admin::verify::verify(engine.store())
             .await
             .unwrap()
             .is_empty());
@@ -127,7 +127,7 @@ async fn failed_compaction_and_gc_leave_a_valid_store() {
 
     let scenario = fail::FailScenario::setup();
     fail::cfg("compaction-before-commit", &format!("return({C})")).unwrap();
-    let err = quiver::compact::compact_collection(&engine, C)
+    let err = quiver::admin::compact::compact_collection(&engine, C)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
@@ -139,7 +139,7 @@ async fn failed_compaction_and_gc_leave_a_valid_store() {
     );
 
     // Now compact for real, then fail GC half way: still the new state.
-    let r = quiver::compact::compact_collection(&engine, C)
+    let r = quiver::admin::compact::compact_collection(&engine, C)
         .await
         .unwrap();
     let after = state(&engine).await;
@@ -148,23 +148,23 @@ async fn failed_compaction_and_gc_leave_a_valid_store() {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let scenario = fail::FailScenario::setup();
     fail::cfg("gc-mid-delete", &format!("return({C})")).unwrap();
-    let err = quiver::gc::gc(engine.store(), std::time::Duration::ZERO)
+    let err = quiver::admin::gc::gc(engine.store(), std::time::Duration::ZERO)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
     scenario.teardown();
     assert_eq!(state(&engine).await, after);
-    assert!(quiver::verify::verify(engine.store())
+    assert!(quiver::admin::verify::verify(engine.store())
         .await
         .unwrap()
         .is_empty());
     // A second GC finishes the job.
-    let r = quiver::gc::gc(engine.store(), std::time::Duration::ZERO)
+    let r = quiver::admin::gc::gc(engine.store(), std::time::Duration::ZERO)
         .await
         .unwrap();
     assert!(r[0].removed_files > 0);
     assert_eq!(state(&engine).await, after);
-    assert!(quiver::verify::verify(engine.store())
+    assert!(quiver::admin::verify::verify(engine.store())
         .await
         .unwrap()
         .is_empty());
@@ -185,7 +185,7 @@ async fn failed_flushes_keep_every_row_exactly_once() {
         let path = dir.path().to_str().unwrap().to_string();
         let wal = dir.path().join("_wal");
         let open = || async {
-            let opts = quiver::flush::WalOptions::new(&wal);
+            let opts = quiver::storage::WalOptions::new(&wal);
             Engine::new(
                 Store::open_with_wal(&path, StoreConfig::default(), opts)
                     .await
@@ -213,7 +213,7 @@ async fn failed_flushes_keep_every_row_exactly_once() {
         );
         scenario.teardown();
         assert_eq!(state(&engine).await.1, want, "{point}: in process");
-        assert!(quiver::verify::verify(engine.store())
+        assert!(quiver::admin::verify::verify(engine.store())
             .await
             .unwrap()
             .is_empty());
@@ -229,7 +229,7 @@ async fn failed_flushes_keep_every_row_exactly_once() {
         let engine = open().await;
         assert_eq!(state(&engine).await.1, want, "{point}: after a clean flush");
         assert!(
-            quiver::wal::list_files(&wal.join(C)).unwrap().is_empty(),
+            quiver::storage::wal::list_files(&wal.join(C)).unwrap().is_empty(),
             "{point}: log not trimmed"
         );
     }
@@ -291,7 +291,7 @@ async fn a_failed_update_changes_nothing() {
             changed[0].column(0).as_primitive::<Int64Type>().value(0),
             11
         );
-        assert!(quiver::verify::verify(engine.store())
+        assert!(quiver::admin::verify::verify(engine.store())
             .await
             .unwrap()
             .is_empty());

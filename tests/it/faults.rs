@@ -24,7 +24,7 @@ use object_store::{
     UploadPart,
 };
 use parking_lot::Mutex;
-use quiver::retry::{RetryPolicy, RetryStore};
+use quiver::storage::{RetryPolicy, RetryStore};
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -464,7 +464,7 @@ async fn a_manifest_put_that_landed_but_lost_its_answer_commits_once() {
             only: vec![Kind::Put],
             ..Default::default()
         });
-        let before = quiver::manifest::list_versions(base.as_ref(), "t")
+        let before = quiver::storage::list_versions(base.as_ref(), "t")
             .await
             .unwrap();
         for i in 2..6 {
@@ -472,7 +472,7 @@ async fn a_manifest_put_that_landed_but_lost_its_answer_commits_once() {
                 .await
                 .unwrap();
         }
-        let mut after = quiver::manifest::list_versions(base.as_ref(), "t")
+        let mut after = quiver::storage::list_versions(base.as_ref(), "t")
             .await
             .unwrap();
         after.sort();
@@ -582,7 +582,7 @@ async fn churn(
                 (r, want)
             }
             6 => {
-                let r = quiver::compact::compact_collection(&engine, "docs")
+                let r = quiver::admin::compact::compact_collection(&engine, "docs")
                     .await
                     .map(|_| ());
                 (r, model.clone())
@@ -705,7 +705,7 @@ async fn five_percent_faults_give_no_wrong_answers_and_lose_nothing() {
 fn wide(ids: std::ops::Range<i64>) -> RecordBatch {
     use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array};
     let emb = FixedSizeListArray::new(
-        quiver::schema::vector_item_field(),
+        quiver::storage::vector_item_field(),
         128,
         Arc::new(Float32Array::from_iter_values(ids.clone().flat_map(|i| {
             (0..128).map(move |j| ((i * 31 + j) % 977) as f32)
@@ -742,7 +742,7 @@ async fn large_files_go_up_in_parts_and_a_failed_upload_leaves_nothing() {
         let f = faulty(base.clone(), Faults::default(), 9);
         let config = StoreConfig {
             multipart_threshold_bytes: 6 * 1024 * 1024,
-            multipart_part_bytes: quiver::config::MIN_MULTIPART_PART_BYTES,
+            multipart_part_bytes: quiver::storage::MIN_MULTIPART_PART_BYTES,
             retry: fast_retries(2),
             ..StoreConfig::default()
         };
@@ -779,7 +779,7 @@ async fn large_files_go_up_in_parts_and_a_failed_upload_leaves_nothing() {
 
         // Completing the upload fails every time: each attempt is aborted,
         // the write fails, and nothing of it is visible.
-        let versions = quiver::manifest::list_versions(base.as_ref(), "t")
+        let versions = quiver::storage::list_versions(base.as_ref(), "t")
             .await
             .unwrap();
         f.set(Faults {
@@ -802,7 +802,7 @@ async fn large_files_go_up_in_parts_and_a_failed_upload_leaves_nothing() {
             "{backend:?}"
         );
         assert_eq!(
-            quiver::manifest::list_versions(base.as_ref(), "t")
+            quiver::storage::list_versions(base.as_ref(), "t")
                 .await
                 .unwrap(),
             versions

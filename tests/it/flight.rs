@@ -189,7 +189,7 @@ async fn statement_updates_queries_and_catalog() {
     assert_eq!(tables[0].num_rows(), 1);
     let ipc = tables[0].column(4).as_binary::<i32>().value(0);
     let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(ipc).unwrap();
-    assert_eq!(schema.field(1).data_type(), &quiver::schema::vector_type(2));
+    assert_eq!(schema.field(1).data_type(), &quiver::storage::vector_type(2));
     let info = f
         .client
         .get_primary_keys(CommandGetPrimaryKeys {
@@ -249,7 +249,7 @@ async fn statement_updates_queries_and_catalog() {
 /// credentials into a bearer token; wrong credentials get nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_needs_credentials_when_users_are_configured() {
-    use quiver::auth::Auth;
+    use quiver::flight::auth::Auth;
     let auth = Arc::new(Auth::new(
         [("ann".to_string(), "s3cret".to_string())],
         std::time::Duration::from_secs(600),
@@ -336,7 +336,7 @@ async fn every_rpc_needs_credentials_when_users_are_configured() {
 /// Tokens expire after the configured time; logging in again works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_tokens_expire() {
-    use quiver::auth::Auth;
+    use quiver::flight::auth::Auth;
     let auth = Arc::new(Auth::new(
         [("ann".to_string(), "pw".to_string())],
         std::time::Duration::from_millis(300),
@@ -425,7 +425,7 @@ async fn metadata_commands_answer_in_the_spec_schemas() {
     assert_eq!(bigint.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     assert_eq!(bigint[0].column(0).as_string::<i32>().value(0), "BIGINT");
 
-    let expected = quiver::flight_meta::foreign_keys_schema();
+    let expected = quiver::flight::metadata::foreign_keys_schema();
     let infos = [
         f.client
             .get_imported_keys(CommandGetImportedKeys {
@@ -488,7 +488,7 @@ async fn metadata_commands_answer_in_the_spec_schemas() {
             .cloned()
             .unwrap_or_default()
     };
-    use quiver::flight_meta::{IS_CASE_SENSITIVE, PRECISION, REMARKS, TYPE_NAME};
+    use quiver::flight::metadata::{IS_CASE_SENSITIVE, PRECISION, REMARKS, TYPE_NAME};
     assert_eq!(md(0, TYPE_NAME), "BIGINT");
     assert_eq!(md(0, PRECISION), "19");
     assert_eq!(md(0, REMARKS), "primary key");
@@ -1102,7 +1102,7 @@ async fn call_every_rpc(
 /// the same calls with a valid token get past authentication.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_refuses_missing_bad_and_expired_tokens() {
-    use quiver::auth::Auth;
+    use quiver::flight::auth::Auth;
     let auth = Arc::new(Auth::new(
         [("ann".to_string(), "pw".to_string())],
         std::time::Duration::from_millis(500),
@@ -1277,7 +1277,7 @@ async fn jdbc_driver_call_sequence() {
     let type_names: Vec<&str> = schema
         .fields()
         .iter()
-        .map(|f| f.metadata()[quiver::flight_meta::TYPE_NAME].as_str())
+        .map(|f| f.metadata()[quiver::flight::metadata::TYPE_NAME].as_str())
         .collect();
     assert_eq!(type_names, ["BIGINT", "VARCHAR", "FLOAT[2]"]);
     let info = f

@@ -14,8 +14,8 @@ use arrow::array::{
 use arrow::datatypes::{Float64Type, Int64Type};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
-use quiver::flush::WalOptions;
-use quiver::schema::vector_item_field;
+use quiver::storage::WalOptions;
+use quiver::storage::vector_item_field;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
 use crate::util::Backend;
@@ -188,7 +188,7 @@ async fn run(ops: Vec<Op>, logged: bool, s3: bool) -> Result<(), TestCaseError> 
                 model.remove(&k);
             }
             Op::Compact => {
-                quiver::compact::compact_collection(&engine, "docs")
+                quiver::admin::compact::compact_collection(&engine, "docs")
                     .await
                     .unwrap();
             }

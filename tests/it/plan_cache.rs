@@ -14,7 +14,7 @@ use arrow::array::{
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::physical_plan::displayable;
 use futures::TryStreamExt;
-use quiver::engine::Statement;
+use quiver::query::Statement;
 use quiver::{Engine, EngineOptions, IngestMode, Store, StoreConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,7 +27,7 @@ const D: usize = 24;
 fn rows(ids: std::ops::Range<i64>, rng: &mut StdRng) -> RecordBatch {
     let n = (ids.end - ids.start) as usize;
     let v = FixedSizeListArray::new(
-        quiver::schema::vector_item_field(),
+        quiver::storage::vector_item_field(),
         D as i32,
         Arc::new(Float32Array::from_iter_values(
             (0..n * D).map(|_| rng.random_range(0..4) as f32),
@@ -114,7 +114,7 @@ async fn started(engine: &Engine, sql: &str) -> (bool, String, String) {
 /// and its rows.
 async fn run_planned(
     engine: &Engine,
-    query: quiver::engine::Query,
+    query: quiver::query::Query,
     sql: &str,
 ) -> (String, Vec<RecordBatch>) {
     let running = engine
@@ -395,7 +395,7 @@ async fn counted(engine: &Engine, sql: &str) -> (String, (u64, u64)) {
     let out: Vec<RecordBatch> = running.stream.try_collect().await.unwrap();
     (
         pretty_format_batches(&out).unwrap().to_string(),
-        quiver::engine::scan_totals(&running.plan),
+        quiver::query::scan_totals(&running.plan),
     )
 }
 
@@ -412,7 +412,7 @@ async fn a_template_run_takes_the_scan_of_the_run_before_over_the_same_version()
     let store = Store::open_with_wal(
         dir.path().to_str().unwrap(),
         StoreConfig::default(),
-        quiver::flush::WalOptions::new(dir.path().join("_wal")),
+        quiver::storage::WalOptions::new(dir.path().join("_wal")),
     )
     .await
     .unwrap();

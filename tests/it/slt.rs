@@ -7,7 +7,7 @@ use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
-use quiver::flush::WalOptions;
+use quiver::storage::WalOptions;
 use quiver::{Engine, Store, StoreConfig};
 use sqllogictest::{DBOutput, DefaultColumnType};
 

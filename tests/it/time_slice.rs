@@ -1,4 +1,4 @@
-//! Joins and unnests give their thread back (`quiver::time_slice`): the
+//! Joins and unnests give their thread back (`quiver::query::time_slice`): the
 //! rule fires (EXPLAIN), the answers are the same with it off, and a
 //! dropped query stops its work.
 
@@ -128,7 +128,7 @@ fn a_dropped_join_stops_working() {
             "SELECT count(*) FROM range(0, 5000) a JOIN range(0, 2000000) b \
              ON a.value > b.value * 7 + 1000000",
         ] {
-            let quiver::engine::Statement::Query(q) = on.plan(sql).await.unwrap() else {
+            let quiver::query::Statement::Query(q) = on.plan(sql).await.unwrap() else {
                 panic!("a query")
             };
             // Driven on the query threads, as the Flight service does.

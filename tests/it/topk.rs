@@ -14,7 +14,7 @@ use arrow::array::{
     StringArray,
 };
 use arrow::util::pretty::pretty_format_batches;
-use quiver::flush::WalOptions;
+use quiver::storage::WalOptions;
 use quiver::{Engine, EngineOptions, IngestMode, Store, StoreConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -28,7 +28,7 @@ fn rows(ids: std::ops::Range<i64>, rng: &mut StdRng) -> RecordBatch {
     let n = (ids.end - ids.start) as usize;
     let vec = |d: usize, rng: &mut StdRng| {
         Arc::new(FixedSizeListArray::new(
-            quiver::schema::vector_item_field(),
+            quiver::storage::vector_item_field(),
             d as i32,
             Arc::new(Float32Array::from_iter_values(
                 (0..n * d).map(|_| rng.random_range(0..3) as f32),
@@ -390,7 +390,7 @@ async fn one_row_group_is_scored_in_parts() {
         .await
         .unwrap();
     let mut rng = StdRng::seed_from_u64(0x9a27);
-    let n = 3 * quiver::table::MIN_PART_ROWS as i64 + 100;
+    let n = 3 * quiver::query::MIN_PART_ROWS as i64 + 100;
     ingest(&store, "t", rows(0..n, &mut rng), IngestMode::CREATE)
         .await
         .unwrap();
@@ -509,7 +509,7 @@ async fn huge_page_chunks_give_the_same_rows_as_ordinary_ones() {
         (
             "v",
             Arc::new(FixedSizeListArray::new(
-                quiver::schema::vector_item_field(),
+                quiver::storage::vector_item_field(),
                 D as i32,
                 Arc::new(Float32Array::from_iter_values(
                     (0..n * D).map(|_| rng.random_range(-4..5) as f32 * 0.5),
@@ -575,7 +575,7 @@ async fn long_vector_literals_give_the_same_answers() {
     let mut rng = StdRng::seed_from_u64(9);
     let n = 2_000;
     let v = FixedSizeListArray::new(
-        quiver::schema::vector_item_field(),
+        quiver::storage::vector_item_field(),
         D as i32,
         Arc::new(Float32Array::from_iter_values(
             (0..n * D).map(|_| rng.random_range(-1.0..1.0f32)),

@@ -62,7 +62,7 @@ impl Backend {
 
     /// The raw object store under the URL (no cache, no retries).
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
-        quiver::store::open_object_store(&self.url()).unwrap()
+        quiver::storage::open_object_store(&self.url()).unwrap()
     }
 }
 

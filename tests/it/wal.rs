@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, Int64Type};
-use quiver::flush::WalOptions;
+use quiver::storage::WalOptions;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
 use crate::util::ingest;
@@ -16,7 +16,7 @@ use crate::util::ingest;
 fn batch(ids: std::ops::Range<i64>, price: f64) -> RecordBatch {
     let n = (ids.end - ids.start) as usize;
     let emb = arrow::array::FixedSizeListArray::new(
-        quiver::schema::vector_item_field(),
+        quiver::storage::vector_item_field(),
         2,
         Arc::new(arrow::array::Float32Array::from_iter_values(
             ids.clone().flat_map(|i| [i as f32, 0.0]),
@@ -72,7 +72,7 @@ fn version(engine: &Engine) -> u64 {
 }
 
 fn wal_files(dir: &Path) -> usize {
-    quiver::wal::list_files(&wal_dir(dir).join("t"))
+    quiver::storage::wal::list_files(&wal_dir(dir).join("t"))
         .unwrap()
         .len()
 }
@@ -132,7 +132,7 @@ async fn logged_writes_are_visible_at_once_replayed_after_a_crash_and_flushed_on
         want,
         "rows flushed once, not replayed again"
     );
-    assert!(quiver::verify::verify(engine.store())
+    assert!(quiver::admin::verify::verify(engine.store())
         .await
         .unwrap()
         .is_empty());
@@ -180,7 +180,7 @@ async fn upserts_and_deletes_in_the_growing_segment_follow_mvcc() {
     check(&engine).await;
     engine.store().flush("t").await.unwrap();
     check(&engine).await;
-    quiver::compact::compact_collection(&engine, "t")
+    quiver::admin::compact::compact_collection(&engine, "t")
         .await
         .unwrap();
     check(&engine).await;
@@ -225,7 +225,7 @@ async fn a_torn_tail_is_dropped_and_corruption_in_the_middle_is_an_error() {
         write(&engine, batch(i..i + 1, 1.0), IngestMode::APPEND).await;
     }
     drop(engine);
-    let files = quiver::wal::list_files(&wal_dir(dir.path()).join("t")).unwrap();
+    let files = quiver::storage::wal::list_files(&wal_dir(dir.path()).join("t")).unwrap();
     let (_, path) = files.last().unwrap().clone();
     let good = std::fs::read(&path).unwrap();
     // A write cut short by a crash: half a frame at the end.
@@ -255,7 +255,7 @@ async fn a_torn_tail_is_dropped_and_corruption_in_the_middle_is_an_error() {
     assert!(err.contains("byte offset 8"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), bad);
     // inspect --verify reports it too.
-    let problems = quiver::verify::verify_wal(&wal_dir(dir.path()));
+    let problems = quiver::admin::verify::verify_wal(&wal_dir(dir.path()));
     assert_eq!(problems.len(), 1, "{problems:?}");
 }
 
