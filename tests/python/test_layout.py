@@ -1,6 +1,6 @@
 """Segment files stay readable by other tools: group 0 is plain Parquet, and a
 vector group is FixedSizeBinary(4*d) tagged `quiver.vector`, which numpy turns
-back into float32 vectors (as the README shows)."""
+back into float32 vectors (as docs/storage.md shows)."""
 
 import json
 import pathlib
