@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod metadata;
 pub(crate) mod service;
+pub(crate) mod session;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -715,7 +716,7 @@ async fn begin(
         .await
         .map_err(|e| log_status("execute", sql, e))?;
     let stream = running.stream;
-    let mut meter = crate::metrics::QueryMeter::start(
+    let mut meter = crate::query::observe::QueryMeter::start(
         span,
         abbreviate(sql),
         Box::new(move || plan_summary(logical.plan())),
@@ -1328,7 +1329,7 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
         let action = request.into_inner();
-        if let Some(body) = crate::flight::service::session_action(&action)? {
+        if let Some(body) = crate::flight::session::session_action(&action)? {
             let out = futures::stream::iter(vec![Ok(arrow_flight::Result { body })]);
             return Ok(Response::new(Box::pin(out)));
         }

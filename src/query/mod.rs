@@ -3,12 +3,13 @@
 //! through `storage` and never names `flight`, `admin` or `server`.
 //!
 //! Guarantees: a query reads one pinned manifest version (plus the growing
-//! rows visible at its timestamp) from planning to its last batch; every
+//! rows published when it was pinned) from planning to its last batch; every
 //! optimisation (fused top-k, pruning, the plan cache) returns the rows the
 //! plain plan would.
 
 pub(crate) mod collection;
 pub(crate) mod engine;
+pub(crate) mod observe;
 pub(crate) mod functions;
 pub(crate) mod plan_cache;
 pub(crate) mod rewrite;
@@ -17,7 +18,8 @@ pub(crate) mod topk;
 
 pub use collection::MIN_PART_ROWS;
 pub use engine::{
-    register, scan_totals, Engine, EngineOptions, Query, Statement, DEFAULT_PLAN_CACHE_ENTRIES,
+    register, Engine, EngineOptions, Query, Statement, DEFAULT_PLAN_CACHE_ENTRIES,
     DEFAULT_QUERY_MEMORY_BYTES,
 };
 pub use functions::distance::Metric;
+pub use observe::scan_totals;

@@ -1,5 +1,7 @@
 //! `serve`: runs the Flight SQL service on a TCP listener until shutdown.
 
+pub mod exporter;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

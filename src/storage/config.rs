@@ -21,6 +21,13 @@ pub const DEFAULT_SEGMENT_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// vectors are 512 MiB).
 pub const DEFAULT_DECODED_CACHE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
+/// Largest vector dimension unless configured otherwise (as Milvus).
+pub const DEFAULT_MAX_DIMENSION: usize = 32_768;
+
+/// Name of the WAL directory inside a local data directory (so no
+/// collection may have it).
+pub const WAL_DIR_NAME: &str = "_wal";
+
 /// How segments are written.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -77,7 +84,7 @@ impl Default for StoreConfig {
             retry: crate::storage::io::retry::RetryPolicy::default(),
             multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
             multipart_part_bytes: DEFAULT_MULTIPART_PART_BYTES,
-            max_dimension: crate::storage::format::schema::DEFAULT_MAX_DIMENSION,
+            max_dimension: DEFAULT_MAX_DIMENSION,
         }
     }
 }

@@ -8,6 +8,7 @@ mod engine;
 mod failpoints;
 mod faults;
 mod flight;
+mod layering;
 mod model;
 mod plan_cache;
 mod slt;

@@ -556,8 +556,8 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             };
             let metrics_stop = tokio_util::sync::CancellationToken::new();
             if let Some(addr) = args.metrics_listen {
-                let handle = quiver::metrics::install()?;
-                let listener = quiver::metrics::bind(addr).await?;
+                let handle = quiver::server::exporter::install()?;
+                let listener = quiver::server::exporter::bind(addr).await?;
                 println!(
                     "quiver serving metrics on http://{}/metrics",
                     listener.local_addr()?
@@ -566,7 +566,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let stopped = async move { stop.cancelled().await };
-                    if let Err(e) = quiver::metrics::serve(listener, handle, store, stopped).await {
+                    if let Err(e) = quiver::server::exporter::serve(listener, handle, store, stopped).await {
                         tracing::error!(error = %e, "metrics endpoint stopped");
                     }
                 });

@@ -1043,7 +1043,7 @@ impl MaterializeExec {
         }
         let (positions, n) = match (&mask, sparse) {
             (Some(m), true) => {
-                let idx = crate::query::topk::true_positions(m);
+                let idx = true_positions(m);
                 for c in columns.iter_mut().flatten() {
                     *c = arrow::compute::take(c.as_ref(), &idx, None)?;
                 }
@@ -1148,7 +1148,7 @@ impl MaterializeExec {
         };
         let n_input = self.input.output_partitioning().partition_count();
         let span = tracing::debug_span!(
-            parent: &crate::query::engine::phase_parent(&context),
+            parent: &crate::query::observe::phase_parent(&context),
             "scan",
             collection = %self.work.collection,
             partition
@@ -1655,3 +1655,14 @@ impl DataSink for CollectionSink {
         Ok(rows)
     }
 }
+
+/// Positions of the true values of `mask` (a null is not true).
+pub(crate) fn true_positions(mask: &arrow::array::BooleanArray) -> arrow::array::UInt32Array {
+    let values = match mask.nulls() {
+        Some(nulls) => mask.values() & nulls.inner(),
+        None => mask.values().clone(),
+    };
+    arrow::array::UInt32Array::from_iter_values(values.set_indices().map(|i| i as u32))
+}
+
+

@@ -936,7 +936,7 @@ impl Engine {
     /// it; quiver's operators open their phase spans (`scan`, `topk`)
     /// under `span` too, also on the tasks DataFusion spawns. The physical
     /// plan is returned with the stream so its metrics can be read when
-    /// the stream ends ([`scan_totals`]).
+    /// the stream ends ([`crate::query::observe::scan_totals`]).
     pub async fn start_query(&self, query: Query, span: &tracing::Span) -> Result<RunningQuery> {
         use tracing::Instrument;
         let plan = self.refresh(query.plan).await?;
@@ -992,7 +992,7 @@ impl Engine {
         let config = state
             .config()
             .clone()
-            .with_extension(Arc::new(QuerySpan(span.clone())));
+            .with_extension(Arc::new(crate::query::observe::QuerySpan(span.clone())));
         let task = Arc::new(TaskContext::new(
             None,
             state.session_id().to_string(),
@@ -1502,47 +1502,6 @@ pub fn client_schema(schema: &Schema) -> SchemaRef {
 pub struct RunningQuery {
     pub stream: SendableRecordBatchStream,
     pub plan: Arc<dyn ExecutionPlan>,
-}
-
-/// The tracing span of the query a plan runs for, carried in the task's
-/// session config: operators run on tasks DataFusion spawns, where the
-/// caller's current span is gone.
-#[derive(Debug)]
-pub struct QuerySpan(pub tracing::Span);
-
-/// A span for a phase of the query that `context` runs for, under the
-/// query's span (or the current span when there is none: embedded use).
-pub fn phase_parent(context: &TaskContext) -> tracing::Span {
-    match context.session_config().get_extension::<QuerySpan>() {
-        Some(q) => q.0.clone(),
-        None => tracing::Span::current(),
-    }
-}
-
-/// Rows and bytes the scans of an executed plan read: quiver's scans
-/// (`rows_scanned`, `bytes_scanned`: the decoded size of the columns
-/// read) and DataFusion's Parquet scans (rows decoded, before pushed-down
-/// filters: `output_rows` + `pushdown_rows_pruned`; Parquet bytes read:
-/// `bytes_scanned`).
-pub fn scan_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
-    let (mut rows, mut bytes) = (0u64, 0u64);
-    let mut todo = vec![plan.clone()];
-    while let Some(node) = todo.pop() {
-        if let Some(m) = node.metrics() {
-            let sum = |name: &str| {
-                m.sum_by_name(name)
-                    .map(|v| v.as_usize() as u64)
-                    .unwrap_or(0)
-            };
-            rows += sum("rows_scanned");
-            bytes += sum("bytes_scanned");
-            if node.name() == "DataSourceExec" {
-                rows += m.output_rows().unwrap_or(0) as u64 + sum("pushdown_rows_pruned");
-            }
-        }
-        todo.extend(node.children().into_iter().cloned());
-    }
-    (rows, bytes)
 }
 
 /// Converts a stream to the client schema, casting view-typed columns.

@@ -60,7 +60,7 @@ use tracing::Instrument;
 use crate::query::functions::bits::BitDistanceUdf;
 use crate::query::functions::distance::{score_rows, DistanceUdf, Metric};
 use crate::storage::format::keys::{key_at, Key};
-use crate::query::collection::{MaterializeExec, ScanUnit};
+use crate::query::collection::{true_positions, MaterializeExec, ScanUnit};
 
 /// The physical optimizer rule that plans [`VectorTopKExec`].
 #[derive(Debug, Default)]
@@ -518,7 +518,7 @@ impl ExecutionPlan for VectorTopKExec {
         let out_schema = schema.clone();
         let workers = context.session_config().target_partitions().max(1);
         let span = tracing::debug_span!(
-            parent: &crate::query::engine::phase_parent(&context),
+            parent: &crate::query::observe::phase_parent(&context),
             "topk",
             k = self.fetch
         );
@@ -831,15 +831,6 @@ fn not_behind(
         keep = or_kleene(&keep, &is_null(first)?)?;
     }
     Ok((keep.true_count() < first.len()).then(|| true_positions(&keep)))
-}
-
-/// Positions of the true values of `mask` (a null is not true).
-pub(crate) fn true_positions(mask: &BooleanArray) -> UInt32Array {
-    let values = match mask.nulls() {
-        Some(nulls) => mask.values() & nulls.inner(),
-        None => mask.values().clone(),
-    };
-    UInt32Array::from_iter_values(values.set_indices().map(|i| i as u32))
 }
 
 /// A row among a worker's k best in the lean path ([`Best::heap`]): its

@@ -28,8 +28,6 @@ pub const CONVENTIONAL_KEY: &str = "id";
 
 const RESERVED: [&str; 4] = [TS_COLUMN, SEG_COLUMN, ROW_COLUMN, ID_COLUMN];
 
-/// Largest vector dimension unless configured otherwise (as Milvus).
-pub const DEFAULT_MAX_DIMENSION: usize = 32_768;
 
 /// The kind of a column, which decides the column group it is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +84,7 @@ impl CollectionSchema {
     /// writes append. Never "the first column": an ordinary table's rows
     /// must not collapse by whatever column comes first.
     pub fn infer(collection: &str, schema: &Schema, declared_pk: Option<&str>) -> Result<Self> {
-        Self::infer_with(collection, schema, declared_pk, DEFAULT_MAX_DIMENSION)
+        Self::infer_with(collection, schema, declared_pk, crate::storage::config::DEFAULT_MAX_DIMENSION)
     }
 
     /// [`CollectionSchema::infer`] with a limit on vector dimensions.
@@ -369,7 +367,7 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
             "invalid {what} name '{name}': use letters, digits and '_' (at most 255, not starting with a digit)"
         )));
     }
-    if what == "collection" && name == crate::storage::wal::log::WAL_DIR_NAME {
+    if what == "collection" && name == crate::storage::config::WAL_DIR_NAME {
         return Err(Error::invalid(format!(
             "collection name '{name}' is reserved (the write-ahead log's directory)"
         )));

@@ -39,9 +39,7 @@ const FRAME_HEADER: usize = 8;
 const KIND_INSERT: u8 = 1;
 const KIND_DELETE: u8 = 2;
 
-/// Name of the WAL directory inside a local data directory (so no
-/// collection may have it).
-pub const WAL_DIR_NAME: &str = "_wal";
+pub use crate::storage::config::WAL_DIR_NAME;
 
 /// Name of the lock file that keeps a second process off a WAL directory.
 pub const LOCK_FILE: &str = "LOCK";

@@ -1,6 +1,7 @@
 //! The write-ahead log: framed, checksummed records per collection, replayed
-//! on open up to the first torn record, and the growing (in-memory) segment
-//! that holds logged rows until they are flushed.
+//! on open (a torn record at the end of the newest file is dropped; damage
+//! anywhere else is corruption), and the growing (in-memory) segment that
+//! holds logged rows until they are flushed.
 
 pub(crate) mod growing;
 pub(crate) mod log;
