@@ -64,7 +64,7 @@ use tracing::Instrument;
 use crate::query::engine::{Engine, Statement};
 use crate::error::{Error, Result};
 use crate::storage::format::manifest::OnExists;
-use crate::storage::store::IngestMode;
+use crate::storage::IngestMode;
 use crate::query::collection::{CATALOG, SCHEMA};
 
 /// Largest Flight data message the server sends (2 MiB). Clients refuse

@@ -50,7 +50,7 @@ use crate::storage::format::keys::{key_at, DeleteMap, DeleteSet};
 use crate::storage::format::manifest::{DataFile, Manifest, SegmentMeta};
 use crate::storage::format::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
 use crate::storage::format::segment::text_to_scalar;
-use crate::storage::store::{IngestMode, Store};
+use crate::storage::{IngestMode, Store};
 
 type DFResult<T> = datafusion::common::Result<T>;
 

@@ -25,7 +25,7 @@ use crate::query::functions::distance::register_distance_functions;
 use crate::error::{Error, Result};
 use crate::query::plan_cache::{self, PlanCache};
 use crate::storage::format::schema::{CollectionSchema, ID_COLUMN, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
-use crate::storage::store::{IngestMode, Store};
+use crate::storage::{IngestMode, Store};
 use crate::query::collection::{latest_table, CollectionTable, QuiverCatalog, CATALOG, SCHEMA};
 
 /// A planned query.

@@ -2,4 +2,5 @@
 //! block cache (checksummed, keyed by path and block) in front of every read.
 
 pub(crate) mod cache;
+pub(crate) mod open;
 pub(crate) mod retry;

@@ -4,6 +4,8 @@
 //! holds logged rows until they are flushed.
 
 pub(crate) mod growing;
+pub(crate) mod key_check;
 pub(crate) mod log;
+pub(crate) mod state;
 
 pub use log::{list_files, WAL_DIR_NAME};
