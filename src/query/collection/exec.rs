@@ -1,0 +1,642 @@
+//! `MaterializeExec`: the collection scan operator. Its units are
+//! segments, row groups or parts of row groups (`ScanUnit`), shared among
+//! the workers; each unit's rows are filtered by deletes, then their
+//! vector columns are materialized.
+
+use std::fmt;
+use std::sync::Arc;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{SchemaRef, UInt64Type};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties, SendableRecordBatchStream,
+};
+use futures::StreamExt;
+use tracing::Instrument;
+use crate::error::Error;
+use crate::storage::format::keys::key_at;
+use crate::storage::Store;
+use crate::query::collection::materialize::{ColumnSource, Materialize, FetchCounters, slice_bytes, ScanLog, coalesce, true_positions};
+type DFResult<T> = datafusion::common::Result<T>;
+
+/// A unit of work of a resident scan (see [`MaterializeExec::units`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ScanUnit {
+    /// Row group `rg` of the `segment`-th scanned segment, whose first row
+    /// is row `start` of the segment; of it, the rows `part` (from, to)
+    /// if given, else all.
+    RowGroup {
+        segment: usize,
+        rg: usize,
+        start: u64,
+        part: Option<(usize, usize)>,
+    },
+    /// The rows of the growing segments.
+    Growing,
+}
+
+/// Fewest rows of a part of a row group a resident scan deals out
+/// ([`MaterializeExec::units`]).
+pub const MIN_PART_ROWS: usize = 4096;
+
+/// Name of the primary-key column appended to keyed batches.
+pub const KEY_COLUMN: &str = "__quiver_key";
+
+/// Turns rows of the key + scalar column group into result rows: drops
+/// deleted rows, then reads the vector columns of exactly the surviving rows
+/// (by `_seg`, `_row`) from their column-group files (late materialization).
+/// The rows of the growing segments (in memory, deletes applied) form one
+/// more partition after the input's.
+#[derive(Debug)]
+pub struct MaterializeExec {
+    pub(crate) input: Arc<dyn ExecutionPlan>,
+    pub(crate) work: Arc<Materialize>,
+    /// Growing rows in the keyed schema.
+    pub(crate) growing: Arc<Vec<RecordBatch>>,
+    pub(crate) properties: Arc<PlanProperties>,
+    /// `vector_fetches` (reads of a segment's vector file) and
+    /// `vector_rows` (rows fetched), shown by EXPLAIN ANALYZE.
+    pub(crate) metrics: ExecutionPlanMetricsSet,
+    /// The counters of resident scans ([`MaterializeExec::load_unit`]).
+    pub(crate) resident_counters: FetchCounters,
+}
+
+impl MaterializeExec {
+    pub(crate) fn new(
+        input: Arc<dyn ExecutionPlan>,
+        work: Arc<Materialize>,
+        growing: Arc<Vec<RecordBatch>>,
+    ) -> Self {
+        let schema = work.schema.clone();
+        // Rows keep their order, so an ordering of the input on columns we
+        // pass through is an ordering of the output (sorts can run below
+        // this operator, on rows without vectors); the growing partition
+        // has no order.
+        let mut ordering = Vec::new();
+        if let (Some(input_ordering), true) = (input.output_ordering(), growing.is_empty()) {
+            for sort in input_ordering.iter() {
+                let Some(col) = sort.expr.downcast_ref::<PhysicalColumn>() else {
+                    break;
+                };
+                let Some(out) = work
+                    .sources
+                    .iter()
+                    .position(|s| matches!(s, ColumnSource::Input(i) if *i == col.index()))
+                else {
+                    break;
+                };
+                let expr = Arc::new(PhysicalColumn::new(schema.field(out).name(), out))
+                    as Arc<dyn PhysicalExpr>;
+                ordering.push(PhysicalSortExpr::new(expr, sort.options));
+            }
+        }
+        let eq = if ordering.is_empty() {
+            EquivalenceProperties::new(schema.clone())
+        } else {
+            EquivalenceProperties::new_with_orderings(schema.clone(), [ordering])
+        };
+        let partitioning = if growing.is_empty() {
+            input.output_partitioning().clone()
+        } else {
+            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count() + 1)
+        };
+        let properties = Arc::new(PlanProperties::new(
+            eq,
+            partitioning,
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        let (metrics, resident_counters) = Self::fresh_metrics(&work);
+        Self {
+            input,
+            work,
+            growing,
+            properties,
+            metrics,
+            resident_counters,
+        }
+    }
+
+    /// New counters: the segment counts, and the resident scan's.
+    pub(crate) fn fresh_metrics(work: &Materialize) -> (ExecutionPlanMetricsSet, FetchCounters) {
+        let metrics = ExecutionPlanMetricsSet::new();
+        MetricBuilder::new(&metrics)
+            .counter("segments_total", 0)
+            .add(work.segments_total);
+        MetricBuilder::new(&metrics)
+            .counter("segments_pruned", 0)
+            .add(work.segments_pruned);
+        let counters = FetchCounters::new(&metrics, 0);
+        (metrics, counters)
+    }
+
+    /// This scan again, for another run of a fused top-k: the same plan
+    /// with counters of its own. Only for a resident scan, which the top-k
+    /// reads by row group ([`MaterializeExec::load_unit`]): the Parquet
+    /// scan below, shared, is never run (its counters would add up).
+    pub fn again(&self) -> Option<Self> {
+        if !self.resident() {
+            return None;
+        }
+        let (metrics, resident_counters) = Self::fresh_metrics(&self.work);
+        Some(Self {
+            input: self.input.clone(),
+            work: self.work.clone(),
+            growing: self.growing.clone(),
+            properties: self.properties.clone(),
+            metrics,
+            resident_counters,
+        })
+    }
+
+    /// The output schema with the primary key appended (as [`KEY_COLUMN`]).
+    pub fn keyed_schema(&self) -> &SchemaRef {
+        &self.work.keyed_schema
+    }
+
+    /// Name of the collection's primary key.
+    pub fn primary_key(&self) -> &str {
+        &self.work.key_name
+    }
+
+    /// Whether output column `i` is a vector column of the collection.
+    pub fn is_vector_column(&self, i: usize) -> bool {
+        matches!(self.work.sources.get(i), Some(ColumnSource::Vector(_)))
+    }
+
+    /// Like `execute`, with the primary key appended to every batch.
+    pub fn execute_keyed(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        self.stream(partition, context, true)
+    }
+
+    /// Whether [`MaterializeExec::load_unit`] can serve the scan from the
+    /// decoded-column cache (it is enabled).
+    pub fn resident(&self) -> bool {
+        self.work.store.config().decoded_cache_bytes > 0
+    }
+
+    /// The units of a resident scan: every row group of every scanned
+    /// segment, and the growing rows. With fewer row groups than
+    /// `workers`, each is cut into parts of at least [`MIN_PART_ROWS`]
+    /// rows, so a small collection (one row group) is still scored on
+    /// every core.
+    pub async fn units(&self, workers: usize) -> DFResult<Vec<ScanUnit>> {
+        let mut groups = Vec::new();
+        for (i, (_, f)) in self.work.group0.iter().enumerate() {
+            let path = Store::file_path(&self.work.collection, &f.path);
+            let meta = self.work.store.reader_metadata(&path, f.size).await?;
+            let mut start = 0u64;
+            for (rg, g) in meta.metadata().row_groups().iter().enumerate() {
+                groups.push((i, rg, start, g.num_rows() as usize));
+                start += g.num_rows() as u64;
+            }
+        }
+        let per_group = if groups.is_empty() {
+            1
+        } else {
+            workers.div_ceil(groups.len())
+        };
+        let mut units = Vec::new();
+        for (segment, rg, start, rows) in groups {
+            let parts = per_group.min(rows / MIN_PART_ROWS).max(1);
+            for p in 0..parts {
+                units.push(ScanUnit::RowGroup {
+                    segment,
+                    rg,
+                    start,
+                    part: (parts > 1).then(|| (rows * p / parts, rows * (p + 1) / parts)),
+                });
+            }
+        }
+        if !self.growing.is_empty() {
+            units.push(ScanUnit::Growing);
+        }
+        Ok(units)
+    }
+
+    /// Indices (in the keyed schema) of the columns that are not vectors,
+    /// the key last: the schema of the batches `load_unit`'s `prefilter`
+    /// sees.
+    pub fn scalar_columns(&self) -> Vec<usize> {
+        let mut cols: Vec<usize> = (0..self.work.sources.len())
+            .filter(|&i| !self.is_vector_column(i))
+            .collect();
+        cols.push(self.work.sources.len());
+        cols
+    }
+
+    /// The keyed batches of one unit, each with the mask of its rows that
+    /// no delete hides and `prefilter` (run on the [`Self::scalar_columns`]
+    /// first) accepts; `None` when that is every row. Columns come from
+    /// the decoded-column cache without copying; vectors are read only for
+    /// the rows that pass when few do and the row group's vectors are not
+    /// cached (a sparse read), so a selective filter decodes few vectors.
+    /// When few pass and the vectors are cached, `in_place` (for a caller
+    /// that reads only the masked rows' vectors) leaves them where they lie:
+    /// the batch holds the whole row group and the mask, nothing is copied.
+    pub async fn load_unit(
+        &self,
+        unit: ScanUnit,
+        prefilter: &(dyn Fn(&RecordBatch) -> DFResult<Option<BooleanArray>> + Send + Sync),
+        in_place: bool,
+    ) -> DFResult<Vec<(RecordBatch, Option<BooleanArray>)>> {
+        let scalar_cols = self.scalar_columns();
+        let (segment, rg, group_start, part) = match unit {
+            ScanUnit::Growing => {
+                let mut out = Vec::with_capacity(self.growing.len());
+                for b in self.growing.iter() {
+                    self.resident_counters.scanned(b.num_rows(), b.columns());
+                    let mask = prefilter(&b.project(&scalar_cols)?)?;
+                    out.push((b.clone(), mask.filter(|m| m.true_count() < b.num_rows())));
+                }
+                return Ok(out);
+            }
+            ScanUnit::RowGroup {
+                segment,
+                rg,
+                start,
+                part,
+            } => (segment, rg, start, part),
+        };
+        let work = &self.work;
+        let (seg_id, file) = &work.group0[segment];
+        let path = Store::file_path(&work.collection, &file.path);
+        let meta = work.store.reader_metadata(&path, file.size).await?;
+        let group_rows = meta.metadata().row_group(rg).num_rows() as usize;
+        let (from, to) = part.unwrap_or((0, group_rows));
+        // The unit's rows: `rows` from row `start` of the segment.
+        let (rows, start) = (to - from, group_start + from as u64);
+        // Decode the input columns this needs (not the row address: the
+        // vectors are read by position here).
+        let mut needed: Vec<usize> = work
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                ColumnSource::Input(i) => Some(*i),
+                ColumnSource::Vector(_) => None,
+            })
+            .collect();
+        needed.push(work.key_idx);
+        if let Some(d) = &work.deletes {
+            needed.extend([d.pk_idx, d.ts_idx]);
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        let file_schema = meta.schema().clone();
+        let roots: Vec<usize> = needed
+            .iter()
+            .map(|&i| file_schema.index_of(&work.input_names[i]))
+            .collect::<Result<_, _>>()?;
+        let mut decoded = work
+            .store
+            .decoded_columns(&path, file.size, &meta, rg, &roots)
+            .await?;
+        if rows < group_rows {
+            for a in decoded.iter_mut() {
+                *a = a.slice(from, rows);
+            }
+        }
+        self.resident_counters.scanned(rows, &decoded);
+        let mut decoded_at: Vec<Option<ArrayRef>> = vec![None; work.input_names.len()];
+        for (&i, a) in needed.iter().zip(decoded) {
+            decoded_at[i] = Some(a);
+        }
+        let input = |i: usize| decoded_at[i].clone().expect("a decoded input column");
+        // The scalar columns and the key, in the keyed schema's order.
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; work.sources.len() + 1];
+        for (out_idx, src) in work.sources.iter().enumerate() {
+            if let ColumnSource::Input(i) = src {
+                let want = work.schema.field(out_idx).data_type();
+                let col = input(*i);
+                columns[out_idx] = Some(if col.data_type() == want {
+                    col
+                } else {
+                    arrow::compute::cast(&col, want)?
+                });
+            }
+        }
+        columns[work.sources.len()] = Some(input(work.key_idx));
+        let live = match &work.deletes {
+            Some(d) => {
+                let keys = input(d.pk_idx);
+                let ts = input(d.ts_idx);
+                let ts = ts.as_primitive::<UInt64Type>();
+                let keep = BooleanArray::from_iter(
+                    (0..rows).map(|i| Some(!d.map.hides(key_at(keys.as_ref(), i), ts.value(i)))),
+                );
+                (keep.true_count() < rows).then_some(keep)
+            }
+            None => None,
+        };
+        let scalar_schema = Arc::new(work.keyed_schema.project(&scalar_cols)?);
+        let scalar = RecordBatch::try_new_with_options(
+            scalar_schema,
+            scalar_cols
+                .iter()
+                .map(|&i| columns[i].clone().expect("a scalar column"))
+                .collect(),
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?;
+        let mask = match (live, prefilter(&scalar)?) {
+            (None, m) | (m, None) => m,
+            (Some(a), Some(b)) => Some(arrow::compute::and(&a, &b)?),
+        };
+        let selected = mask.as_ref().map_or(rows, |m| m.true_count());
+        if selected == 0 {
+            return Ok(Vec::new());
+        }
+        // Few rows pass: keep just those, and read just their vectors.
+        let sparse = selected * 8 < rows;
+        let counters = &self.resident_counters;
+        if sparse && in_place {
+            if let Some(chunks) = self
+                .cached_vectors(*seg_id, group_start, group_rows)
+                .await?
+            {
+                let chunks: Vec<(usize, ArrayRef)> = chunks
+                    .into_iter()
+                    .map(|(i, c)| (i, c.slice(from, rows)))
+                    .collect();
+                let row_bytes: usize = chunks
+                    .iter()
+                    .map(|(_, c)| slice_bytes(c.as_ref()) / rows)
+                    .sum();
+                counters.fetches.add(chunks.len());
+                counters.chunk_hits.add(chunks.len());
+                counters.rows.add(selected * chunks.len());
+                counters.rows_in_place.add(selected);
+                counters.bytes_scanned.add(selected * row_bytes);
+                for (out_idx, chunk) in chunks {
+                    columns[out_idx] = Some(chunk);
+                }
+                return Ok(vec![(self.keyed_batch(columns, rows)?, mask)]);
+            }
+        }
+        let (positions, n) = match (&mask, sparse) {
+            (Some(m), true) => {
+                let idx = true_positions(m);
+                for c in columns.iter_mut().flatten() {
+                    *c = arrow::compute::take(c.as_ref(), &idx, None)?;
+                }
+                let positions: Vec<u32> = idx.values().iter().map(|&i| start as u32 + i).collect();
+                (positions, idx.len())
+            }
+            _ => (
+                (start as u32..(start as usize + rows) as u32).collect(),
+                rows,
+            ),
+        };
+        for (out_idx, src) in work.sources.iter().enumerate() {
+            if let ColumnSource::Vector(name) = src {
+                let file = work
+                    .files
+                    .get(seg_id)
+                    .and_then(|m| m.get(name))
+                    .ok_or_else(|| {
+                        DataFusionError::External(Box::new(Error::Corrupt {
+                            path: format!("{}/insert_log/{seg_id}", work.collection),
+                            reason: format!("segment has no file for vector column '{name}'"),
+                        }))
+                    })?;
+                counters.fetches.add(1);
+                counters.rows.add(positions.len());
+                let vectors = work.read_rows(file, out_idx, &positions, counters).await?;
+                counters.scanned(0, [&vectors]);
+                columns[out_idx] = Some(vectors);
+            }
+        }
+        let batch = self.keyed_batch(columns, n)?;
+        Ok(vec![(batch, if sparse { None } else { mask })])
+    }
+
+    /// A batch of the keyed schema with `rows` rows from `columns`, every
+    /// one of which is set.
+    pub(crate) fn keyed_batch(&self, columns: Vec<Option<ArrayRef>>, rows: usize) -> DFResult<RecordBatch> {
+        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            self.work.keyed_schema.clone(),
+            columns
+                .into_iter()
+                .map(|c| c.expect("every column"))
+                .collect(),
+            &opts,
+        )?)
+    }
+
+    /// Every vector column of rows `start..start + rows` of segment
+    /// `seg_id` (by output index), if each is one whole row group of its
+    /// file that the decoded-column cache holds; `None` otherwise.
+    pub(crate) async fn cached_vectors(
+        &self,
+        seg_id: u64,
+        start: u64,
+        rows: usize,
+    ) -> DFResult<Option<Vec<(usize, ArrayRef)>>> {
+        let work = &self.work;
+        let mut out = Vec::new();
+        for (out_idx, src) in work.sources.iter().enumerate() {
+            let ColumnSource::Vector(name) = src else {
+                continue;
+            };
+            let Some(file) = work.files.get(&seg_id).and_then(|m| m.get(name)) else {
+                return Ok(None);
+            };
+            let path = Store::file_path(&work.collection, &file.path);
+            let meta = work.store.reader_metadata(&path, file.size).await?;
+            let mut at = 0u64;
+            let mut group = None;
+            for (i, g) in meta.metadata().row_groups().iter().enumerate() {
+                if at == start {
+                    group = (g.num_rows() as usize == rows).then_some(i);
+                    break;
+                }
+                at += g.num_rows() as u64;
+                if at > start {
+                    break;
+                }
+            }
+            let Some(rg) = group else {
+                return Ok(None);
+            };
+            match work.store.cached_chunk(&path, rg).await {
+                Some(chunk) if chunk.len() == rows => out.push((out_idx, chunk)),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    pub(crate) fn stream(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+        keyed: bool,
+    ) -> DFResult<SendableRecordBatchStream> {
+        let schema = if keyed {
+            self.work.keyed_schema.clone()
+        } else {
+            self.work.schema.clone()
+        };
+        let n_input = self.input.output_partitioning().partition_count();
+        let span = tracing::debug_span!(
+            parent: &crate::query::observe::phase_parent(&context),
+            "scan",
+            collection = %self.work.collection,
+            partition
+        );
+        let counters = FetchCounters::new(&self.metrics, partition);
+        if partition >= n_input {
+            let width = self.work.schema.fields().len();
+            let mut log = ScanLog::new(span);
+            log.rows = self.growing.iter().map(|b| b.num_rows()).sum();
+            log.batches = self.growing.len();
+            let batches: Vec<DFResult<RecordBatch>> = self
+                .growing
+                .iter()
+                .map(|b| {
+                    counters.scanned(b.num_rows(), b.columns());
+                    if keyed {
+                        Ok(b.clone())
+                    } else {
+                        Ok(b.project(&(0..width).collect::<Vec<_>>())?)
+                    }
+                })
+                .collect();
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::iter(batches),
+            )));
+        }
+        let batch_size = context.session_config().batch_size();
+        let input = coalesce(self.input.execute(partition, context)?, batch_size);
+        let work = self.work.clone();
+        let mut log = ScanLog::new(span.clone());
+        let stream = input
+            .map(move |batch| {
+                let work = work.clone();
+                let counters = counters.clone();
+                async move { work.process(batch?, &counters, keyed).await }.instrument(span.clone())
+            })
+            // Overlap object-store reads of consecutive batches, in order.
+            .buffered(4)
+            .inspect(move |b| {
+                // The whole log moves into the stream: it reports when the
+                // stream is dropped.
+                let log = &mut log;
+                if let Ok(b) = b {
+                    log.rows += b.num_rows();
+                    log.batches += 1;
+                }
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+impl DisplayAs for MaterializeExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let vectors: Vec<&str> = self
+            .work
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                ColumnSource::Vector(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        write!(f, "MaterializeExec: collection={}", self.work.collection)?;
+        if !vectors.is_empty() {
+            write!(
+                f,
+                ", vectors=[{}], segments={}",
+                vectors.join(", "),
+                self.work.files.len()
+            )?;
+        }
+        if let Some(d) = &self.work.deletes {
+            write!(f, ", deleted_keys={}", d.map.len())?;
+        }
+        if !self.growing.is_empty() {
+            let rows: usize = self.growing.iter().map(|b| b.num_rows()).sum();
+            write!(f, ", growing_rows={rows}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for MaterializeExec {
+    fn name(&self) -> &str {
+        "MaterializeExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
+    ) -> DFResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let [input] = children.try_into().map_err(|_| {
+            DataFusionError::Internal("MaterializeExec takes exactly one child".into())
+        })?;
+        Ok(Arc::new(MaterializeExec::new(
+            input,
+            self.work.clone(),
+            self.growing.clone(),
+        )))
+    }
+
+    /// DataFusion pushes a sort below an operator that keeps its input's
+    /// order with the sort's columns taken by index, so that holds only
+    /// when every output column is the input column of the same index (no
+    /// vector fetched, none moved); else a sort by a column after a vector
+    /// column would sort the input by another column (`_seg`) and the plan
+    /// fail. The growing partition has no order.
+    fn maintains_input_order(&self) -> Vec<bool> {
+        let same_places = self
+            .work
+            .sources
+            .iter()
+            .enumerate()
+            .all(|(j, s)| matches!(s, ColumnSource::Input(i) if *i == j));
+        vec![self.growing.is_empty() && same_places]
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        self.stream(partition, context, false)
+    }
+}
