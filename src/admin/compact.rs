@@ -11,8 +11,8 @@ use arrow::array::{ArrayRef, RecordBatch};
 use futures::TryStreamExt;
 use serde::Serialize;
 
-use crate::query::engine::{Engine, Statement};
 use crate::error::{Error, Result};
+use crate::query::engine::{Engine, Statement};
 use crate::storage::format::manifest::Change;
 use crate::storage::format::schema::TS_COLUMN;
 use crate::storage::format::segment::write_segment_with_ts;

@@ -7,8 +7,8 @@ use arrow::array::AsArray;
 use arrow::datatypes::{Int64Type, UInt64Type};
 use serde_json::{json, Value};
 
-use crate::query::engine::Engine;
 use crate::error::{Error, Result};
+use crate::query::engine::Engine;
 
 /// Rows of each segment of the current version that no delete hides.
 pub async fn live_rows_per_segment(engine: &Engine, name: &str) -> Result<HashMap<u64, u64>> {

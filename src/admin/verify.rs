@@ -97,11 +97,13 @@ pub fn verify_wal(wal_dir: &std::path::Path) -> Vec<Problem> {
         .into_iter()
         .filter_map(|name| {
             let dir = crate::storage::wal::log::collection_dir(wal_dir, &name);
-            crate::storage::wal::log::read(&dir, false).err().map(|e| Problem {
-                collection: name,
-                path: dir.display().to_string(),
-                problem: e.to_string(),
-            })
+            crate::storage::wal::log::read(&dir, false)
+                .err()
+                .map(|e| Problem {
+                    collection: name,
+                    path: dir.display().to_string(),
+                    problem: e.to_string(),
+                })
         })
         .collect()
 }

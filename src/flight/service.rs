@@ -6,7 +6,6 @@
 //! told of transactions or savepoints it does not have). It also defines
 //! nothing else: the session actions are answered in `session.rs`.
 
-
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::{Any, Command};
 use arrow_flight::{
@@ -61,7 +60,6 @@ const ACTIONS: [(&str, &str); 6] = [
         "Ends the session (request: CloseSessionRequest; result: CloseSessionResult)",
     ),
 ];
-
 
 type Stream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 

@@ -9,8 +9,8 @@
 
 pub(crate) mod collection;
 pub(crate) mod engine;
-pub(crate) mod observe;
 pub(crate) mod functions;
+pub(crate) mod observe;
 pub(crate) mod plan_cache;
 pub(crate) mod rewrite;
 pub(crate) mod time_slice;

@@ -122,10 +122,7 @@ impl Drop for QueryMeter {
         let took = self.start.elapsed();
         histogram!("quiver_query_duration_seconds").record(took.as_secs_f64());
         let ms = took.as_secs_f64() * 1e3;
-        let (scanned_rows, scanned_bytes) = self
-            .executed
-            .as_ref()
-            .map_or((0, 0), scan_totals);
+        let (scanned_rows, scanned_bytes) = self.executed.as_ref().map_or((0, 0), scan_totals);
         counter!("quiver_scan_rows_total").increment(scanned_rows);
         counter!("quiver_scan_bytes_total").increment(scanned_bytes);
         let in_stream = self.stream_span.enter();

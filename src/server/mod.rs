@@ -10,10 +10,10 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 
-use crate::flight::auth::{Auth, AuthLayer};
-use crate::query::engine::Engine;
 use crate::error::{Error, Result};
+use crate::flight::auth::{Auth, AuthLayer};
 use crate::flight::{FlightLimits, QuiverFlightSql};
+use crate::query::engine::Engine;
 
 /// Largest request message the server accepts (1 GiB). Bulk ingest sends
 /// each record batch as one message, and clients such as ADBC send a whole
@@ -155,7 +155,11 @@ pub async fn serve(
             let engine = engine.clone();
             move || {
                 let engine = engine.clone();
-                async move { crate::admin::compact::compact(&engine, None).await.map(|_| ()) }
+                async move {
+                    crate::admin::compact::compact(&engine, None)
+                        .await
+                        .map(|_| ())
+                }
             }
         }),
         every(options.gc_interval, "gc", {

@@ -794,7 +794,10 @@ async fn a_generated_key_survives_compaction_gc_and_top_k() {
     quiver::admin::gc::gc(&store, std::time::Duration::ZERO)
         .await
         .unwrap();
-    assert!(quiver::admin::verify::verify(&store).await.unwrap().is_empty());
+    assert!(quiver::admin::verify::verify(&store)
+        .await
+        .unwrap()
+        .is_empty());
     // Reopened, the clock numbers new rows above every stored one.
     drop(engine);
     drop(store);

@@ -229,7 +229,9 @@ async fn failed_flushes_keep_every_row_exactly_once() {
         let engine = open().await;
         assert_eq!(state(&engine).await.1, want, "{point}: after a clean flush");
         assert!(
-            quiver::storage::wal::list_files(&wal.join(C)).unwrap().is_empty(),
+            quiver::storage::wal::list_files(&wal.join(C))
+                .unwrap()
+                .is_empty(),
             "{point}: log not trimmed"
         );
     }

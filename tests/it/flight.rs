@@ -189,7 +189,10 @@ async fn statement_updates_queries_and_catalog() {
     assert_eq!(tables[0].num_rows(), 1);
     let ipc = tables[0].column(4).as_binary::<i32>().value(0);
     let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(ipc).unwrap();
-    assert_eq!(schema.field(1).data_type(), &quiver::storage::vector_type(2));
+    assert_eq!(
+        schema.field(1).data_type(),
+        &quiver::storage::vector_type(2)
+    );
     let info = f
         .client
         .get_primary_keys(CommandGetPrimaryKeys {

@@ -63,7 +63,9 @@ fn crate_paths(line: &str) -> Vec<Vec<String>> {
         let mut segs = Vec::new();
         let mut s = rest;
         loop {
-            let end = s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len());
+            let end = s
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(s.len());
             if end == 0 {
                 break;
             }
@@ -101,7 +103,12 @@ fn imports(src: &Path) -> (Vec<String>, Vec<Import>) {
     let mut modules: BTreeMap<String, String> = BTreeMap::new();
     let rels: Vec<String> = files
         .iter()
-        .map(|f| f.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/"))
+        .map(|f| {
+            f.strip_prefix(src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
         .collect();
     for rel in &rels {
         if !rel.starts_with("bin/") {
@@ -250,7 +257,11 @@ fn folder_edges(found: &[Import]) -> BTreeMap<String, BTreeSet<String>> {
         // The room each side occupies under the common parent.
         let room = |p: &[&str]| {
             let r = p[..=common.min(p.len() - 1)].join("/");
-            if p.len() - 1 > common { r + "/" } else { r }
+            if p.len() - 1 > common {
+                r + "/"
+            } else {
+                r
+            }
         };
         let (ra, rb) = (room(&pa), room(&pb));
         // A folder's own mod.rs is the folder.
@@ -269,9 +280,17 @@ fn folder_edges(found: &[Import]) -> BTreeMap<String, BTreeSet<String>> {
 #[test]
 fn no_layer_names_a_layer_above_it() {
     let (_, found) = imports(&src_dir());
-    assert!(found.len() > 100, "the scan found only {} imports", found.len());
+    assert!(
+        found.len() > 100,
+        "the scan found only {} imports",
+        found.len()
+    );
     let bad = violations(&found);
-    assert!(bad.is_empty(), "imports against the layering:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "imports against the layering:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -284,7 +303,10 @@ fn no_import_loop_between_files_or_folders() {
         if i.from == "lib.rs" || i.to == "lib.rs" {
             continue;
         }
-        edges.entry(i.from.clone()).or_default().insert(i.to.clone());
+        edges
+            .entry(i.from.clone())
+            .or_default()
+            .insert(i.to.clone());
     }
     let describe = |comp: &[String]| {
         let mut lines = vec![format!("  loop: {}", comp.join(", "))];
@@ -299,10 +321,17 @@ fn no_import_loop_between_files_or_folders() {
     assert!(
         file_loops.is_empty(),
         "files that import each other in a loop:\n{}",
-        file_loops.iter().map(|c| describe(c)).collect::<Vec<_>>().join("\n")
+        file_loops
+            .iter()
+            .map(|c| describe(c))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let folder_loops = loops(&folder_edges(&found));
-    assert!(folder_loops.is_empty(), "folders that import each other in a loop: {folder_loops:?}");
+    assert!(
+        folder_loops.is_empty(),
+        "folders that import each other in a loop: {folder_loops:?}"
+    );
 }
 
 /// The checks themselves: an upward import and a loop are caught.
@@ -316,25 +345,49 @@ fn the_checks_catch_an_upward_import_and_a_loop() {
     };
     let bad = violations(&[imp("storage/store/mod.rs", "query/engine/mod.rs")]);
     assert_eq!(bad.len(), 1);
-    assert!(bad[0].starts_with("src/storage/store/mod.rs:7:"), "{}", bad[0]);
+    assert!(
+        bad[0].starts_with("src/storage/store/mod.rs:7:"),
+        "{}",
+        bad[0]
+    );
     assert_eq!(violations(&[imp("admin/gc.rs", "flight/mod.rs")]).len(), 1);
     assert!(violations(&[imp("query/engine/mod.rs", "storage/store/mod.rs")]).is_empty());
 
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    edges.entry("a.rs".into()).or_default().insert("b.rs".into());
-    edges.entry("b.rs".into()).or_default().insert("c.rs".into());
-    edges.entry("c.rs".into()).or_default().insert("a.rs".into());
-    edges.entry("c.rs".into()).or_default().insert("d.rs".into());
+    edges
+        .entry("a.rs".into())
+        .or_default()
+        .insert("b.rs".into());
+    edges
+        .entry("b.rs".into())
+        .or_default()
+        .insert("c.rs".into());
+    edges
+        .entry("c.rs".into())
+        .or_default()
+        .insert("a.rs".into());
+    edges
+        .entry("c.rs".into())
+        .or_default()
+        .insert("d.rs".into());
     assert_eq!(loops(&edges), vec![vec!["a.rs", "b.rs", "c.rs"]]);
 
     let folders = folder_edges(&[
         imp("storage/format/schema.rs", "storage/wal/log.rs"),
         imp("storage/wal/growing.rs", "storage/format/keys.rs"),
     ]);
-    assert_eq!(loops(&folders), vec![vec!["storage/format/", "storage/wal/"]]);
+    assert_eq!(
+        loops(&folders),
+        vec![vec!["storage/format/", "storage/wal/"]]
+    );
 
     assert_eq!(
-        crate_paths("use crate::storage::{Store, x}; pub(crate) fn f() -> crate::error::Result<()>"),
-        vec![vec!["storage".to_string()], vec!["error".into(), "Result".into()]]
+        crate_paths(
+            "use crate::storage::{Store, x}; pub(crate) fn f() -> crate::error::Result<()>"
+        ),
+        vec![
+            vec!["storage".to_string()],
+            vec!["error".into(), "Result".into()]
+        ]
     );
 }

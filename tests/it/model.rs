@@ -14,8 +14,8 @@ use arrow::array::{
 use arrow::datatypes::{Float64Type, Int64Type};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
-use quiver::storage::WalOptions;
 use quiver::storage::vector_item_field;
+use quiver::storage::WalOptions;
 use quiver::{Engine, IngestMode, Store, StoreConfig};
 
 use crate::util::Backend;

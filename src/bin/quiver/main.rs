@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use quiver::server::{self, ServerOptions, DEFAULT_MAX_REQUEST_BYTES};
 use quiver::storage::{
     parse_compression, StoreConfig, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SEGMENT_MAX_ROWS,
 };
 use quiver::storage::{WalOptions, DEFAULT_FLUSH_BYTES, DEFAULT_FLUSH_ROWS};
-use quiver::server::{self, ServerOptions, DEFAULT_MAX_REQUEST_BYTES};
 use quiver::{Engine, EngineOptions, Store};
 
 mod files;
@@ -155,9 +155,9 @@ struct FlushArgs {
 
 impl StoreArgs {
     fn wal_dir(&self) -> std::path::PathBuf {
-        self.wal_dir
-            .clone()
-            .unwrap_or_else(|| std::path::Path::new(&self.data_dir).join(quiver::storage::wal::WAL_DIR_NAME))
+        self.wal_dir.clone().unwrap_or_else(|| {
+            std::path::Path::new(&self.data_dir).join(quiver::storage::wal::WAL_DIR_NAME)
+        })
     }
 
     /// Opens the store with its write-ahead log (replayed first), for a
@@ -566,7 +566,9 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let stopped = async move { stop.cancelled().await };
-                    if let Err(e) = quiver::server::exporter::serve(listener, handle, store, stopped).await {
+                    if let Err(e) =
+                        quiver::server::exporter::serve(listener, handle, store, stopped).await
+                    {
                         tracing::error!(error = %e, "metrics endpoint stopped");
                     }
                 });
@@ -582,7 +584,10 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                 gc_interval: args.gc_interval,
                 gc_retention: args.gc_retention,
                 auth: (!users.is_empty()).then(|| {
-                    std::sync::Arc::new(quiver::flight::auth::Auth::new(users, args.security.token_ttl))
+                    std::sync::Arc::new(quiver::flight::auth::Auth::new(
+                        users,
+                        args.security.token_ttl,
+                    ))
                 }),
                 tls,
                 limits: quiver::flight::FlightLimits {
@@ -631,7 +636,8 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             let engine = Engine::new(store)?;
             let wal_dir = args.store.wal_dir();
             let report =
-                quiver::admin::inspect::store(&engine, args.collection.as_deref(), Some(&wal_dir)).await?;
+                quiver::admin::inspect::store(&engine, args.collection.as_deref(), Some(&wal_dir))
+                    .await?;
             if args.json {
                 println!("{report}");
             } else {

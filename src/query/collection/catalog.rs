@@ -2,11 +2,11 @@
 //! the store is a table, looked up afresh (a table pins its manifest when
 //! it is scanned, not when it is listed).
 
-use std::sync::Arc;
+use crate::query::collection::provider::latest_table;
+use crate::storage::Store;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use crate::storage::Store;
-use crate::query::collection::provider::latest_table;
+use std::sync::Arc;
 type DFResult<T> = datafusion::common::Result<T>;
 
 /// Name of the catalog quiver registers.

@@ -3,8 +3,12 @@
 //! the workers; each unit's rows are filtered by deletes, then their
 //! vector columns are materialized.
 
-use std::fmt;
-use std::sync::Arc;
+use crate::error::Error;
+use crate::query::collection::materialize::{
+    coalesce, slice_bytes, true_positions, ColumnSource, FetchCounters, Materialize, ScanLog,
+};
+use crate::storage::format::keys::key_at;
+use crate::storage::Store;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{SchemaRef, UInt64Type};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -13,20 +17,16 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{
-    ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
-};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+use std::fmt;
+use std::sync::Arc;
 use tracing::Instrument;
-use crate::error::Error;
-use crate::storage::format::keys::key_at;
-use crate::storage::Store;
-use crate::query::collection::materialize::{ColumnSource, Materialize, FetchCounters, slice_bytes, ScanLog, coalesce, true_positions};
 type DFResult<T> = datafusion::common::Result<T>;
 
 /// A unit of work of a resident scan (see [`MaterializeExec::units`]).
@@ -425,7 +425,11 @@ impl MaterializeExec {
 
     /// A batch of the keyed schema with `rows` rows from `columns`, every
     /// one of which is set.
-    pub(crate) fn keyed_batch(&self, columns: Vec<Option<ArrayRef>>, rows: usize) -> DFResult<RecordBatch> {
+    pub(crate) fn keyed_batch(
+        &self,
+        columns: Vec<Option<ArrayRef>>,
+        rows: usize,
+    ) -> DFResult<RecordBatch> {
         let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
         Ok(RecordBatch::try_new_with_options(
             self.work.keyed_schema.clone(),

@@ -3,24 +3,19 @@
 //! column group's file), coalesced into batches; the scan counters and
 //! the scan log.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
-use arrow::compute::concat;
-use arrow::datatypes::{SchemaRef, UInt32Type, UInt64Type};
-use datafusion::common::DataFusionError;
-use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, MetricBuilder, 
-};
-use datafusion::physical_plan::{
-    
-    SendableRecordBatchStream,
-};
-use futures::StreamExt;
 use crate::error::Error;
 use crate::storage::format::keys::{key_at, DeleteSet};
 use crate::storage::format::manifest::DataFile;
 use crate::storage::Store;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::concat;
+use arrow::datatypes::{SchemaRef, UInt32Type, UInt64Type};
+use datafusion::common::DataFusionError;
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
 type DFResult<T> = datafusion::common::Result<T>;
 
 /// Where an output column of [`MaterializeExec`] comes from.

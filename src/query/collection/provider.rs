@@ -3,8 +3,15 @@
 //! and plans the key + scalar scan with filters pushed into Parquet under a
 //! `MaterializeExec`; `insert_into` writes through the store.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::query::collection::exec::{MaterializeExec, KEY_COLUMN};
+use crate::query::collection::materialize::{ColumnSource, DeleteFilter, Materialize};
+use crate::query::collection::prune::SegmentStats;
+use crate::query::collection::sink::CollectionSink;
+use crate::storage::format::keys::{key_at, DeleteMap, DeleteSet};
+use crate::storage::format::manifest::{DataFile, Manifest, SegmentMeta};
+use crate::storage::format::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
+use crate::storage::wal::growing::MemView;
+use crate::storage::{IngestMode, Store};
 use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef, UInt64Type};
 use async_trait::async_trait;
@@ -21,19 +28,9 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::{
-    ExecutionPlan, 
-    
-};
-use crate::storage::wal::growing::MemView;
-use crate::storage::format::keys::{key_at, DeleteMap, DeleteSet};
-use crate::storage::format::manifest::{DataFile, Manifest, SegmentMeta};
-use crate::storage::format::schema::{CollectionSchema, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
-use crate::storage::{IngestMode, Store};
-use crate::query::collection::prune::{SegmentStats};
-use crate::query::collection::materialize::{ColumnSource, DeleteFilter, Materialize};
-use crate::query::collection::exec::{KEY_COLUMN, MaterializeExec};
-use crate::query::collection::sink::{CollectionSink};
+use datafusion::physical_plan::ExecutionPlan;
+use std::collections::HashMap;
+use std::sync::Arc;
 type DFResult<T> = datafusion::common::Result<T>;
 
 /// One collection at one pinned manifest version.
@@ -209,7 +206,11 @@ impl CollectionTable {
     }
 
     /// Segments whose statistics say they may hold rows matching `filters`.
-    pub(crate) fn prune_segments(&self, state: &dyn Session, filters: &[Expr]) -> DFResult<Vec<&SegmentMeta>> {
+    pub(crate) fn prune_segments(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> DFResult<Vec<&SegmentMeta>> {
         let segments: Vec<&SegmentMeta> = self.manifest.segments.iter().collect();
         let Some(expr) = conjunction(filters.iter().filter(|e| self.is_scalar_filter(e)).cloned())
         else {

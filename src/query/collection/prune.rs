@@ -2,14 +2,14 @@
 //! DataFusion `PruningStatistics`, so a filter skips whole segments
 //! before any file is read.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use crate::storage::format::manifest::SegmentMeta;
+use crate::storage::format::segment::text_to_scalar;
 use arrow::array::{ArrayRef, BooleanArray, UInt64Array};
 use arrow::datatypes::Schema;
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, ScalarValue};
-use crate::storage::format::manifest::SegmentMeta;
-use crate::storage::format::segment::text_to_scalar;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Segment statistics from the manifest, for [`PruningPredicate`].
 pub(crate) struct SegmentStats<'a> {

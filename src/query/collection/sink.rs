@@ -1,19 +1,16 @@
 //! `CollectionSink`: `INSERT INTO` a collection, as a DataFusion data sink
 //! that ingests through the store.
 
-use std::fmt;
-use std::sync::Arc;
+use crate::error::Error;
+use crate::storage::{IngestMode, Store};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::datasource::sink::DataSink;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, 
-    SendableRecordBatchStream,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, SendableRecordBatchStream};
 use futures::TryStreamExt;
-use crate::error::Error;
-use crate::storage::{IngestMode, Store};
+use std::fmt;
+use std::sync::Arc;
 type DFResult<T> = datafusion::common::Result<T>;
 
 /// Sink for `INSERT INTO`: ingests the stream as one atomic commit.

@@ -21,9 +21,9 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Error, Result};
+use crate::query::collection::CollectionTable;
 use crate::storage::format::manifest;
 use crate::storage::store::Store;
-use crate::query::collection::CollectionTable;
 
 /// Name of the time-travel table function.
 pub const FUNCTION: &str = "quiver_snapshot";

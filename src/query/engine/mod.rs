@@ -20,9 +20,9 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 
 use crate::error::Result;
+use crate::query::engine::session::{register_with, VectorTypePlanner};
 use crate::query::plan_cache::PlanCache;
 use crate::storage::Store;
-use crate::query::engine::session::{register_with, VectorTypePlanner};
 
 /// How an [`Engine`] plans queries.
 #[derive(Debug, Clone, Copy)]
@@ -130,7 +130,10 @@ impl Engine {
                 .analyzer()
                 .get_or_insert_with(datafusion::optimizer::Analyzer::new)
                 .rules
-                .insert(0, Arc::new(crate::query::rewrite::time_units::UnifyTimeUnits));
+                .insert(
+                    0,
+                    Arc::new(crate::query::rewrite::time_units::UnifyTimeUnits),
+                );
             type Rule =
                 Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>;
             let mut rules: Vec<Rule> = Vec::new();
@@ -243,6 +246,4 @@ impl Engine {
             .with_table_functions(functions)
             .build()
     }
-
 }
-

@@ -2,8 +2,15 @@
 //! cache, DDL and DML classification, and refreshing a cached plan onto the
 //! latest manifest versions.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::error::{Error, Result};
+use crate::query::collection::{latest_table, CollectionTable, CATALOG, SCHEMA};
+use crate::query::engine::rewrite::{
+    bind_vectors, hoist_vector_literals, is_delete_or_update, is_sql_query, names_system_column,
+    number_positional_placeholders, widen_fractional_literals, VECTOR_LITERAL_MIN,
+};
+use crate::query::engine::statement::{Query, Statement};
+use crate::query::engine::Engine;
+use crate::query::plan_cache;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::common::{Constraint, ScalarValue};
@@ -11,12 +18,8 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SQLOptions;
 use datafusion::sql::parser::Statement as DFStatement;
-use crate::error::{Error, Result};
-use crate::query::plan_cache;
-use crate::query::collection::{latest_table, CollectionTable, CATALOG, SCHEMA};
-use crate::query::engine::statement::{Query, Statement};
-use crate::query::engine::rewrite::{is_delete_or_update, names_system_column, number_positional_placeholders, widen_fractional_literals, VECTOR_LITERAL_MIN, hoist_vector_literals, is_sql_query, bind_vectors};
-use crate::query::engine::Engine;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A vector of the wrong length cast to a `FLOAT[d]` column (in INSERT
 /// VALUES, UPDATE SET, a cast) fails in Arrow's cast, which does not say
@@ -92,7 +95,11 @@ impl Engine {
                     options.dialect.to_string(),
                 )
                 .ok_or_else(|| Error::internal("unknown SQL dialect"))?;
-                crate::query::rewrite::operators::parse(sql, dialect.as_ref(), options.recursion_limit.get())?
+                crate::query::rewrite::operators::parse(
+                    sql,
+                    dialect.as_ref(),
+                    options.recursion_limit.get(),
+                )?
             } else {
                 state.sql_to_statement(sql, &options.dialect)?
             }

@@ -3,13 +3,13 @@
 //! large vector literals hoisted out (so the plan cache sees one text), and
 //! checks of what a statement names.
 
-use std::collections::HashMap;
-use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::parser::Statement as DFStatement;
 use crate::error::Result;
 use crate::query::plan_cache;
 use crate::storage::format::schema::{ID_COLUMN, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+use std::collections::HashMap;
 
 /// Whether the statement is a DELETE or an UPDATE.
 pub(crate) fn is_delete_or_update(stmt: &DFStatement) -> bool {
@@ -183,7 +183,10 @@ pub(crate) fn is_sql_query(stmt: &DFStatement) -> bool {
 
 /// Binds hoisted query vectors into an unoptimized plan, each converted
 /// to the type DataFusion inferred for its parameter, if any.
-pub(crate) fn bind_vectors(plan: LogicalPlan, vectors: HashMap<String, ScalarValue>) -> Result<LogicalPlan> {
+pub(crate) fn bind_vectors(
+    plan: LogicalPlan,
+    vectors: HashMap<String, ScalarValue>,
+) -> Result<LogicalPlan> {
     if vectors.is_empty() {
         return Ok(plan);
     }

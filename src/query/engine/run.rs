@@ -2,8 +2,16 @@
 //! and meter, its stream converted to the client's types; an update runs
 //! through the store (INSERT, UPDATE as write-back, DELETE, TRUNCATE, DDL).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::error::{Error, Result};
+use crate::query::engine::plan::explain_vector_cast;
+use crate::query::engine::rewrite::VECTOR_LITERAL_MIN;
+use crate::query::engine::statement::{Query, Statement};
+use crate::query::engine::Engine;
+use crate::query::plan_cache;
+use crate::storage::format::schema::{
+    CollectionSchema, ID_COLUMN, ROW_COLUMN, SEG_COLUMN, TS_COLUMN,
+};
+use crate::storage::IngestMode;
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
@@ -12,14 +20,8 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::{StreamExt, TryStreamExt};
-use crate::error::{Error, Result};
-use crate::query::plan_cache;
-use crate::storage::format::schema::{CollectionSchema, ID_COLUMN, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
-use crate::storage::IngestMode;
-use crate::query::engine::statement::{Query, Statement};
-use crate::query::engine::plan::explain_vector_cast;
-use crate::query::engine::rewrite::VECTOR_LITERAL_MIN;
-use crate::query::engine::Engine;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 pub(crate) fn count_of(batches: &[RecordBatch]) -> u64 {
     batches

@@ -2,12 +2,12 @@
 //! `register` adds to any `SessionContext` (the catalog, the object store,
 //! the functions, operators, rules and the `FLOAT[d]` type).
 
-use std::sync::Arc;
-use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use crate::query::collection::{QuiverCatalog, CATALOG, SCHEMA};
 use crate::query::functions::distance::register_distance_functions;
 use crate::storage::Store;
-use crate::query::collection::{QuiverCatalog, CATALOG, SCHEMA};
+use arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use std::sync::Arc;
 
 /// Registers a store with a DataFusion `SessionContext`: its object store,
 /// the `quiver` catalog and the distance functions. This is all an embedding

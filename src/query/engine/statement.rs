@@ -2,14 +2,14 @@
 //! entry) or an update, insert, delete or DDL that quiver runs itself, and
 //! the binding of parameter values.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::error::{Error, Result};
+use crate::query::engine::run::client_schema;
+use crate::query::plan_cache;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
-use crate::error::{Error, Result};
-use crate::query::plan_cache;
-use crate::query::engine::run::client_schema;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A planned query.
 #[derive(Debug, Clone)]

@@ -2,20 +2,18 @@
 //! candidates (distance classes encoded so integer order is the sort's
 //! order, ties broken by primary key) over a few retained batches.
 
-use std::sync::Arc;
+use crate::query::collection::true_positions;
+use crate::query::functions::distance::score_rows;
+use crate::query::topk::share::{all_true, not_behind, Shared};
+use crate::storage::format::keys::{key_at, Key};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, UInt32Array};
 use arrow::compute::{
-    concat, concat_batches, interleave_record_batch, lexsort_to_indices, 
-    sort_to_indices, take, take_record_batch, SortColumn, SortOptions,
+    concat, concat_batches, interleave_record_batch, lexsort_to_indices, sort_to_indices, take,
+    take_record_batch, SortColumn, SortOptions,
 };
 use datafusion::common::Result;
-use datafusion::physical_expr::{
-    PhysicalExpr, 
-};
-use crate::query::functions::distance::score_rows;
-use crate::storage::format::keys::{key_at, Key};
-use crate::query::collection::true_positions;
-use crate::query::topk::share::{Shared, all_true, not_behind};
+use datafusion::physical_expr::PhysicalExpr;
+use std::sync::Arc;
 
 /// A row among a worker's k best in the lean path ([`Best::heap`]): its
 /// place in the order (null class, then the distance encoded so that
@@ -326,7 +324,12 @@ impl Best {
     }
 
     /// Merges `batch` (whose first sort key is `first`) into the best rows.
-    pub(crate) fn offer(&mut self, shared: &Shared, batch: RecordBatch, first: ArrayRef) -> Result<()> {
+    pub(crate) fn offer(
+        &mut self,
+        shared: &Shared,
+        batch: RecordBatch,
+        first: ArrayRef,
+    ) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
@@ -378,12 +381,12 @@ mod tests {
     use super::*;
     use crate::query::functions::distance::Metric;
     use crate::query::topk::share::{Scorer, Shared};
+    use arrow::array::{FixedSizeListArray, Float32Array, Int64Array, StringArray};
     use arrow::datatypes::DataType;
+    use arrow::datatypes::{Field, Schema};
     use datafusion::physical_expr::expressions::Column;
     use datafusion::physical_expr::PhysicalSortExpr;
     use datafusion::physical_plan::metrics::Count;
-    use arrow::array::{FixedSizeListArray, Float32Array, Int64Array, StringArray};
-    use arrow::datatypes::{Field, Schema};
     use rand::{Rng, SeedableRng};
 
     /// Runs `batches` (vector column 0, key column 1) through one worker's

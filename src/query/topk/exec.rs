@@ -2,15 +2,17 @@
 //! units from a shared queue, scores their rows and keeps its k best; the
 //! workers' bests are merged into the k best of the query.
 
-use std::fmt;
-use std::sync::Arc;
+use crate::query::collection::MaterializeExec;
+use crate::query::topk::best::Best;
+use crate::query::topk::rule::carried;
+use crate::query::topk::share::{scan_share, split_filters, Scorer, Shared};
 use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{
-    EquivalenceProperties, LexOrdering, PhysicalExpr, PhysicalSortExpr, 
+    EquivalenceProperties, LexOrdering, PhysicalExpr, PhysicalSortExpr,
 };
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
 use datafusion::physical_plan::metrics::{
@@ -22,11 +24,9 @@ use datafusion::physical_plan::{
     PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+use std::fmt;
+use std::sync::Arc;
 use tracing::Instrument;
-use crate::query::collection::MaterializeExec;
-use crate::query::topk::rule::carried;
-use crate::query::topk::share::{scan_share, Scorer, Shared, split_filters};
-use crate::query::topk::best::Best;
 
 /// The fused filtered top-k over a collection scan (see the module docs).
 #[derive(Debug)]
@@ -272,7 +272,9 @@ impl ExecutionPlan for VectorTopKExec {
         let (pre, post) = split_filters(&self.filters, &scan.scalar_columns())?;
         let lean = self.scorer.is_some()
             && self.sort.len() == 1
-            && crate::storage::format::schema::is_key_type(scan.keyed_schema().field(self.key_idx).data_type());
+            && crate::storage::format::schema::is_key_type(
+                scan.keyed_schema().field(self.key_idx).data_type(),
+            );
         let mut outputs = self.outputs.clone();
         let mut best_schema = scan.keyed_schema().clone();
         let (mut carry, mut best_key_idx) = (None, self.key_idx);

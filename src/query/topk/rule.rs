@@ -3,14 +3,15 @@
 //! over projections, filters and repartitions down to a collection scan,
 //! becomes one `VectorTopKExec`.
 
-use std::sync::Arc;
+use crate::query::collection::MaterializeExec;
+use crate::query::functions::bits::BitDistanceUdf;
+use crate::query::functions::distance::DistanceUdf;
+use crate::query::topk::exec::VectorTopKExec;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::physical_expr::expressions::{Column, Literal};
-use datafusion::physical_expr::{
-    PhysicalExpr, PhysicalSortExpr, ScalarFunctionExpr,
-};
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::coop::CooperativeExec;
@@ -19,14 +20,8 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
-use datafusion::physical_plan::{
-    ExecutionPlan, ExecutionPlanProperties, 
-    
-};
-use crate::query::functions::bits::BitDistanceUdf;
-use crate::query::functions::distance::DistanceUdf;
-use crate::query::collection::MaterializeExec;
-use crate::query::topk::exec::VectorTopKExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use std::sync::Arc;
 
 /// The physical optimizer rule that plans [`VectorTopKExec`].
 #[derive(Debug, Default)]

@@ -3,31 +3,21 @@
 //! scoring from memory), and rows that cannot beat the current k-th
 //! skipped.
 
-use std::sync::Arc;
+use crate::query::collection::{true_positions, MaterializeExec, ScanUnit};
+use crate::query::functions::distance::{DistanceUdf, Metric};
+use crate::query::topk::best::Best;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, UInt32Array};
 use arrow::compute::kernels::boolean::and;
 use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
-use arrow::compute::{
-    is_null, or_kleene,
-    SortOptions,
-};
+use arrow::compute::{is_null, or_kleene, SortOptions};
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::physical_expr::expressions::{Column, Literal};
-use datafusion::physical_expr::{
-    PhysicalExpr, PhysicalSortExpr, ScalarFunctionExpr,
-};
-use datafusion::physical_plan::metrics::{
-    Count, 
-};
-use datafusion::physical_plan::{
-    ExecutionPlan, 
-    
-};
-use crate::query::functions::distance::{DistanceUdf, Metric};
-use crate::query::collection::{true_positions, MaterializeExec, ScanUnit};
-use crate::query::topk::best::Best;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr, ScalarFunctionExpr};
+use datafusion::physical_plan::metrics::Count;
+use datafusion::physical_plan::ExecutionPlan;
+use std::sync::Arc;
 
 /// How long a worker's share of a resident scan runs before it lets other
 /// tasks have the worker (between two units).
@@ -88,7 +78,10 @@ pub(crate) struct Scorer {
 }
 
 impl Scorer {
-    pub(crate) fn new(expr: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> Option<Self> {
+    pub(crate) fn new(
+        expr: &Arc<dyn PhysicalExpr>,
+        schema: &arrow::datatypes::Schema,
+    ) -> Option<Self> {
         let f = expr.downcast_ref::<ScalarFunctionExpr>()?;
         let metric = f.fun().inner().downcast_ref::<DistanceUdf>()?.metric();
         let [a, b] = f.args() else {

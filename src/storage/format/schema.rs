@@ -28,7 +28,6 @@ pub const CONVENTIONAL_KEY: &str = "id";
 
 const RESERVED: [&str; 4] = [TS_COLUMN, SEG_COLUMN, ROW_COLUMN, ID_COLUMN];
 
-
 /// The kind of a column, which decides the column group it is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnKind {
@@ -84,7 +83,12 @@ impl CollectionSchema {
     /// writes append. Never "the first column": an ordinary table's rows
     /// must not collapse by whatever column comes first.
     pub fn infer(collection: &str, schema: &Schema, declared_pk: Option<&str>) -> Result<Self> {
-        Self::infer_with(collection, schema, declared_pk, crate::storage::config::DEFAULT_MAX_DIMENSION)
+        Self::infer_with(
+            collection,
+            schema,
+            declared_pk,
+            crate::storage::config::DEFAULT_MAX_DIMENSION,
+        )
     }
 
     /// [`CollectionSchema::infer`] with a limit on vector dimensions.

@@ -24,11 +24,13 @@ use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::storage::config::StoreConfig;
 use crate::error::{Error, Result};
+use crate::storage::config::StoreConfig;
 use crate::storage::format::keys::KeyBloom;
 use crate::storage::format::manifest::{ColumnStats, DataFile, DeleteLog, SegmentMeta, StatsFile};
-use crate::storage::format::schema::{CollectionSchema, ColumnKind, ROW_COLUMN, SEG_COLUMN, TS_COLUMN};
+use crate::storage::format::schema::{
+    CollectionSchema, ColumnKind, ROW_COLUMN, SEG_COLUMN, TS_COLUMN,
+};
 
 /// A fresh segment id: random, so concurrent writers never collide.
 pub fn new_segment_id() -> u64 {
@@ -113,7 +115,9 @@ pub async fn write_segment_with_ts(
         .enumerate()
     {
         // Vectors are stored as fixed-size binary (see `layout`).
-        let gs = Arc::new(Schema::new(vec![crate::storage::format::layout::stored_field(f)?]));
+        let gs = Arc::new(Schema::new(vec![
+            crate::storage::format::layout::stored_field(f)?,
+        ]));
         let gb = batches
             .iter()
             .map(|b| {

@@ -2,10 +2,10 @@
 //! `gs://` or `az://` (credentials from the environment), with quiver's
 //! own retries in place of the clients'.
 
-use std::sync::Arc;
-use object_store::ObjectStore;
-use url::Url;
 use crate::error::{Error, Result};
+use object_store::ObjectStore;
+use std::sync::Arc;
+use url::Url;
 
 /// Builds the object store for a store URL, rooted at the URL's prefix.
 pub fn open_object_store(url: &str) -> Result<Arc<dyn ObjectStore>> {

@@ -2,8 +2,8 @@
 //! `LOGICAL_BITS` plus a logical counter, so they order every write of a
 //! process and stay above every timestamp the store has seen.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use crate::storage::format::manifest::{self};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bits of the hybrid timestamp that hold the logical counter.
 const LOGICAL_BITS: u32 = 18;

@@ -3,13 +3,13 @@
 //! writer that loses the race reloads, checks that its change still
 //! applies (keys deleted or upserted meanwhile), and tries again.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use arrow::array::{Array, ArrayRef};
 use crate::error::{Error, Result};
 use crate::storage::format::keys::key_at;
 use crate::storage::format::manifest::{self, Change, Manifest, SegmentMeta};
 use crate::storage::store::Store;
+use arrow::array::{Array, ArrayRef};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 impl Store {
     /// On a lost commit race: the change can go on top of `newer` unless a

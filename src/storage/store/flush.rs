@@ -12,17 +12,16 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
 
 use crate::error::{Error, Result};
-use crate::storage::wal::growing::Memtable;
 use crate::storage::format::keys::key_at;
 use crate::storage::format::manifest::{Change, DeleteLog, SegmentMeta};
 use crate::storage::format::schema::CollectionSchema;
 use crate::storage::format::segment::{write_delete_log, write_segment_with_ts};
-use crate::storage::wal::log::{self as wal};
 use crate::storage::store::Store;
+use crate::storage::wal::growing::Memtable;
+use crate::storage::wal::log::{self as wal};
 use crate::storage::wal::state::CollWal;
 
 impl Store {
-
     /// Seals the growing segment of `name` into segment files and a delete
     /// log, commits them, and trims the log. Returns the rows flushed.
     pub async fn flush(&self, name: &str) -> Result<u64> {

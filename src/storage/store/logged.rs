@@ -2,18 +2,18 @@
 //! log and the growing segment, acknowledged once the log is fsynced; a
 //! store opened with a log replays it first.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
-use parking_lot::Mutex;
-use crate::storage::config::StoreConfig;
 use crate::error::{Error, Result};
+use crate::storage::config::StoreConfig;
 use crate::storage::format::keys::key_at;
 use crate::storage::format::schema::CollectionSchema;
-use crate::storage::wal::log::{self as wal, Record};
-use crate::storage::store::Store;
-use crate::storage::wal::state::{CollWal, WalOptions, WalState};
 use crate::storage::store::flush::pk_index;
+use crate::storage::store::Store;
+use crate::storage::wal::log::{self as wal, Record};
+use crate::storage::wal::state::{CollWal, WalOptions, WalState};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 impl Store {
     /// Opens the store with a write-ahead log in `opts.dir`: writes that fit

@@ -22,14 +22,14 @@ use parking_lot::RwLock;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use url::Url;
 
-use crate::storage::config::StoreConfig;
 use crate::error::{Error, Result};
-use crate::storage::wal::growing::MemView;
+use crate::storage::config::StoreConfig;
 use crate::storage::format::keys::{DeleteMap, KeyBloom};
 use crate::storage::format::manifest::{self, Manifest};
-use crate::storage::store::clock::Clock;
-use crate::storage::wal::state::WalState;
 use crate::storage::io::open::open_object_store;
+use crate::storage::store::clock::Clock;
+use crate::storage::wal::growing::MemView;
+use crate::storage::wal::state::WalState;
 
 /// A store of collections under one object-store prefix.
 #[derive(Debug)]
@@ -72,7 +72,8 @@ pub struct Store {
     pub(crate) cache: Arc<crate::storage::io::cache::ChunkCache>,
     /// Per collection: held by an UPDATE or a DELETE from reading the rows
     /// it changes until its write is acknowledged ([`Store::dml_lock`]).
-    pub(crate) dml_locks: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) dml_locks:
+        parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Bytes of segment key filters kept in memory (256 MiB).
@@ -111,8 +112,10 @@ impl Store {
     ) -> Result<Self> {
         let store_url = Url::parse(&format!("quiver://{}", uuid::Uuid::new_v4().simple()))
             .map_err(|e| Error::internal(e.to_string()))?;
-        let retrying: Arc<dyn ObjectStore> =
-            Arc::new(crate::storage::io::retry::RetryStore::new(object_store, config.retry));
+        let retrying: Arc<dyn ObjectStore> = Arc::new(crate::storage::io::retry::RetryStore::new(
+            object_store,
+            config.retry,
+        ));
         let cache = Arc::new(crate::storage::io::cache::ChunkCache::new(
             retrying,
             config.cache_bytes,
@@ -319,7 +322,6 @@ impl Store {
     ) -> Option<(Arc<Manifest>, Arc<DeleteMap>)> {
         self.pinned.get(&(collection.to_string(), version))
     }
-
 }
 
 pub(crate) fn unwrap_shared(e: Arc<Error>) -> Error {

@@ -2,25 +2,25 @@
 //! decoded cache), Parquet metadata (the footer cache), key Bloom filters
 //! and delete maps.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use futures::TryStreamExt;
 use object_store::{path::Path, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written
 // AsyncFileReader; it is still the maintained object_store adapter.
-#[allow(deprecated)]
-use parquet::arrow::async_reader::ParquetObjectReader;
 use crate::error::{Error, Result};
 use crate::storage::format::keys::{DeleteMap, KeyBloom};
 use crate::storage::format::manifest::{Manifest, SegmentMeta};
 use crate::storage::format::schema::CollectionSchema;
+use crate::storage::io::open::is_not_found;
+use crate::storage::store::unwrap_shared;
 use crate::storage::store::Store;
 use crate::storage::wal::key_check::KeyChecker;
-use crate::storage::store::unwrap_shared;
-use crate::storage::io::open::is_not_found;
+#[allow(deprecated)]
+use parquet::arrow::async_reader::ParquetObjectReader;
 
 impl Store {
     /// Rows of several row groups of a one-column vector file, decoded to

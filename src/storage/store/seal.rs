@@ -2,22 +2,22 @@
 //! groups, written in parallel) and one manifest commit; files of a write
 //! that does not commit are removed.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
-use arrow::datatypes::SchemaRef;
-use futures::{Stream, StreamExt};
-use object_store::ObjectStoreExt;
 use crate::error::{Error, Result};
-use crate::storage::wal::growing::Memtable;
 use crate::storage::format::keys::{key_at, KeyBloom};
 use crate::storage::format::manifest::DeleteLog;
 use crate::storage::format::manifest::{Change, OnExists, SegmentMeta};
 use crate::storage::format::schema::CollectionSchema;
 use crate::storage::format::segment::{write_delete_log, write_segment};
-use crate::storage::store::Store;
-use crate::storage::wal::key_check::{keep_last_per_key, sorted_contains, sorted_keys, KeyChecker};
 use crate::storage::store::write::IngestMode;
+use crate::storage::store::Store;
+use crate::storage::wal::growing::Memtable;
+use crate::storage::wal::key_check::{keep_last_per_key, sorted_contains, sorted_keys, KeyChecker};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use futures::{Stream, StreamExt};
+use object_store::ObjectStoreExt;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// What a write produced before its commit.
 #[derive(Default)]

@@ -2,14 +2,14 @@
 //! log when one is configured and the write is small, else sealed),
 //! write-back for UPDATE, deletes by key and TRUNCATE.
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::datatypes::SchemaRef;
-use futures::{Stream, StreamExt};
 use crate::error::{Error, Result};
 use crate::storage::format::manifest::{Change, OnExists};
 use crate::storage::format::schema::CollectionSchema;
 use crate::storage::format::segment::write_delete_log;
 use crate::storage::store::Store;
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use futures::{Stream, StreamExt};
 
 /// How an ingest treats an existing or missing collection (Flight SQL
 /// `TableDefinitionOptions`, ADBC's `mode`).

@@ -4,14 +4,14 @@
 //! for keys repeated within one write. It lives with the log because the
 //! log's writers cache one per manifest version.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use crate::error::Result;
-use crate::storage::wal::growing::Memtable;
 use crate::storage::format::keys::{key_at, Key, KeyBloom, KeyRef};
 use crate::storage::format::manifest::SegmentMeta;
 use crate::storage::format::schema::CollectionSchema;
+use crate::storage::wal::growing::Memtable;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Answers "may this key already exist?" from segments' key ranges and
 /// Bloom filters.
@@ -64,7 +64,12 @@ impl KeyChecker {
         }
     }
 
-    pub(crate) fn entry(s: &SegmentMeta, pk: &str, int_keys: bool, bloom: Option<Arc<KeyBloom>>) -> KeyRange {
+    pub(crate) fn entry(
+        s: &SegmentMeta,
+        pk: &str,
+        int_keys: bool,
+        bloom: Option<Arc<KeyBloom>>,
+    ) -> KeyRange {
         let stats = s.stats.get(pk);
         // A range that cannot be read is no range: the segment may hold any key.
         let parse = |t: &Option<String>| -> Option<Key> {

@@ -3,18 +3,18 @@
 //! fsync shared by the writers waiting on it). It never names `Store`:
 //! the store's logged write path and flush drive it.
 
+use crate::error::{Error, Result};
+use crate::storage::config::DEFAULT_SEGMENT_MAX_ROWS;
+use crate::storage::wal::growing::{MemStats, MemView, Memtable};
+use crate::storage::wal::key_check::KeyChecker;
+use crate::storage::wal::log::{self as wal, Record, WalWriter};
+use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use parking_lot::{Mutex, RwLock};
-use crate::storage::config::DEFAULT_SEGMENT_MAX_ROWS;
-use crate::error::{Error, Result};
-use crate::storage::wal::growing::{MemStats, MemView, Memtable};
-use crate::storage::wal::log::{self as wal, Record, WalWriter};
-use crate::storage::wal::key_check::KeyChecker;
 
 /// Flush a growing segment once it holds this many rows.
 pub const DEFAULT_FLUSH_ROWS: usize = DEFAULT_SEGMENT_MAX_ROWS;
