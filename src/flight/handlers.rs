@@ -3,6 +3,7 @@
 //! store.
 
 use crate::error::{Error, Result};
+use crate::flight::metadata::primary_keys_schema;
 use crate::flight::sql::{Prepared, QuiverFlightSql};
 use crate::flight::stream::{
     count_schema, encode_batch, log_status, metadata_info, no_foreign_keys, schema_ipc, split_run,
@@ -11,7 +12,6 @@ use crate::query::collection::{CATALOG, SCHEMA};
 use crate::storage::format::manifest::OnExists;
 use crate::storage::IngestMode;
 use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -629,15 +629,4 @@ impl FlightSqlService for QuiverFlightSql {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
-}
-
-pub(crate) fn primary_keys_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("catalog_name", DataType::Utf8, true),
-        Field::new("db_schema_name", DataType::Utf8, true),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("column_name", DataType::Utf8, false),
-        Field::new("key_name", DataType::Utf8, true),
-        Field::new("key_sequence", DataType::Int32, false),
-    ]))
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
 use arrow_flight::sql::metadata::{
     SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
 };
@@ -515,6 +516,17 @@ pub fn sql_info(state: &SessionState) -> SqlInfoData {
     b.append(SqlInfo::SqlLocatorsUpdateCopy, false);
     b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
     b.build().expect("the SqlInfo table is valid")
+}
+
+pub(crate) fn primary_keys_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ]))
 }
 
 #[cfg(test)]

@@ -28,6 +28,5 @@ mod sql;
 mod stream;
 
 pub use handlers::{INGEST_PRIMARY_KEY_HEADER, INGEST_PRIMARY_KEY_OPTION};
-pub use sql::{
-    FlightLimits, QuiverFlightSql, DEFAULT_QUERY_TIMEOUT, DEFAULT_SLOW_QUERY, MAX_FLIGHT_DATA_BYTES,
-};
+pub use sql::QuiverFlightSql;
+pub use stream::{FlightLimits, DEFAULT_QUERY_TIMEOUT, DEFAULT_SLOW_QUERY, MAX_FLIGHT_DATA_BYTES};

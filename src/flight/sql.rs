@@ -9,57 +9,25 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::PeekableFlightDataStream;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::flight::handlers::primary_keys_schema;
+use crate::flight::metadata::primary_keys_schema;
 use crate::flight::stream::{
     abbreviate, begin_all, client_deadline, count_schema, encode, flight_info, log_status,
     receiver_stream, stoppable,
 };
+use crate::flight::stream::{DoGetStream, FlightLimits};
 use crate::query::engine::{Engine, Statement};
 use arrow_flight::{FlightDescriptor, FlightInfo};
 use bytes::Bytes;
 use datafusion::scalar::ScalarValue;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
-
-/// Largest Flight data message the server sends (2 MiB). Clients refuse
-/// messages over their receive limit (16 MiB for ADBC); large results are
-/// split into several messages of about this size.
-pub const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;
-
-/// Default server-side query time limit (15 minutes).
-pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-/// Limits a server applies to each request.
-#[derive(Debug, Clone)]
-pub struct FlightLimits {
-    /// Queries running longer are stopped (zero: no limit).
-    pub query_timeout: Duration,
-    /// Largest Flight data message of a result.
-    pub max_message_bytes: usize,
-    /// Queries that take longer are logged (warn) with their SQL and plan.
-    pub slow_query: Duration,
-}
-
-/// Default threshold of the slow-query log (1 s).
-pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(1);
-
-impl Default for FlightLimits {
-    fn default() -> Self {
-        Self {
-            query_timeout: DEFAULT_QUERY_TIMEOUT,
-            max_message_bytes: MAX_FLIGHT_DATA_BYTES,
-            slow_query: DEFAULT_SLOW_QUERY,
-        }
-    }
-}
 
 /// Cancellation handles of issued query tickets are kept this long.
 pub(crate) const RUN_IDLE: Duration = Duration::from_secs(3600);
@@ -75,9 +43,6 @@ pub(crate) const PREPARED_IDLE: Duration = Duration::from_secs(3600);
 
 /// Open prepared statements kept at most.
 pub(crate) const PREPARED_MAX: u64 = 10_000;
-
-pub(crate) type DoGetStream =
-    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
 /// A statement prepared by a client, with its bound parameter rows.
 #[derive(Debug)]
@@ -120,10 +85,6 @@ pub(crate) struct StartedQuery {
 
 /// A started query, kept until its `DoGet` takes it.
 pub(crate) type Planned = Arc<Mutex<Option<StartedQuery>>>;
-
-/// A query's result as it leaves the engine: planned, metered, stoppable.
-pub(crate) type Batches =
-    Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static>>;
 
 /// The Flight SQL service.
 pub struct QuiverFlightSql {

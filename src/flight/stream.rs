@@ -3,7 +3,6 @@
 //! `FlightInfo` for tickets, and the logging of failed statements.
 
 use crate::error::{Error, Result};
-use crate::flight::sql::{Batches, DoGetStream, FlightLimits, MAX_FLIGHT_DATA_BYTES};
 use crate::query::engine::{Engine, Statement};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -16,6 +15,7 @@ use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, Sch
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -337,3 +337,42 @@ pub(crate) fn schema_ipc(schema: &Schema) -> Result<Bytes, Status> {
         .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
     Ok(bytes)
 }
+
+/// Largest Flight data message the server sends (2 MiB). Clients refuse
+/// messages over their receive limit (16 MiB for ADBC); large results are
+/// split into several messages of about this size.
+pub const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;
+
+/// Default server-side query time limit (15 minutes).
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Limits a server applies to each request.
+#[derive(Debug, Clone)]
+pub struct FlightLimits {
+    /// Queries running longer are stopped (zero: no limit).
+    pub query_timeout: Duration,
+    /// Largest Flight data message of a result.
+    pub max_message_bytes: usize,
+    /// Queries that take longer are logged (warn) with their SQL and plan.
+    pub slow_query: Duration,
+}
+
+/// Default threshold of the slow-query log (1 s).
+pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_secs(1);
+
+impl Default for FlightLimits {
+    fn default() -> Self {
+        Self {
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+            max_message_bytes: MAX_FLIGHT_DATA_BYTES,
+            slow_query: DEFAULT_SLOW_QUERY,
+        }
+    }
+}
+
+pub(crate) type DoGetStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
+
+/// A query's result as it leaves the engine: planned, metered, stoppable.
+pub(crate) type Batches =
+    Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static>>;

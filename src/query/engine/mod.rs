@@ -2,13 +2,14 @@
 //! DataFusion; DDL and DML are handled by quiver itself; anything that would
 //! touch the server's files is refused.
 
+mod client;
 mod plan;
 mod rewrite;
 mod run;
 mod session;
 mod statement;
 
-pub use run::client_schema;
+pub use client::client_schema;
 pub use session::{register, session_config};
 pub use statement::{Query, Statement};
 

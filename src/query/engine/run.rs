@@ -3,6 +3,7 @@
 //! through the store (INSERT, UPDATE as write-back, DELETE, TRUNCATE, DDL).
 
 use crate::error::{Error, Result};
+use crate::query::engine::client::to_client_stream;
 use crate::query::engine::plan::explain_vector_cast;
 use crate::query::engine::rewrite::VECTOR_LITERAL_MIN;
 use crate::query::engine::statement::{Query, Statement};
@@ -12,14 +13,12 @@ use crate::storage::format::schema::{
     CollectionSchema, ID_COLUMN, ROW_COLUMN, SEG_COLUMN, TS_COLUMN,
 };
 use crate::storage::IngestMode;
-use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::array::{RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,63 +35,10 @@ pub(crate) fn count_of(batches: &[RecordBatch]) -> u64 {
         .sum()
 }
 
-/// The type a client receives for a column: view types become their plain
-/// counterparts, which every Flight SQL client understands.
-pub(crate) fn client_type(dt: &DataType) -> DataType {
-    match dt {
-        DataType::Utf8View => DataType::Utf8,
-        DataType::BinaryView => DataType::Binary,
-        DataType::List(f) => DataType::List(client_field(f)),
-        DataType::LargeList(f) => DataType::LargeList(client_field(f)),
-        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(client_field(f), *n),
-        other => other.clone(),
-    }
-}
-
-pub(crate) fn client_field(f: &FieldRef) -> FieldRef {
-    Arc::new(
-        f.as_ref()
-            .clone()
-            .with_data_type(client_type(f.data_type())),
-    )
-}
-
-/// Schema as sent to clients.
-pub fn client_schema(schema: &Schema) -> SchemaRef {
-    let fields: Vec<FieldRef> = schema.fields().iter().map(client_field).collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
 /// A started query: its result stream and the physical plan that runs it.
 pub struct RunningQuery {
     pub stream: SendableRecordBatchStream,
     pub plan: Arc<dyn ExecutionPlan>,
-}
-
-/// Converts a stream to the client schema, casting view-typed columns.
-pub fn to_client_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
-    let schema = client_schema(&stream.schema());
-    if schema == stream.schema() {
-        return stream;
-    }
-    let out = schema.clone();
-    let mapped = stream.map(move |batch| {
-        let batch = batch?;
-        let cols: Vec<ArrayRef> = batch
-            .columns()
-            .iter()
-            .zip(out.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    cast(c, f.data_type())
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(RecordBatch::try_new(out.clone(), cols)?)
-    });
-    Box::pin(RecordBatchStreamAdapter::new(schema, mapped))
 }
 
 impl Engine {

@@ -3,7 +3,7 @@
 //! the binding of parameter values.
 
 use crate::error::{Error, Result};
-use crate::query::engine::run::client_schema;
+use crate::query::engine::client::client_schema;
 use crate::query::plan_cache;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};

@@ -4,13 +4,15 @@
 
 use crate::query::collection::MaterializeExec;
 use crate::query::topk::best::Best;
-use crate::query::topk::rule::carried;
-use crate::query::topk::share::{scan_share, split_filters, Scorer, Shared};
+use crate::query::topk::best::{Scorer, Shared};
+use crate::query::topk::share::{scan_share, split_filters};
 use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{
     EquivalenceProperties, LexOrdering, PhysicalExpr, PhysicalSortExpr,
 };
@@ -387,4 +389,42 @@ impl ExecutionPlan for VectorTopKExec {
             .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.num_rows() == 0)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
+}
+
+/// Columns of the keyed schema, and expressions over just those columns.
+pub(crate) type CarriedColumns = (Vec<usize>, Vec<Arc<dyn PhysicalExpr>>);
+
+/// The columns (of the keyed schema) that `outputs` read, and the key
+/// column, in order; and `outputs` over just those columns.
+pub(crate) fn carried(outputs: &[Arc<dyn PhysicalExpr>], key_idx: usize) -> Result<CarriedColumns> {
+    let mut columns = vec![key_idx];
+    for e in outputs {
+        e.apply(|node| {
+            if let Some(c) = node.downcast_ref::<Column>() {
+                columns.push(c.index());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+    }
+    columns.sort_unstable();
+    columns.dedup();
+    let remapped = outputs
+        .iter()
+        .map(|e| {
+            e.clone()
+                .transform(|node| {
+                    Ok(match node.downcast_ref::<Column>() {
+                        Some(c) => {
+                            let at = columns
+                                .binary_search(&c.index())
+                                .expect("a column the outputs read is carried");
+                            Transformed::yes(Arc::new(Column::new(c.name(), at)) as _)
+                        }
+                        None => Transformed::no(node),
+                    })
+                })
+                .map(|t| t.data)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((columns, remapped))
 }
