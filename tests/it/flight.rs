@@ -10,29 +10,31 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, SqlInfo};
 use arrow_flight::FlightInfo;
 use futures::TryStreamExt;
-use prost::Message;
 use quiver::server::{self, ServerOptions};
 use quiver::{Engine, Store, StoreConfig};
 use tonic::transport::Channel;
 
-struct Fixture {
-    client: FlightSqlServiceClient<Channel>,
-    channel: Channel,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<quiver::Result<()>>>,
-    _dir: tempfile::TempDir,
+pub(crate) struct Fixture {
+    pub(crate) client: FlightSqlServiceClient<Channel>,
+    pub(crate) channel: Channel,
+    pub(crate) shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) handle: Option<tokio::task::JoinHandle<quiver::Result<()>>>,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(ServerOptions::default()).await
     }
 
-    async fn start_with(options: ServerOptions) -> Self {
+    pub(crate) async fn start_with(options: ServerOptions) -> Self {
         Self::start_full(options, quiver::EngineOptions::default()).await
     }
 
-    async fn start_full(options: ServerOptions, engine_options: quiver::EngineOptions) -> Self {
+    pub(crate) async fn start_full(
+        options: ServerOptions,
+        engine_options: quiver::EngineOptions,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
             .await
@@ -42,7 +44,11 @@ impl Fixture {
     }
 
     /// Serves `engine`, whose store lies in `dir`.
-    async fn start_engine(engine: Engine, options: ServerOptions, dir: tempfile::TempDir) -> Self {
+    pub(crate) async fn start_engine(
+        engine: Engine,
+        options: ServerOptions,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -63,7 +69,7 @@ impl Fixture {
         }
     }
 
-    async fn fetch(&mut self, info: FlightInfo) -> Vec<RecordBatch> {
+    pub(crate) async fn fetch(&mut self, info: FlightInfo) -> Vec<RecordBatch> {
         let mut out = Vec::new();
         for ep in info.endpoint {
             let stream = self.client.do_get(ep.ticket.unwrap()).await.unwrap();
@@ -72,31 +78,31 @@ impl Fixture {
         out
     }
 
-    async fn update(&mut self, sql: &str) -> i64 {
+    pub(crate) async fn update(&mut self, sql: &str) -> i64 {
         self.client.execute_update(sql.into(), None).await.unwrap()
     }
 
     /// Collection `t`: ids 1..=`rows`, `v` = [id, 1].
-    async fn table_t(&mut self, rows: usize) {
+    pub(crate) async fn table_t(&mut self, rows: usize) {
         self.update("CREATE TABLE t (id BIGINT NOT NULL, v FLOAT[2], PRIMARY KEY (id))")
             .await;
         self.insert_t(1, rows).await;
     }
 
     /// Rows `from..=to` of collection `t`.
-    async fn insert_t(&mut self, from: usize, to: usize) {
+    pub(crate) async fn insert_t(&mut self, from: usize, to: usize) {
         self.update(&format!(
             "INSERT INTO t SELECT value, [value * 1.0, 1.0] FROM generate_series({from}, {to})"
         ))
         .await;
     }
 
-    async fn query(&mut self, sql: &str) -> Vec<RecordBatch> {
+    pub(crate) async fn query(&mut self, sql: &str) -> Vec<RecordBatch> {
         let info = self.client.execute(sql.to_string(), None).await.unwrap();
         self.fetch(info).await
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.shutdown.take().unwrap().send(()).unwrap();
         self.handle.take().unwrap().await.unwrap().unwrap();
     }
@@ -245,124 +251,6 @@ async fn statement_updates_queries_and_catalog() {
     assert!(ids[1] == 6 || ids[1] == 8);
     prepared.close().await.unwrap();
 
-    f.stop().await;
-}
-
-/// Every RPC but the handshake needs credentials; the handshake turns Basic
-/// credentials into a bearer token; wrong credentials get nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rpc_needs_credentials_when_users_are_configured() {
-    use quiver::flight::auth::Auth;
-    let auth = Arc::new(Auth::new(
-        [("ann".to_string(), "s3cret".to_string())],
-        std::time::Duration::from_secs(600),
-    ));
-    let mut f = Fixture::start_with(ServerOptions {
-        auth: Some(auth),
-        ..ServerOptions::default()
-    })
-    .await;
-    let unauthenticated = |e: arrow_flight::error::FlightError| {
-        // tonic's description of the Unauthenticated code.
-        let s = e.to_string();
-        assert!(
-            s.contains("does not have valid authentication credentials"),
-            "{s}"
-        );
-    };
-    // No credentials: queries, metadata and prepared statements are refused.
-    unauthenticated(f.client.execute("SELECT 1".into(), None).await.unwrap_err());
-    unauthenticated(f.client.get_catalogs().await.unwrap_err());
-    unauthenticated(
-        f.client
-            .prepare("SELECT 1".into(), None)
-            .await
-            .err()
-            .unwrap(),
-    );
-    unauthenticated(
-        f.client
-            .execute_update(
-                "CREATE TABLE t (id BIGINT NOT NULL, PRIMARY KEY (id))".into(),
-                None,
-            )
-            .await
-            .unwrap_err(),
-    );
-    // Wrong password, unknown user.
-    unauthenticated(f.client.handshake("ann", "wrong").await.unwrap_err());
-    unauthenticated(f.client.handshake("bob", "s3cret").await.unwrap_err());
-    // A DoGet with a ticket obtained by nobody is refused too.
-    let ticket = arrow_flight::Ticket::new(
-        arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::TicketStatementQuery {
-            statement_handle: "q:anyrun:SELECT 1".into(),
-        })
-        .encode_to_vec(),
-    );
-    unauthenticated(f.client.do_get(ticket.clone()).await.err().unwrap());
-
-    // The handshake returns a bearer token; the client sends it from now on.
-    f.client.handshake("ann", "s3cret").await.unwrap();
-    let token = f.client.token().cloned().unwrap();
-    assert!(token.len() > 64, "{token}");
-    f.client
-        .execute_update(
-            "CREATE TABLE t (id BIGINT NOT NULL, PRIMARY KEY (id))".into(),
-            None,
-        )
-        .await
-        .unwrap();
-    let rows = f.query("SELECT 41 + 1 AS x").await;
-    assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 42);
-    assert_eq!(
-        f.client
-            .do_get(ticket)
-            .await
-            .unwrap()
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-
-    // A forged token is refused.
-    let mut forged = token.clone();
-    let last = forged.pop().unwrap();
-    forged.push(if last == 'a' { 'b' } else { 'a' });
-    f.client.set_token(forged);
-    unauthenticated(f.client.execute("SELECT 1".into(), None).await.unwrap_err());
-    f.client.set_token(token);
-    f.stop().await;
-}
-
-/// Tokens expire after the configured time; logging in again works.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bearer_tokens_expire() {
-    use quiver::flight::auth::Auth;
-    let auth = Arc::new(Auth::new(
-        [("ann".to_string(), "pw".to_string())],
-        std::time::Duration::from_millis(300),
-    ));
-    let mut f = Fixture::start_with(ServerOptions {
-        auth: Some(auth),
-        ..ServerOptions::default()
-    })
-    .await;
-    f.client.handshake("ann", "pw").await.unwrap();
-    f.query("SELECT 1").await;
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    let e = f
-        .client
-        .execute("SELECT 1".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("expired"), "{e}");
-    // (arrow-flight's client would send the stale token instead of Basic.)
-    f.client.clear_token();
-    f.client.handshake("ann", "pw").await.unwrap();
-    f.query("SELECT 1").await;
     f.stop().await;
 }
 
@@ -521,218 +409,6 @@ async fn metadata_commands_answer_in_the_spec_schemas() {
     check(&info, &batches);
     assert_eq!(&info.try_decode_schema().unwrap(), announced.as_ref());
     prepared.close().await.unwrap();
-    f.stop().await;
-}
-
-/// A query that would run for minutes: a count over 10^11 generated rows.
-const ENDLESS: &str = "SELECT count(*) AS n FROM generate_series(1, 100000000000)";
-
-/// Waits (at most 10 s) until the runtime runs no more tasks than
-/// `baseline`, i.e. the query's work has stopped; returns how long it took.
-async fn settle(baseline: usize) -> std::time::Duration {
-    let t = std::time::Instant::now();
-    let metrics = tokio::runtime::Handle::current().metrics();
-    while metrics.num_alive_tasks() > baseline {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(10),
-            "{} tasks still running, {baseline} before the query",
-            metrics.num_alive_tasks()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    t.elapsed()
-}
-
-/// CancelFlightInfo stops a running query (its stream ends with
-/// `Cancelled`, its tasks end) and refuses the ticket afterwards; a client
-/// that drops its stream stops the query too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelled_and_dropped_queries_stop_working() {
-    let mut f = Fixture::start().await;
-    f.query("SELECT 1").await;
-    let baseline = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
-
-    let info = f.client.execute(ENDLESS.into(), None).await.unwrap();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let mut reader = f.client.clone();
-    let running = tokio::spawn(async move {
-        let stream = reader.do_get(ticket).await?;
-        stream.try_collect::<Vec<_>>().await
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!running.is_finished());
-    let mut flight = arrow_flight::FlightClient::new(f.channel.clone());
-    let result = flight
-        .cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(info.clone()))
-        .await
-        .unwrap();
-    assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
-    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), running)
-        .await
-        .expect("the cancelled query kept running")
-        .unwrap();
-    let e = ended.unwrap_err().to_string();
-    assert!(e.contains("cancelled"), "{e}");
-    let took = settle(baseline).await;
-    eprintln!("cancelled query's tasks ended {took:?} after its stream");
-    // The ticket of a cancelled run is refused; an unknown FlightInfo is NOT_FOUND.
-    let e = f
-        .client
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("cancelled"), "{e}");
-    let other = f.client.execute("SELECT 2".into(), None).await.unwrap();
-    let mut forged = other.clone();
-    forged.endpoint[0].ticket = Some(arrow_flight::Ticket::new(
-        arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::TicketStatementQuery {
-            statement_handle: "q:nosuchrun:SELECT 2".into(),
-        })
-        .encode_to_vec(),
-    ));
-    let e = flight
-        .cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(forged))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("no running or pending query"), "{e}");
-    // Other runs of the same SQL are not affected.
-    assert_eq!(f.fetch(other).await[0].num_rows(), 1);
-
-    // A client that drops the stream: the server's work stops as well.
-    let info = f.client.execute(ENDLESS.into(), None).await.unwrap();
-    let stream = f
-        .client
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-            > baseline
-    );
-    drop(stream);
-    let took = settle(baseline).await;
-    eprintln!("dropped query's tasks ended {took:?} after the client dropped its stream");
-    f.query("SELECT 1").await;
-    f.stop().await;
-}
-
-/// The server's query timeout and the client's grpc-timeout both stop a
-/// query with DEADLINE_EXCEEDED and a message saying which; the server
-/// keeps serving.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queries_stop_at_their_deadline() {
-    let mut f = Fixture::start_with(ServerOptions {
-        limits: quiver::flight::FlightLimits {
-            query_timeout: std::time::Duration::from_millis(400),
-            ..Default::default()
-        },
-        ..ServerOptions::default()
-    })
-    .await;
-    let info = f.client.execute(ENDLESS.into(), None).await.unwrap();
-    let stream = f
-        .client
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap();
-    let e = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.try_collect::<Vec<_>>(),
-    )
-    .await
-    .expect("the query ran past its timeout")
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("--query-timeout 400ms"), "{e}");
-    assert!(
-        e.contains("Deadline expired") || e.contains("DeadlineExceeded"),
-        "{e}"
-    );
-    f.query("SELECT 1").await;
-    f.stop().await;
-
-    // No server limit; the client's grpc-timeout.
-    let mut f = Fixture::start_with(ServerOptions {
-        limits: quiver::flight::FlightLimits {
-            query_timeout: std::time::Duration::ZERO,
-            ..Default::default()
-        },
-        ..ServerOptions::default()
-    })
-    .await;
-    let info = f.client.execute(ENDLESS.into(), None).await.unwrap();
-    let mut req = tonic::Request::new(info.endpoint[0].ticket.clone().unwrap());
-    req.set_timeout(std::time::Duration::from_millis(400));
-    let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(f.channel.clone());
-    let result = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        let mut s = raw.do_get(req).await?.into_inner();
-        while s.message().await?.is_some() {}
-        Ok::<_, tonic::Status>(())
-    })
-    .await
-    .expect("the query ran past the client's deadline");
-    let status = result.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status}");
-    assert!(status.message().contains("grpc-timeout"), "{status}");
-    // The grpc-timeout of a GetFlightInfo bounds that call, not the query
-    // it starts: a DoGet without one gets the whole result of a query that
-    // runs past it (a count over 2 x 10^8 rows).
-    let cmd = arrow_flight::sql::CommandStatementQuery {
-        query: "SELECT count(*) AS n FROM generate_series(1, 200000000)".into(),
-        transaction_id: None,
-    };
-    let descriptor = arrow_flight::FlightDescriptor::new_cmd(
-        arrow_flight::sql::ProstMessageExt::as_any(&cmd).encode_to_vec(),
-    );
-    let mut req = tonic::Request::new(descriptor);
-    req.set_timeout(std::time::Duration::from_millis(50));
-    let info = raw.get_flight_info(req).await.unwrap().into_inner();
-    assert_eq!(single_count(&f.fetch(info).await), 200_000_000);
-    f.query("SELECT 1").await;
-    f.stop().await;
-}
-
-/// Queries share a bounded memory pool: a join whose build side does not
-/// fit fails with RESOURCE_EXHAUSTED (not an OOM kill), and the server keeps
-/// answering.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn query_memory_is_bounded() {
-    let mut f = Fixture::start_full(
-        ServerOptions::default(),
-        quiver::EngineOptions {
-            query_memory_bytes: 1 << 20,
-            ..Default::default()
-        },
-    )
-    .await;
-    let sql = "SELECT count(*) FROM generate_series(1, 2000000) a \
-               JOIN generate_series(1, 2000000) b ON a.value = b.value";
-    let e = match f.client.execute(sql.into(), None).await {
-        Ok(info) => {
-            let ticket = info.endpoint[0].ticket.clone().unwrap();
-            let stream = f.client.do_get(ticket).await.unwrap();
-            stream
-                .try_collect::<Vec<_>>()
-                .await
-                .unwrap_err()
-                .to_string()
-        }
-        Err(e) => e.to_string(),
-    };
-    assert!(e.contains("Resources exhausted"), "{e}");
-    assert!(e.contains("resources") || e.contains("Resource"), "{e}");
-    let rows = f
-        .query("SELECT count(*) FROM generate_series(1, 1000)")
-        .await;
-    assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 1000);
     f.stop().await;
 }
 
@@ -991,181 +667,6 @@ async fn statements_that_reach_files_or_settings_are_refused() {
     f.stop().await;
 }
 
-/// Calls every RPC of the Flight service with `authorization` set to
-/// `header` (or none); returns each call's status code, or OK when it
-/// returned data.
-async fn call_every_rpc(
-    channel: Channel,
-    header: Option<&str>,
-) -> Vec<(&'static str, tonic::Code)> {
-    use arrow_flight::flight_service_client::FlightServiceClient;
-    use arrow_flight::{Criteria, FlightData, HandshakeRequest};
-    let mut c = FlightServiceClient::new(channel);
-    fn req<T>(msg: T, header: Option<&str>) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Some(h) = header {
-            r.metadata_mut().insert("authorization", h.parse().unwrap());
-        }
-        r
-    }
-    fn code(r: Result<(), tonic::Status>) -> tonic::Code {
-        r.err().map_or(tonic::Code::Ok, |s| s.code())
-    }
-    /// The status of a streaming call up to its first message.
-    async fn first<T: prost::Message + Default + 'static>(
-        call: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
-    ) -> tonic::Code {
-        match call {
-            Ok(r) => code(r.into_inner().message().await.map(|_| ())),
-            Err(s) => s.code(),
-        }
-    }
-    let cmd =
-        arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::CommandStatementQuery {
-            query: "SELECT * FROM t".into(),
-            transaction_id: None,
-        })
-        .encode_to_vec();
-    let descriptor = arrow_flight::FlightDescriptor::new_cmd(cmd);
-    let ticket = arrow_flight::Ticket::new(
-        arrow_flight::sql::ProstMessageExt::as_any(&arrow_flight::sql::TicketStatementQuery {
-            statement_handle: "q:run:SELECT * FROM t".into(),
-        })
-        .encode_to_vec(),
-    );
-    let put = FlightData {
-        flight_descriptor: Some(descriptor.clone()),
-        ..Default::default()
-    };
-    let hs = HandshakeRequest {
-        protocol_version: 0,
-        payload: Default::default(),
-    };
-    let action = arrow_flight::Action::new("ClosePreparedStatement", Vec::<u8>::new());
-    let puts = || futures::stream::iter(vec![put.clone()]);
-    vec![
-        (
-            "Handshake",
-            first(
-                c.handshake(req(futures::stream::iter(vec![hs]), header))
-                    .await,
-            )
-            .await,
-        ),
-        (
-            "ListFlights",
-            first(c.list_flights(req(Criteria::default(), header)).await).await,
-        ),
-        (
-            "GetFlightInfo",
-            code(
-                c.get_flight_info(req(descriptor.clone(), header))
-                    .await
-                    .map(|_| ()),
-            ),
-        ),
-        (
-            "PollFlightInfo",
-            code(
-                c.poll_flight_info(req(descriptor.clone(), header))
-                    .await
-                    .map(|_| ()),
-            ),
-        ),
-        (
-            "GetSchema",
-            code(
-                c.get_schema(req(descriptor.clone(), header))
-                    .await
-                    .map(|_| ()),
-            ),
-        ),
-        (
-            "DoGet",
-            first(c.do_get(req(ticket.clone(), header)).await).await,
-        ),
-        ("DoPut", first(c.do_put(req(puts(), header)).await).await),
-        (
-            "DoExchange",
-            first(c.do_exchange(req(puts(), header)).await).await,
-        ),
-        (
-            "DoAction",
-            first(c.do_action(req(action, header)).await).await,
-        ),
-        (
-            "ListActions",
-            first(c.list_actions(req(arrow_flight::Empty {}, header)).await).await,
-        ),
-    ]
-}
-
-/// Every RPC without a token, with a made-up token, with a forged secret
-/// and with an expired token answers Unauthenticated and returns no data;
-/// the same calls with a valid token get past authentication.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rpc_refuses_missing_bad_and_expired_tokens() {
-    use quiver::flight::auth::Auth;
-    let auth = Arc::new(Auth::new(
-        [("ann".to_string(), "pw".to_string())],
-        std::time::Duration::from_millis(500),
-    ));
-    let mut f = Fixture::start_with(ServerOptions {
-        auth: Some(auth),
-        ..ServerOptions::default()
-    })
-    .await;
-    f.client.handshake("ann", "pw").await.unwrap();
-    f.client
-        .execute_update(
-            "CREATE TABLE t (id BIGINT NOT NULL, PRIMARY KEY (id))".into(),
-            None,
-        )
-        .await
-        .unwrap();
-    f.client
-        .execute_update("INSERT INTO t VALUES (1)".into(), None)
-        .await
-        .unwrap();
-    let token = f.client.token().cloned().unwrap();
-    let valid = format!("Bearer {token}");
-    let ok = call_every_rpc(f.channel.clone(), Some(&valid)).await;
-    assert_eq!(ok.len(), 10);
-    for (rpc, code) in &ok {
-        assert_ne!(
-            *code,
-            tonic::Code::Unauthenticated,
-            "{rpc} with a valid token"
-        );
-    }
-    // The valid calls did reach the handlers: DoGet returned rows.
-    assert!(ok
-        .iter()
-        .any(|(rpc, code)| *rpc == "DoGet" && *code == tonic::Code::Ok));
-
-    let forged = format!("Bearer {}x", &token[..token.len() - 1]);
-    let bad_states = [
-        None,
-        Some("Bearer nope"),
-        Some(forged.as_str()),
-        Some("Basic YW5uOndyb25n"),
-    ];
-    for header in bad_states {
-        for (rpc, code) in call_every_rpc(f.channel.clone(), header).await {
-            assert_eq!(code, tonic::Code::Unauthenticated, "{rpc} with {header:?}");
-        }
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    for (rpc, code) in call_every_rpc(f.channel.clone(), Some(&valid)).await {
-        assert_eq!(
-            code,
-            tonic::Code::Unauthenticated,
-            "{rpc} with an expired token"
-        );
-    }
-    f.stop().await;
-}
-
 /// The Arrow Flight SQL JDBC driver's call sequence, replayed with
 /// arrow-flight's client (the driver's jar is not in a registry this
 /// machine reaches). Each step names the driver behaviour it reproduces.
@@ -1328,7 +829,7 @@ async fn a_ticket_redeemed_twice_gives_the_same_rows() {
 }
 
 /// The one Int64 value of a query's result.
-fn single_count(batches: &[RecordBatch]) -> i64 {
+pub(crate) fn single_count(batches: &[RecordBatch]) -> i64 {
     let rows: Vec<i64> = batches
         .iter()
         .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
@@ -1430,104 +931,4 @@ async fn prepared_statements_see_the_data_of_each_run() {
     let info = count.execute().await.unwrap();
     assert_eq!(single_count(&f.fetch(info).await), 0);
     f.stop().await;
-}
-
-/// With a query runtime, a query's work (the operators' tasks, the fused
-/// top-k's shares of the scan) runs on that runtime's threads, not on the
-/// threads serving the requests: a marker function in the filter records
-/// the thread that evaluates it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queries_run_on_the_query_runtime() {
-    use arrow::array::{Array, BooleanArray};
-    use arrow::datatypes::DataType;
-    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
-    use std::collections::BTreeSet;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("test-query-runtime")
-        .enable_all()
-        .build()
-        .unwrap();
-    let seen = Arc::new(parking_lot::Mutex::new(BTreeSet::<String>::new()));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().to_str().unwrap(), StoreConfig::default())
-        .await
-        .unwrap();
-    let engine = Engine::new(store.clone())
-        .unwrap()
-        .with_query_runtime(runtime.handle().clone());
-    let marks = seen.clone();
-    engine.context().register_udf(create_udf(
-        "seen_on",
-        vec![DataType::Int64],
-        DataType::Boolean,
-        Volatility::Immutable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let name = std::thread::current()
-                .name()
-                .unwrap_or("unnamed")
-                .to_string();
-            marks.lock().insert(name);
-            let rows = match &args[0] {
-                ColumnarValue::Array(a) => a.len(),
-                ColumnarValue::Scalar(_) => 1,
-            };
-            Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![
-                true;
-                rows
-            ]))))
-        }),
-    ));
-    let mut f = Fixture::start_engine(engine, ServerOptions::default(), dir).await;
-    f.table_t(50_000).await;
-    store.flush_all().await.unwrap();
-    f.insert_t(50_001, 50_010).await;
-    seen.lock().clear();
-
-    let count = f.query("SELECT count(*) FROM t WHERE seen_on(id)").await;
-    assert_eq!(
-        count[0].column(0).as_primitive::<Int64Type>().value(0),
-        50_010
-    );
-    let general = std::mem::take(&mut *seen.lock());
-    assert_eq!(general, BTreeSet::from(["test-query-runtime".to_string()]));
-
-    let sql = "SELECT id FROM t WHERE seen_on(id) ORDER BY l2_distance(v, [3.0, 1.0]) LIMIT 3";
-    let plan = f.query(&format!("EXPLAIN {sql}")).await;
-    let text = arrow::util::pretty::pretty_format_batches(&plan)
-        .unwrap()
-        .to_string();
-    assert!(text.contains("VectorTopKExec"), "{text}");
-    seen.lock().clear();
-    let ids: Vec<i64> = f
-        .query(sql)
-        .await
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-        .collect();
-    assert_eq!(ids, [3, 2, 4]);
-    let topk = std::mem::take(&mut *seen.lock());
-    assert_eq!(topk, BTreeSet::from(["test-query-runtime".to_string()]));
-
-    // Statements that write run there too.
-    assert_eq!(
-        f.update("DELETE FROM t WHERE seen_on(id) AND id > 50005")
-            .await,
-        5
-    );
-    let n = f
-        .update("INSERT INTO t SELECT id + 100000, v FROM t WHERE seen_on(id) AND id <= 10")
-        .await;
-    assert_eq!(n, 10);
-    let dml = std::mem::take(&mut *seen.lock());
-    assert_eq!(dml, BTreeSet::from(["test-query-runtime".to_string()]));
-    let count = f.query("SELECT count(*) FROM t").await;
-    assert_eq!(
-        count[0].column(0).as_primitive::<Int64Type>().value(0),
-        50_015
-    );
-
-    f.stop().await;
-    runtime.shutdown_background();
 }

@@ -8,6 +8,8 @@ mod engine;
 mod failpoints;
 mod faults;
 mod flight;
+mod flight_auth;
+mod flight_limits;
 mod layering;
 mod model;
 mod plan_cache;

@@ -11,6 +11,7 @@ use quiver::storage::{
 use quiver::storage::{WalOptions, DEFAULT_FLUSH_BYTES, DEFAULT_FLUSH_ROWS};
 use quiver::{Engine, EngineOptions, Store};
 
+mod commands;
 mod files;
 mod settings;
 
@@ -673,7 +674,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             }
             Ok(())
         }
-        Command::Ingest(args) => ingest(args).await,
+        Command::Ingest(args) => commands::ingest(args).await,
         Command::Sql(args) => {
             let store = match args.store.open_logged(&args.flush).await {
                 Ok(store) => store,
@@ -689,115 +690,14 @@ async fn run(cli: Cli) -> quiver::Result<()> {
                          (rows still in its growing segment are not included)"
                     );
                     let batches = engine.sql(&args.sql).await?;
-                    return print_result(&engine, &args, &batches).await;
+                    return commands::print_result(&engine, &args, &batches).await;
                 }
                 Err(e) => return Err(e),
             };
             let engine = args.query.engine(store.clone())?;
             let result = engine.sql(&args.sql).await;
             store.flush_all().await?;
-            print_result(&engine, &args, &result?).await
+            commands::print_result(&engine, &args, &result?).await
         }
     }
-}
-
-/// Prints (or writes to `--output`) a result of `quiver sql`.
-async fn print_result(
-    engine: &Engine,
-    args: &SqlArgs,
-    batches: &[arrow::array::RecordBatch],
-) -> quiver::Result<()> {
-    use files::OutputFormat;
-    let schema = match batches.first() {
-        Some(b) => b.schema(),
-        None => engine.plan(&args.sql).await?.result_schema(),
-    };
-    match &args.output {
-        Some(path) => {
-            let file = std::fs::File::create(path).map_err(|e| {
-                quiver::Error::invalid(format!("cannot write '{}': {e}", path.display()))
-            })?;
-            let mut out = std::io::BufWriter::new(file);
-            files::write_result(batches, schema, args.format, &mut out)?;
-            std::io::Write::flush(&mut out)?;
-            Ok(())
-        }
-        None if args.format == OutputFormat::Parquet => Err(quiver::Error::invalid(
-            "--format parquet needs --output FILE",
-        )),
-        None => {
-            let mut out = std::io::BufWriter::new(std::io::stdout());
-            files::write_result(batches, schema, args.format, &mut out)?;
-            std::io::Write::flush(&mut out)?;
-            Ok(())
-        }
-    }
-}
-
-/// `quiver ingest`: every file is checked before anything is written, then
-/// each is committed as one write, with a progress bar on a terminal.
-async fn ingest(args: IngestArgs) -> quiver::Result<()> {
-    use indicatif::{ProgressBar, ProgressStyle};
-    use quiver::IngestMode;
-    let mut inputs = Vec::with_capacity(args.files.len());
-    for path in &args.files {
-        inputs.push(files::open_input(path)?);
-    }
-    let store = match args.store.open_logged(&args.flush).await {
-        Err(quiver::Error::Config(msg)) if msg.contains("in use by another") => {
-            return Err(quiver::Error::Config(format!(
-                "{msg}; a server is running on this store: load the files through it (ADBC adbc_ingest, polars write_database) or stop it first"
-            )))
-        }
-        other => other?,
-    };
-    let total: Option<u64> = inputs.iter().map(|i| i.rows).sum();
-    let bar = match total {
-        Some(n) => ProgressBar::new(n).with_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({per_sec}, ETA {eta})",
-            )
-            .expect("valid template"),
-        ),
-        None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {human_pos} rows ({per_sec})")
-                .expect("valid template"),
-        ),
-    };
-    let mut rows = 0u64;
-    for (i, (path, input)) in args.files.iter().zip(inputs).enumerate() {
-        let mode = match (args.mode, i) {
-            (IngestModeArg::Create, 0) => IngestMode::CREATE,
-            (IngestModeArg::Replace, 0) => IngestMode::REPLACE,
-            (IngestModeArg::Append, 0) => IngestMode::CREATE_APPEND,
-            _ => IngestMode::APPEND,
-        };
-        bar.set_message(path.display().to_string());
-        let progress = bar.clone();
-        let batches = futures::stream::iter(input.batches.inspect(move |b| {
-            if let Ok(b) = b {
-                progress.inc(b.num_rows() as u64);
-            }
-        }));
-        let n = store
-            .ingest(
-                &args.collection,
-                input.schema,
-                batches,
-                mode,
-                args.primary_key.as_deref(),
-            )
-            .await
-            .map_err(|e| quiver::Error::invalid(format!("'{}': {e}", path.display())))?;
-        rows += n;
-    }
-    store.flush_all().await?;
-    bar.finish_and_clear();
-    let version = store.require(&args.collection)?.version;
-    println!(
-        "ingested {rows} rows from {} file(s) into '{}' (version {version})",
-        args.files.len(),
-        args.collection
-    );
-    Ok(())
 }
