@@ -1,5 +1,8 @@
 //! `QuiverFlightSql`: the Arrow Flight SQL service. A thin decoder: every
-//! command is turned into a call on the [`Engine`] or the [`Store`].
+//! command is turned into a call on the `Engine` or the `Store`. It names
+//! `query` and `storage`, never `admin` or `server`. Files: `sql.rs` (the
+//! service's state), `handlers.rs` (the RPCs), `stream.rs` (runs and result
+//! streams), `service.rs`, `session.rs`, `metadata.rs`, `auth.rs`.
 //!
 //! Tickets are self-describing `TicketStatementQuery` handles:
 //! `q:<run>:<sql>` re-plans a query, `p:<run>:<handle>` runs a prepared
@@ -11,8 +14,8 @@
 //! A query starts when its `FlightInfo` is made: it is planned (errors are
 //! the `GetFlightInfo` call's), reads the data as it is then, and runs in
 //! its own task while the client turns round to send `DoGet`, which takes
-//! the running query ([`StartedQuery`]); its first batches wait for it, a
-//! few at a time. A ticket redeemed again, or after [`PLANNED_TTL`], is
+//! the running query (`StartedQuery`); its first batches wait for it, a
+//! few at a time. A ticket redeemed again, or after `PLANNED_TTL`, is
 //! planned and run afresh; an expired ticket's query is dropped.
 //!
 //! A query's stream ends with an error when it runs past the server's query

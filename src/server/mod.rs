@@ -1,4 +1,7 @@
-//! `serve`: runs the Flight SQL service on a TCP listener until shutdown.
+//! `serve`: runs the Flight SQL service on a TCP listener until shutdown,
+//! with the background flush, compaction and GC loops; `exporter.rs`
+//! serves Prometheus metrics. The top of the library: it may name every
+//! layer, and nothing in the library names it.
 
 pub mod exporter;
 

@@ -1,6 +1,10 @@
 //! `Engine`: plans and runs client SQL against a store. Queries go to
 //! DataFusion; DDL and DML are handled by quiver itself; anything that would
-//! touch the server's files is refused.
+//! touch the server's files is refused. Files: `statement.rs` (what a
+//! planned statement is), `session.rs` (`register`), `plan.rs` and
+//! `rewrite.rs` (the gate and planning), `run.rs` (queries and updates),
+//! `client.rs` (the types clients see). Like all of `query`, it never
+//! names `flight`, `admin` or `server`.
 
 mod client;
 mod plan;
