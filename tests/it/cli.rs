@@ -461,6 +461,35 @@ fn config_file_then_environment_then_flags() {
     assert!(store.join("t").exists());
 }
 
+/// A global flag (`--log-format`) may be set in the config file too: it
+/// was refused as an unknown key.
+#[test]
+fn config_file_sets_global_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quiver.toml");
+    let store = dir.path().join("store");
+    std::fs::write(
+        &file,
+        format!(
+            "log-format = \"json\"\ndata-dir = {:?}\n",
+            store.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = quiver_env(
+        &["sql", "--config", file.to_str().unwrap(), "SELECT 1 AS one"],
+        &[("RUST_LOG", "debug")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines at debug level");
+    assert!(
+        lines.iter().all(|l| l.starts_with('{')),
+        "log lines are not JSON:\n{err}"
+    );
+}
+
 #[test]
 fn bad_config_fails_at_start_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,11 +21,13 @@ use clap::parser::ValueSource;
 static FROM_FILE: OnceLock<BTreeSet<String>> = OnceLock::new();
 
 /// Flags that may be set in the file, with their variables: every argument
-/// of every subcommand that has a `QUIVER_*` variable.
+/// of the command (global flags such as `--log-format`) and of every
+/// subcommand that has a `QUIVER_*` variable.
 fn keys(cmd: &clap::Command) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for sub in cmd.get_subcommands() {
-        for arg in sub.get_arguments() {
+    let subcommand_args = cmd.get_subcommands().flat_map(|sub| sub.get_arguments());
+    {
+        for arg in cmd.get_arguments().chain(subcommand_args) {
             if let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) {
                 if long != "config" {
                     out.insert(long.to_string(), env.to_string_lossy().into_owned());
