@@ -32,6 +32,14 @@ pub enum Error {
     #[error("{0}")]
     NotAllowed(String),
 
+    /// No vector index of that name (in the collection, or anywhere).
+    #[error("index '{0}' does not exist")]
+    IndexNotFound(String),
+
+    /// An index of that name exists already.
+    #[error("index '{0}' already exists")]
+    IndexExists(String),
+
     /// Another writer committed first and the change could not be rebased
     /// onto it. Retrying the whole operation may succeed.
     #[error("commit conflict on collection '{collection}': {reason}. Help: retry the operation")]
@@ -114,10 +122,10 @@ impl Error {
         let msg = self.root().to_string();
         match self.root() {
             Error::InvalidInput(_) => Status::invalid_argument(msg),
-            Error::CollectionNotFound(_) => Status::not_found(msg),
-            Error::CollectionExists(_) | Error::ExistsWithOtherColumns { .. } => {
-                Status::already_exists(msg)
-            }
+            Error::CollectionNotFound(_) | Error::IndexNotFound(_) => Status::not_found(msg),
+            Error::CollectionExists(_)
+            | Error::IndexExists(_)
+            | Error::ExistsWithOtherColumns { .. } => Status::already_exists(msg),
             Error::NotAllowed(_) => Status::permission_denied(msg),
             Error::CommitConflict { .. } => Status::aborted(msg),
             Error::CommitUnknown { .. } => Status::unavailable(msg),

@@ -39,3 +39,10 @@ pub fn plan_cache(hit: bool) {
 pub fn compacted() {
     counter!("quiver_compactions_total").increment(1);
 }
+
+/// One segment's index file built (`result` = "ok", "error" or "lost": the
+/// segment was compacted or the index dropped meanwhile).
+pub fn index_segment_built(result: &'static str, seconds: f64) {
+    counter!("quiver_index_segments_built_total", "result" => result).increment(1);
+    counter!("quiver_index_build_milliseconds_total").increment((seconds * 1e3) as u64);
+}

@@ -81,10 +81,11 @@ async fn gc_collection(os: &dyn ObjectStore, name: &str, cutoff_ms: u64) -> Resu
         for s in &m.segments {
             referenced.extend(s.files.iter().map(|f| format!("{name}/{}", f.path)));
             referenced.extend(s.pk_bloom.iter().map(|b| format!("{name}/{}", b.path)));
+            referenced.extend(s.index_files.iter().map(|f| format!("{name}/{}", f.path)));
         }
         referenced.extend(m.delete_logs.iter().map(|d| format!("{name}/{}", d.path)));
     }
-    for dir in ["insert_log", "stats_log", "delta_log"] {
+    for dir in ["insert_log", "stats_log", "delta_log", "index_files"] {
         let objects = os
             .list(Some(&Path::from(format!("{name}/{dir}"))))
             .try_collect::<Vec<_>>()

@@ -298,13 +298,34 @@ impl QuiverFlightSql {
         )
         .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
+        let logged = abbreviate(sql);
         let run = async move {
+            use futures::FutureExt;
             loop {
                 let item = tokio::select! {
                     biased;
                     // Nobody will take the batches: drop the query.
                     _ = tx.closed() => break,
-                    item = batches.next() => item,
+                    item = std::panic::AssertUnwindSafe(batches.next()).catch_unwind() => item,
+                };
+                // A bug that panics inside the query fails the query (the
+                // client must not read the end of the stream as the whole
+                // answer); the server goes on.
+                let item = match item {
+                    Ok(item) => item,
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<String>()
+                            .map(String::as_str)
+                            .or_else(|| panic.downcast_ref::<&str>().copied())
+                            .unwrap_or("a panic");
+                        tracing::error!(sql = %logged, panic = what, "query failed with an internal error");
+                        let status = Status::internal(format!(
+                            "internal error while running the query: {what}"
+                        ));
+                        let _ = tx.send(Err(FlightError::Tonic(Box::new(status)))).await;
+                        break;
+                    }
                 };
                 let Some(item) = item else { break };
                 if tx.send(item).await.is_err() {

@@ -176,6 +176,10 @@ pub async fn serve(
     ]
     .into_iter()
     .flatten()
+    // Index files of new segments and new indexes, built one at a time.
+    .chain(std::iter::once(tokio::spawn(
+        engine.store().clone().run_index_builder(),
+    )))
     .collect();
     let service = FlightServiceServer::new(crate::flight::service::QuiverFlightService::new(
         QuiverFlightSql::with_limits(engine, options.limits.clone()),

@@ -24,6 +24,13 @@ pub const DEFAULT_DECODED_CACHE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Largest vector dimension unless configured otherwise (as Milvus).
 pub const DEFAULT_MAX_DIMENSION: usize = 32_768;
 
+/// Segments with fewer rows are not indexed (searched exactly), as in
+/// Milvus.
+pub const DEFAULT_INDEX_MIN_ROWS: u64 = 1024;
+
+/// Memory for loaded index files (1 GiB).
+pub const DEFAULT_INDEX_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// Name of the WAL directory inside a local data directory (so no
 /// collection may have it).
 pub const WAL_DIR_NAME: &str = "_wal";
@@ -58,6 +65,13 @@ pub struct StoreConfig {
     /// Largest dimension a new vector column may have (a row of a
     /// `FLOAT[d]` column takes 4 d bytes).
     pub max_dimension: usize,
+    /// Segments with fewer rows get no index file.
+    pub index_min_rows: u64,
+    /// Threads one index build uses (k-means and assignment).
+    pub index_build_threads: usize,
+    /// Bytes of loaded index files kept in memory (whole files, evicted
+    /// least recently used).
+    pub index_cache_bytes: u64,
 }
 
 /// Default size from which files are written with a multipart upload
@@ -85,6 +99,9 @@ impl Default for StoreConfig {
             multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
             multipart_part_bytes: DEFAULT_MULTIPART_PART_BYTES,
             max_dimension: DEFAULT_MAX_DIMENSION,
+            index_min_rows: DEFAULT_INDEX_MIN_ROWS,
+            index_build_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            index_cache_bytes: DEFAULT_INDEX_CACHE_BYTES,
         }
     }
 }

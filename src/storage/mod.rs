@@ -10,18 +10,21 @@
 
 pub(crate) mod config;
 pub(crate) mod format;
+pub(crate) mod index;
 pub(crate) mod io;
 pub(crate) mod store;
 pub mod wal;
 
 pub use config::{
-    parse_compression, StoreConfig, DEFAULT_DECODED_CACHE_BYTES, DEFAULT_MAX_DIMENSION,
-    DEFAULT_MULTIPART_PART_BYTES, DEFAULT_MULTIPART_THRESHOLD_BYTES, DEFAULT_ROW_GROUP_ROWS,
-    DEFAULT_SEGMENT_MAX_ROWS, MIN_MULTIPART_PART_BYTES,
+    parse_compression, StoreConfig, DEFAULT_DECODED_CACHE_BYTES, DEFAULT_INDEX_CACHE_BYTES,
+    DEFAULT_INDEX_MIN_ROWS, DEFAULT_MAX_DIMENSION, DEFAULT_MULTIPART_PART_BYTES,
+    DEFAULT_MULTIPART_THRESHOLD_BYTES, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SEGMENT_MAX_ROWS,
+    MIN_MULTIPART_PART_BYTES,
 };
 pub use format::layout::{from_stored, gather, stored_field, to_stored};
 pub use format::manifest::{list_versions, Manifest};
 pub use format::schema::{vector_item_field, vector_type, ID_COLUMN};
+pub use index::{IndexDef, IndexFile, IndexKind, IndexMetric};
 pub use io::cache::{DEFAULT_BLOCK_BYTES, DEFAULT_CACHE_BYTES};
 pub use io::open::open_object_store;
 pub use io::retry::{RetryPolicy, RetryStore};

@@ -3,7 +3,7 @@
 //! bar.
 
 use crate::files;
-use crate::{IngestArgs, IngestModeArg, SqlArgs};
+use crate::{IndexBuildArgs, IngestArgs, IngestModeArg, SqlArgs};
 use quiver::Engine;
 
 /// Prints (or writes to `--output`) a result of `quiver sql`.
@@ -103,6 +103,46 @@ pub async fn ingest(args: IngestArgs) -> quiver::Result<()> {
         "ingested {rows} rows from {} file(s) into '{}' (version {version})",
         args.files.len(),
         args.collection
+    );
+    Ok(())
+}
+
+/// `quiver index build`: builds the missing index files of a collection,
+/// one segment at a time (each committed as it completes), with a
+/// progress bar.
+pub async fn build_index(args: IndexBuildArgs) -> quiver::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let store = args.store.open().await?;
+    let started = std::time::Instant::now();
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} segments (ETA {eta})",
+        )
+        .expect("valid template"),
+    );
+    let progress = bar.clone();
+    let report = store
+        .build_indexes(
+            &args.collection,
+            args.index.as_deref(),
+            &move |done, total| {
+                progress.set_length(total as u64);
+                progress.set_position(done as u64);
+            },
+        )
+        .await?;
+    bar.finish_and_clear();
+    println!(
+        "built {} index file(s) of '{}' ({} bytes) in {:.1}s{}",
+        report.built,
+        args.collection,
+        report.bytes,
+        started.elapsed().as_secs_f64(),
+        if report.lost > 0 {
+            format!("; {} segment(s) were compacted away meanwhile", report.lost)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -58,6 +58,25 @@ enum Command {
     Compact(CompactArgs),
     /// Remove files and manifest versions older than the retention window that no kept version uses.
     Gc(GcArgs),
+    /// Vector indexes: build the missing index files of a collection now.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum IndexCommand {
+    /// Build every missing index file of a collection (of one index if named), with a progress bar; returns when done.
+    Build(IndexBuildArgs),
+}
+
+#[derive(Args)]
+struct IndexBuildArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The collection.
+    collection: String,
+    /// Only this index.
+    index: Option<String>,
 }
 
 #[derive(Args)]
@@ -139,6 +158,15 @@ struct StoreArgs {
     /// Largest dimension of a new vector column (a FLOAT[d] row takes 4 d bytes).
     #[arg(long, env = "QUIVER_MAX_DIMENSION", default_value_t = quiver::storage::DEFAULT_MAX_DIMENSION)]
     max_dimension: usize,
+    /// Segments with fewer rows get no vector-index file (they are searched exactly).
+    #[arg(long, env = "QUIVER_INDEX_MIN_ROWS", default_value_t = quiver::storage::DEFAULT_INDEX_MIN_ROWS)]
+    index_min_rows: u64,
+    /// Threads one index build uses (default: every core).
+    #[arg(long, env = "QUIVER_INDEX_BUILD_THREADS")]
+    index_build_threads: Option<usize>,
+    /// Bytes of loaded vector-index files kept in memory (whole files, least recently used evicted).
+    #[arg(long, env = "QUIVER_INDEX_CACHE_BYTES", default_value_t = quiver::storage::DEFAULT_INDEX_CACHE_BYTES)]
+    index_cache_bytes: u64,
 }
 
 #[derive(Args)]
@@ -222,6 +250,12 @@ impl StoreArgs {
             decoded_cache_bytes: self.vector_cache_bytes,
             huge_pages: self.huge_pages,
             max_dimension: self.max_dimension,
+            index_min_rows: self.index_min_rows,
+            index_build_threads: self
+                .index_build_threads
+                .unwrap_or(StoreConfig::default().index_build_threads)
+                .max(1),
+            index_cache_bytes: self.index_cache_bytes,
             ..StoreConfig::default()
         })
     }
@@ -243,6 +277,16 @@ struct QueryArgs {
     /// Joins and unnests give their thread back every 2 ms, so a cancelled query stops at once and other queries are not held up behind it (false: they run until their next input, for comparison).
     #[arg(long, env = "QUIVER_TIME_SLICES", default_value_t = true, action = clap::ArgAction::Set)]
     time_slices: bool,
+    /// Whether `ORDER BY <distance> LIMIT k` searches through a vector index whose column and metric match: auto (when one does), exact (never), ann (always; an error when none matches).
+    #[arg(long, env = "QUIVER_VECTOR_SEARCH", default_value = "auto", value_parser = parse_vector_search)]
+    vector_search: quiver::query::VectorSearch,
+    /// IVF lists a search probes at least (0: a thirty-second of the lists, at least 8); more lists, higher recall, slower.
+    #[arg(long, env = "QUIVER_IVF_PROBES", default_value_t = 0)]
+    ivf_probes: usize,
+}
+
+fn parse_vector_search(s: &str) -> Result<quiver::query::VectorSearch, String> {
+    quiver::query::VectorSearch::parse(s).ok_or_else(|| format!("'{s}' is not auto, exact or ann"))
 }
 
 impl QueryArgs {
@@ -254,6 +298,10 @@ impl QueryArgs {
                 query_memory_bytes: self.query_memory_bytes,
                 plan_cache_entries: self.plan_cache_entries,
                 time_slices: self.time_slices,
+                vector_search: quiver::query::SearchSettings {
+                    mode: self.vector_search,
+                    ivf_probes: self.ivf_probes,
+                },
                 ..Default::default()
             },
         )
@@ -660,6 +708,7 @@ async fn run(cli: Cli) -> quiver::Result<()> {
             }
             Ok(())
         }
+        Command::Index(IndexCommand::Build(args)) => commands::build_index(args).await,
         Command::Gc(args) => {
             let store = args.store.open().await?;
             for r in quiver::admin::gc::gc(&store, args.retention).await? {

@@ -8,6 +8,7 @@ use crate::query::collection::materialize::{
     coalesce, slice_bytes, true_positions, ColumnSource, FetchCounters, Materialize, ScanLog,
 };
 use crate::storage::format::keys::key_at;
+use crate::storage::index::{IndexDef, IndexFile};
 use crate::storage::Store;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{SchemaRef, UInt64Type};
@@ -43,6 +44,21 @@ pub enum ScanUnit {
     },
     /// The rows of the growing segments.
     Growing,
+}
+
+/// The scalar side of one row-group unit ([`MaterializeExec::unit_scalars`]).
+pub(crate) struct UnitScalars {
+    pub(crate) seg_id: u64,
+    /// First row (in the segment) and rows of the whole row group.
+    pub(crate) group_start: u64,
+    pub(crate) group_rows: usize,
+    /// The unit's rows: `rows` rows from `from` in the row group, which is
+    /// row `start` of the segment.
+    pub(crate) from: usize,
+    pub(crate) rows: usize,
+    pub(crate) start: u64,
+    pub(crate) columns: Vec<Option<ArrayRef>>,
+    pub(crate) mask: Option<BooleanArray>,
 }
 
 /// Fewest rows of a part of a row group a resident scan deals out
@@ -272,6 +288,100 @@ impl MaterializeExec {
                 part,
             } => (segment, rg, start, part),
         };
+        let UnitScalars {
+            seg_id,
+            group_start,
+            group_rows,
+            from,
+            rows,
+            start,
+            mut columns,
+            mask,
+        } = self
+            .unit_scalars(segment, rg, group_start, part, prefilter)
+            .await?;
+        let seg_id = &seg_id;
+        let work = &self.work;
+        let selected = mask.as_ref().map_or(rows, |m| m.true_count());
+        if selected == 0 {
+            return Ok(Vec::new());
+        }
+        // Few rows pass: keep just those, and read just their vectors.
+        let sparse = selected * 8 < rows;
+        let counters = &self.resident_counters;
+        if sparse && in_place {
+            if let Some(chunks) = self
+                .cached_vectors(*seg_id, group_start, group_rows)
+                .await?
+            {
+                let chunks: Vec<(usize, ArrayRef)> = chunks
+                    .into_iter()
+                    .map(|(i, c)| (i, c.slice(from, rows)))
+                    .collect();
+                let row_bytes: usize = chunks
+                    .iter()
+                    .map(|(_, c)| slice_bytes(c.as_ref()) / rows)
+                    .sum();
+                counters.fetches.add(chunks.len());
+                counters.chunk_hits.add(chunks.len());
+                counters.rows.add(selected * chunks.len());
+                counters.rows_in_place.add(selected);
+                counters.bytes_scanned.add(selected * row_bytes);
+                for (out_idx, chunk) in chunks {
+                    columns[out_idx] = Some(chunk);
+                }
+                return Ok(vec![(self.keyed_batch(columns, rows)?, mask)]);
+            }
+        }
+        let (positions, n) = match (&mask, sparse) {
+            (Some(m), true) => {
+                let idx = true_positions(m);
+                for c in columns.iter_mut().flatten() {
+                    *c = arrow::compute::take(c.as_ref(), &idx, None)?;
+                }
+                let positions: Vec<u32> = idx.values().iter().map(|&i| start as u32 + i).collect();
+                (positions, idx.len())
+            }
+            _ => (
+                (start as u32..(start as usize + rows) as u32).collect(),
+                rows,
+            ),
+        };
+        for (out_idx, src) in work.sources.iter().enumerate() {
+            if let ColumnSource::Vector(name) = src {
+                let file = work
+                    .files
+                    .get(seg_id)
+                    .and_then(|m| m.get(name))
+                    .ok_or_else(|| {
+                        DataFusionError::External(Box::new(Error::Corrupt {
+                            path: format!("{}/insert_log/{seg_id}", work.collection),
+                            reason: format!("segment has no file for vector column '{name}'"),
+                        }))
+                    })?;
+                counters.fetches.add(1);
+                counters.rows.add(positions.len());
+                let vectors = work.read_rows(file, out_idx, &positions, counters).await?;
+                counters.scanned(0, [&vectors]);
+                columns[out_idx] = Some(vectors);
+            }
+        }
+        let batch = self.keyed_batch(columns, n)?;
+        Ok(vec![(batch, if sparse { None } else { mask })])
+    }
+
+    /// The scalar columns and the key of one row-group unit (in the keyed
+    /// schema's places; the vector columns unset) and the mask of its rows
+    /// that no delete hides and `prefilter` accepts (`None`: all).
+    pub(crate) async fn unit_scalars(
+        &self,
+        segment: usize,
+        rg: usize,
+        group_start: u64,
+        part: Option<(usize, usize)>,
+        prefilter: &(dyn Fn(&RecordBatch) -> DFResult<Option<BooleanArray>> + Send + Sync),
+    ) -> DFResult<UnitScalars> {
+        let scalar_cols = self.scalar_columns();
         let work = &self.work;
         let (seg_id, file) = &work.group0[segment];
         let path = Store::file_path(&work.collection, &file.path);
@@ -355,72 +465,103 @@ impl MaterializeExec {
             (None, m) | (m, None) => m,
             (Some(a), Some(b)) => Some(arrow::compute::and(&a, &b)?),
         };
-        let selected = mask.as_ref().map_or(rows, |m| m.true_count());
-        if selected == 0 {
-            return Ok(Vec::new());
+        Ok(UnitScalars {
+            seg_id: *seg_id,
+            group_start,
+            group_rows,
+            from,
+            rows,
+            start,
+            columns,
+            mask,
+        })
+    }
+
+    /// The rows of the `segment`-th scanned segment as units, one per row
+    /// group, with the segment's rows.
+    pub(crate) async fn segment_units(&self, segment: usize) -> DFResult<(Vec<ScanUnit>, u64)> {
+        let (_, f) = &self.work.group0[segment];
+        let path = Store::file_path(&self.work.collection, &f.path);
+        let meta = self.work.store.reader_metadata(&path, f.size).await?;
+        let mut start = 0u64;
+        let mut units = Vec::new();
+        for rg in 0..meta.metadata().num_row_groups() {
+            units.push(ScanUnit::RowGroup {
+                segment,
+                rg,
+                start,
+                part: None,
+            });
+            start += meta.metadata().row_group(rg).num_rows() as u64;
         }
-        // Few rows pass: keep just those, and read just their vectors.
-        let sparse = selected * 8 < rows;
-        let counters = &self.resident_counters;
-        if sparse && in_place {
-            if let Some(chunks) = self
-                .cached_vectors(*seg_id, group_start, group_rows)
-                .await?
-            {
-                let chunks: Vec<(usize, ArrayRef)> = chunks
-                    .into_iter()
-                    .map(|(i, c)| (i, c.slice(from, rows)))
-                    .collect();
-                let row_bytes: usize = chunks
-                    .iter()
-                    .map(|(_, c)| slice_bytes(c.as_ref()) / rows)
-                    .sum();
-                counters.fetches.add(chunks.len());
-                counters.chunk_hits.add(chunks.len());
-                counters.rows.add(selected * chunks.len());
-                counters.rows_in_place.add(selected);
-                counters.bytes_scanned.add(selected * row_bytes);
-                for (out_idx, chunk) in chunks {
-                    columns[out_idx] = Some(chunk);
-                }
-                return Ok(vec![(self.keyed_batch(columns, rows)?, mask)]);
-            }
-        }
-        let (positions, n) = match (&mask, sparse) {
-            (Some(m), true) => {
-                let idx = true_positions(m);
-                for c in columns.iter_mut().flatten() {
-                    *c = arrow::compute::take(c.as_ref(), &idx, None)?;
-                }
-                let positions: Vec<u32> = idx.values().iter().map(|&i| start as u32 + i).collect();
-                (positions, idx.len())
-            }
-            _ => (
-                (start as u32..(start as usize + rows) as u32).collect(),
-                rows,
-            ),
+        Ok((units, start))
+    }
+
+    /// The rows of a row-group unit that no delete hides and `prefilter`
+    /// accepts, without reading any vector: (rows, mask; `None`: all).
+    pub(crate) async fn unit_mask(
+        &self,
+        unit: ScanUnit,
+        prefilter: &(dyn Fn(&RecordBatch) -> DFResult<Option<BooleanArray>> + Send + Sync),
+    ) -> DFResult<(usize, Option<BooleanArray>)> {
+        let ScanUnit::RowGroup {
+            segment,
+            rg,
+            start,
+            part,
+        } = unit
+        else {
+            return Err(DataFusionError::Internal(
+                "unit_mask takes a row group".into(),
+            ));
         };
-        for (out_idx, src) in work.sources.iter().enumerate() {
-            if let ColumnSource::Vector(name) = src {
-                let file = work
-                    .files
-                    .get(seg_id)
-                    .and_then(|m| m.get(name))
-                    .ok_or_else(|| {
-                        DataFusionError::External(Box::new(Error::Corrupt {
-                            path: format!("{}/insert_log/{seg_id}", work.collection),
-                            reason: format!("segment has no file for vector column '{name}'"),
-                        }))
-                    })?;
-                counters.fetches.add(1);
-                counters.rows.add(positions.len());
-                let vectors = work.read_rows(file, out_idx, &positions, counters).await?;
-                counters.scanned(0, [&vectors]);
-                columns[out_idx] = Some(vectors);
-            }
-        }
-        let batch = self.keyed_batch(columns, n)?;
-        Ok(vec![(batch, if sparse { None } else { mask })])
+        let u = self
+            .unit_scalars(segment, rg, start, part, prefilter)
+            .await?;
+        Ok((u.rows, u.mask))
+    }
+
+    /// Whether any delete hides rows of the scanned version.
+    pub(crate) fn has_deletes(&self) -> bool {
+        self.work.deletes.is_some()
+    }
+
+    /// The store and collection the scan reads.
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.work.store
+    }
+
+    pub(crate) fn collection(&self) -> &str {
+        &self.work.collection
+    }
+
+    /// The index files of the scanned segments, by position in the scan,
+    /// for the index `id`.
+    pub(crate) fn index_files(&self, id: &str) -> Vec<(usize, IndexFile)> {
+        self.work
+            .group0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (seg, _))| {
+                let f = self
+                    .work
+                    .index_files
+                    .get(seg)?
+                    .iter()
+                    .find(|f| f.index_id == id)?;
+                Some((i, f.clone()))
+            })
+            .collect()
+    }
+
+    /// Indexes of the scanned version.
+    pub(crate) fn indexes(&self) -> &[IndexDef] {
+        &self.work.indexes
+    }
+
+    /// Number of sealed segments scanned.
+    pub(crate) fn segments_scanned(&self) -> usize {
+        self.work.group0.len()
     }
 
     /// A batch of the keyed schema with `rows` rows from `columns`, every

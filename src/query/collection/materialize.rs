@@ -61,6 +61,10 @@ pub(crate) struct Materialize {
     /// min/max statistics (EXPLAIN ANALYZE: `segments_total`, `segments_pruned`).
     pub(crate) segments_total: usize,
     pub(crate) segments_pruned: usize,
+    /// Vector indexes of the pinned version, and the index files of the
+    /// scanned segments (by segment id).
+    pub(crate) indexes: Vec<crate::storage::index::IndexDef>,
+    pub(crate) index_files: HashMap<u64, Vec<crate::storage::index::IndexFile>>,
 }
 
 impl Materialize {

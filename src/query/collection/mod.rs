@@ -3,7 +3,8 @@
 //! plans the scan (`provider.rs`), segment pruning (`prune.rs`), the scan
 //! operator `MaterializeExec` (`exec.rs`) and the materialization of vector
 //! columns it runs (`materialize.rs`), `INSERT INTO` (`sink.rs`) and the
-//! `quiver_snapshot` time-travel table function (`snapshot.rs`).
+//! `quiver_snapshot` time-travel table function (`snapshot.rs`), and
+//! `quiver_indexes`, the vector indexes and their build state (`indexes.rs`).
 //!
 //! Guarantee: a scan reads the manifest version it pinned when it was
 //! planned, whatever commits meanwhile; rows hidden by deletes at that
@@ -11,6 +12,7 @@
 
 mod catalog;
 mod exec;
+pub(crate) mod indexes;
 mod materialize;
 mod provider;
 mod prune;

@@ -446,6 +446,12 @@ impl CollectionTable {
             files,
             segments_total: self.manifest.segments.len(),
             segments_pruned: self.manifest.segments.len() - segments_len,
+            indexes: self.manifest.indexes.clone(),
+            index_files: segments
+                .iter()
+                .filter(|s| !s.index_files.is_empty())
+                .map(|s| (s.id, s.index_files.clone()))
+                .collect(),
         };
         Ok(Arc::new(MaterializeExec::new(
             scan,

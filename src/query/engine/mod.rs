@@ -3,10 +3,12 @@
 //! touch the server's files is refused. Files: `statement.rs` (what a
 //! planned statement is), `session.rs` (`register`), `plan.rs` and
 //! `rewrite.rs` (the gate and planning), `run.rs` (queries and updates),
+//! `index_ddl.rs` (`CREATE INDEX`, `DROP INDEX`),
 //! `client.rs` (the types clients see). Like all of `query`, it never
 //! names `flight`, `admin` or `server`.
 
 mod client;
+mod index_ddl;
 mod plan;
 mod rewrite;
 mod run;
@@ -53,6 +55,9 @@ pub struct EngineOptions {
     /// comparison), so a cancelled query stops at once and other queries
     /// are not held up behind it.
     pub time_slices: bool,
+    /// Whether fused top-k queries search through vector indexes, and
+    /// with how many IVF lists (`--vector-search`, `--ivf-probes`).
+    pub vector_search: crate::query::topk::SearchSettings,
 }
 
 /// Default number of cached query plans.
@@ -69,6 +74,7 @@ impl Default for EngineOptions {
             plan_cache_entries: DEFAULT_PLAN_CACHE_ENTRIES,
             physical_templates: true,
             time_slices: true,
+            vector_search: Default::default(),
         }
     }
 }
@@ -142,7 +148,9 @@ impl Engine {
             type Rule =
                 Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>;
             let mut rules: Vec<Rule> = Vec::new();
-            let fuse: Rule = Arc::new(crate::query::topk::FuseVectorTopK);
+            let fuse: Rule = Arc::new(crate::query::topk::FuseVectorTopK {
+                settings: options.vector_search,
+            });
             if options.fused_topk {
                 // First, so DataFusion's own rules then work on the small
                 // fused plan (they cost more than the top-k at 0.1%

@@ -135,6 +135,9 @@ impl Engine {
             }
             _ => {}
         }
+        if let Some(s) = crate::query::engine::index_ddl::index_statement(&stmt)? {
+            return Ok(s);
+        }
         let key = match &self.plans {
             Some(_) if hoisted.is_some() || own_parameters => Some((stmt.to_string(), system)),
             _ => None,

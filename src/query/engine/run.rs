@@ -197,6 +197,18 @@ impl Engine {
                 self.store.drop_collection(&name, if_exists).await?;
                 Ok(0)
             }
+            Statement::CreateIndex {
+                collection,
+                request,
+            } => self.create_index(&collection, request).await,
+            Statement::DropIndex {
+                collection,
+                name,
+                if_exists,
+            } => {
+                self.drop_index(collection.as_deref(), &name, if_exists)
+                    .await
+            }
             Statement::Truncate { name } => {
                 let _dml = self.store.dml_lock(&name).await;
                 self.store.truncate(&name).await?;

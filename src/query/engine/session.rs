@@ -29,8 +29,14 @@ pub(crate) fn register_with(ctx: &SessionContext, store: Arc<Store>, system_colu
     ctx.register_udtf(
         crate::query::collection::snapshot::FUNCTION,
         Arc::new(crate::query::collection::snapshot::SnapshotFunction::new(
-            store,
+            store.clone(),
             system_columns,
+        )),
+    );
+    ctx.register_udtf(
+        crate::query::collection::indexes::FUNCTION,
+        Arc::new(crate::query::collection::indexes::IndexesFunction::new(
+            store.clone(),
         )),
     );
     register_distance_functions(ctx);

@@ -59,6 +59,17 @@ pub enum Statement {
     Update { name: String, input: LogicalPlan },
     /// `TRUNCATE [TABLE] <collection>`.
     Truncate { name: String },
+    /// `CREATE INDEX <name> ON <collection> USING ivf (<column>) WITH (...)`.
+    CreateIndex {
+        collection: String,
+        request: crate::storage::index::def::IndexRequest,
+    },
+    /// `DROP INDEX [IF EXISTS] [<collection>.]<name>`.
+    DropIndex {
+        collection: Option<String>,
+        name: String,
+        if_exists: bool,
+    },
 }
 
 impl Statement {
@@ -80,7 +91,10 @@ impl Statement {
             Statement::CreateTable { input, .. }
             | Statement::Delete { input, .. }
             | Statement::Update { input, .. } => Some(input),
-            Statement::DropTable { .. } | Statement::Truncate { .. } => None,
+            Statement::DropTable { .. }
+            | Statement::Truncate { .. }
+            | Statement::CreateIndex { .. }
+            | Statement::DropIndex { .. } => None,
         }
     }
 
@@ -161,7 +175,10 @@ impl Statement {
                 name,
                 input: bind(input)?,
             },
-            s @ (Statement::DropTable { .. } | Statement::Truncate { .. }) => s,
+            s @ (Statement::DropTable { .. }
+            | Statement::Truncate { .. }
+            | Statement::CreateIndex { .. }
+            | Statement::DropIndex { .. }) => s,
         })
     }
 }

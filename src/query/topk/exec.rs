@@ -2,7 +2,8 @@
 //! units from a shared queue, scores their rows and keeps its k best; the
 //! workers' bests are merged into the k best of the query.
 
-use crate::query::collection::MaterializeExec;
+use crate::query::collection::{MaterializeExec, ScanUnit};
+use crate::query::topk::ann::{ann_share, AnnCounters, AnnPlan, SearchSettings};
 use crate::query::topk::best::Best;
 use crate::query::topk::best::{Scorer, Shared};
 use crate::query::topk::share::{scan_share, split_filters};
@@ -49,6 +50,9 @@ pub struct VectorTopKExec {
     pub(crate) key_name: String,
     /// Direct scoring of the first sort key, when it is a plain distance.
     pub(crate) scorer: Option<Scorer>,
+    /// How approximate search may run, and the index it runs through.
+    pub(crate) settings: SearchSettings,
+    pub(crate) ann: Option<Arc<AnnPlan>>,
     pub(crate) properties: Arc<PlanProperties>,
     pub(crate) metrics: ExecutionPlanMetricsSet,
 }
@@ -62,6 +66,7 @@ impl VectorTopKExec {
         ordering: LexOrdering,
         schema: arrow::datatypes::SchemaRef,
         fetch: usize,
+        settings: SearchSettings,
     ) -> Result<Self> {
         let scan = input.downcast_ref::<MaterializeExec>().ok_or_else(|| {
             DataFusionError::Internal("VectorTopKExec runs over a collection scan".into())
@@ -69,6 +74,16 @@ impl VectorTopKExec {
         let key_idx = scan.keyed_schema().fields().len() - 1;
         let key_name = scan.primary_key().to_string();
         let scorer = Scorer::new(&sort[0].expr, &scan.keyed_schema().clone());
+        let (_, post) = split_filters(&filters, &scan.scalar_columns())?;
+        let ann = crate::query::topk::ann::choose(
+            scan,
+            scorer.as_ref(),
+            sort[0].options,
+            sort.len(),
+            !post.is_empty(),
+            settings,
+        )?
+        .map(Arc::new);
         let eq = EquivalenceProperties::new_with_orderings(
             schema.clone(),
             [ordering.iter().cloned().collect::<Vec<_>>()],
@@ -95,6 +110,8 @@ impl VectorTopKExec {
             key_idx,
             key_name,
             scorer,
+            settings,
+            ann,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         })
@@ -114,6 +131,7 @@ impl VectorTopKExec {
             schema: self.schema(),
             fetch: self.fetch,
             keyed_schema: scan.keyed_schema().clone(),
+            settings: self.settings,
         })
     }
 }
@@ -132,6 +150,7 @@ pub(crate) struct TopKTemplate {
     pub(crate) fetch: usize,
     /// The schema of the scan it was over.
     pub(crate) keyed_schema: arrow::datatypes::SchemaRef,
+    pub(crate) settings: SearchSettings,
 }
 
 impl TopKTemplate {
@@ -173,6 +192,7 @@ impl TopKTemplate {
             ordering,
             self.schema.clone(),
             self.fetch,
+            self.settings,
         )?)))
     }
 }
@@ -180,12 +200,24 @@ impl TopKTemplate {
 impl DisplayAs for VectorTopKExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let sort: Vec<String> = self.sort.iter().map(|s| s.to_string()).collect();
-        write!(
-            f,
-            "VectorTopKExec: fetch={}, expr=[{}]",
-            self.fetch,
-            sort.join(", ")
-        )?;
+        if let Some(ann) = &self.ann {
+            let probes = match ann.settings.ivf_probes {
+                0 => "auto".to_string(),
+                p => p.to_string(),
+            };
+            write!(
+                f,
+                "VectorAnnExec: index={} type={} metric={} probes={probes} segments: ann={} exact={}, ",
+                ann.index.name,
+                ann.index.kind.name(),
+                ann.index.metric.name(),
+                ann.segments.len(),
+                ann.exact_segments,
+            )?;
+        } else {
+            write!(f, "VectorTopKExec: ")?;
+        }
+        write!(f, "fetch={}, expr=[{}]", self.fetch, sort.join(", "))?;
         write!(f, ", tie_break={} ASC", self.key_name)?;
         if !self.filters.is_empty() {
             let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
@@ -197,7 +229,11 @@ impl DisplayAs for VectorTopKExec {
 
 impl ExecutionPlan for VectorTopKExec {
     fn name(&self) -> &str {
-        "VectorTopKExec"
+        if self.ann.is_some() {
+            "VectorAnnExec"
+        } else {
+            "VectorTopKExec"
+        }
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -247,6 +283,7 @@ impl ExecutionPlan for VectorTopKExec {
             self.ordering.clone(),
             self.schema(),
             self.fetch,
+            self.settings,
         )?))
     }
 
@@ -316,6 +353,15 @@ impl ExecutionPlan for VectorTopKExec {
         let topk_span = span.clone();
         let scored = shared.scored.clone();
         let scan_units = MetricBuilder::new(&self.metrics).counter("scan_units", 0);
+        let ann = self.ann.clone().filter(|_| scan.resident());
+        // Counters of the index search (EXPLAIN ANALYZE), when there is one.
+        let ann_counters = ann.as_ref().map(|_| AnnCounters {
+            lists_probed: MetricBuilder::new(&self.metrics).counter("lists_probed", 0),
+            lists_widened: MetricBuilder::new(&self.metrics).counter("lists_widened", 0),
+            index_rows_scored: MetricBuilder::new(&self.metrics).counter("index_rows_scored", 0),
+            candidates: MetricBuilder::new(&self.metrics).counter("candidates_reranked", 0),
+            filtered_exact: MetricBuilder::new(&self.metrics).counter("segments_filtered_exact", 0),
+        });
         let fut = async move {
             let started = std::time::Instant::now();
             let scan = input
@@ -325,7 +371,28 @@ impl ExecutionPlan for VectorTopKExec {
             if scan.resident() {
                 // Row groups (and the growing rows) dealt out to workers;
                 // columns come from the decoded-column cache.
-                let units = Arc::new(scan.units(workers).await?);
+                let mut units = scan.units(workers).await?;
+                if let (Some(ann), Some(ann_counters)) = (&ann, &ann_counters) {
+                    // Indexed segments go through their index instead.
+                    let indexed: std::collections::HashSet<usize> =
+                        ann.segments.iter().map(|(s, _)| *s).collect();
+                    units.retain(|u| {
+                        !matches!(u, ScanUnit::RowGroup { segment, .. } if indexed.contains(segment))
+                    });
+                    for w in 0..workers.min(ann.segments.len()) {
+                        let span = tracing::debug_span!(parent: &topk_span, "ann", worker = w);
+                        let share = ann_share(
+                            input.clone(),
+                            ann.clone(),
+                            shared.clone(),
+                            ann_counters.clone(),
+                            w,
+                            workers,
+                        );
+                        tasks.push(SpawnedTask::spawn(share.instrument(span)));
+                    }
+                }
+                let units = Arc::new(units);
                 scan_units.add(units.len());
                 // Spawned, every share: one run here, on the query's task,
                 // would hold back the last share spawned (tokio keeps it in

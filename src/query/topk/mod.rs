@@ -18,12 +18,15 @@
 //! plan is left as DataFusion built it.
 //!
 //! Files: `rule.rs` (the rule), `exec.rs` (the operator), `share.rs` (one
-//! worker's scan and scoring), `best.rs` (its k best).
+//! worker's scan and scoring), `best.rs` (its k best), `ann.rs` (segments
+//! searched through a vector index: then EXPLAIN says `VectorAnnExec`).
 
+pub(crate) mod ann;
 mod best;
 mod exec;
 mod rule;
 mod share;
 
+pub use ann::{SearchSettings, VectorSearch};
 pub(crate) use exec::{TopKTemplate, VectorTopKExec};
 pub(crate) use rule::FuseVectorTopK;

@@ -25,7 +25,10 @@ use std::sync::Arc;
 
 /// The physical optimizer rule that plans [`VectorTopKExec`].
 #[derive(Debug, Default)]
-pub struct FuseVectorTopK;
+pub struct FuseVectorTopK {
+    /// How the fused operators may search through vector indexes.
+    pub settings: crate::query::topk::ann::SearchSettings,
+}
 
 impl PhysicalOptimizerRule for FuseVectorTopK {
     fn optimize(
@@ -42,7 +45,7 @@ impl PhysicalOptimizerRule for FuseVectorTopK {
                         && merge.fetch() == sort.fetch()
                         && merge.expr() == sort.expr()
                     {
-                        if let Some(fused) = fuse(sort)? {
+                        if let Some(fused) = fuse(sort, self.settings)? {
                             return Ok(Transformed::new(fused, true, TreeNodeRecursion::Jump));
                         }
                     }
@@ -57,7 +60,7 @@ impl PhysicalOptimizerRule for FuseVectorTopK {
                 if sort.preserve_partitioning() && partitions > 1 {
                     return Ok(Transformed::no(node));
                 }
-                if let Some(fused) = fuse(sort)? {
+                if let Some(fused) = fuse(sort, self.settings)? {
                     return Ok(Transformed::new(fused, true, TreeNodeRecursion::Jump));
                 }
             }
@@ -136,7 +139,10 @@ pub(crate) fn is_vector_distance(expr: &Arc<dyn PhysicalExpr>) -> bool {
 }
 
 /// The fused operator for `sort`, if its plan has a shape the rule knows.
-pub(crate) fn fuse(sort: &SortExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+pub(crate) fn fuse(
+    sort: &SortExec,
+    settings: crate::query::topk::ann::SearchSettings,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let Some(fetch) = sort.fetch() else {
         return Ok(None);
     };
@@ -199,5 +205,6 @@ pub(crate) fn fuse(sort: &SortExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         sort.expr().clone(),
         sort.schema(),
         fetch,
+        settings,
     )?)))
 }

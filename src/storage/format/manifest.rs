@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::storage::format::schema::CollectionSchema;
+use crate::storage::index::{IndexDef, IndexFile};
 
 /// Version of the manifest JSON layout written by this build (2: with a
 /// checksum and a commit id).
@@ -73,6 +74,10 @@ pub struct Manifest {
     /// but whose answer was lost finds its own commit by this id.
     #[serde(default)]
     pub commit_id: String,
+    /// Vector indexes declared on the collection (`CREATE INDEX`); each
+    /// segment lists the files built for them so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexDef>,
 }
 
 /// A sealed segment: column-group files that zip by row position.
@@ -93,6 +98,9 @@ pub struct SegmentMeta {
     /// For a segment written by compaction: the segments it replaced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compacted_from: Vec<u64>,
+    /// Index files built for this segment (one per index at most).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index_files: Vec<IndexFile>,
 }
 
 /// A small side file of a segment (the key Bloom filter).
@@ -208,6 +216,17 @@ pub enum Change {
         added: Vec<SegmentMeta>,
         removed_deletes: Vec<String>,
     },
+    /// Declare an index (its files are added segment by segment).
+    CreateIndex(IndexDef),
+    /// Forget an index and every file built for it.
+    DropIndex(String),
+    /// Record the index file built for one segment: refused (a conflict)
+    /// when the segment was compacted away or the index dropped meanwhile,
+    /// so a build that races them leaves nothing referenced.
+    AddIndexFile {
+        segment: u64,
+        file: IndexFile,
+    },
 }
 
 impl Manifest {
@@ -245,8 +264,13 @@ impl Manifest {
             } if live.is_some() => base_wal,
             Change::Create { .. } | Change::Drop => ts,
             Change::Append { flushed_ts, .. } => base_wal.max(*flushed_ts),
-            Change::Compact { .. } => base_wal,
+            Change::Compact { .. }
+            | Change::CreateIndex(_)
+            | Change::DropIndex(_)
+            | Change::AddIndexFile { .. } => base_wal,
         };
+        // Indexes stay with the collection unless it is created afresh.
+        let mut indexes = live.map(|m| m.indexes.clone()).unwrap_or_default();
         let (schema, segments, delete_logs) = match change {
             Change::Create {
                 schema,
@@ -255,6 +279,7 @@ impl Manifest {
                 on_exists,
             } => match (live, on_exists) {
                 (None, _) | (Some(_), OnExists::Replace) => {
+                    indexes.clear();
                     (schema.clone(), segments.clone(), deletes.clone())
                 }
                 (Some(_), OnExists::Fail) => {
@@ -324,6 +349,47 @@ impl Manifest {
                     logs,
                 )
             }
+            Change::CreateIndex(def) => {
+                let m = live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
+                if indexes.iter().any(|i| i.name == def.name) {
+                    return Err(Error::IndexExists(def.name.clone()));
+                }
+                indexes.push(def.clone());
+                unchanged(m)
+            }
+            Change::DropIndex(name) => {
+                let m = live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
+                if !indexes.iter().any(|i| &i.name == name) {
+                    return Err(Error::IndexNotFound(name.clone()));
+                }
+                indexes.retain(|i| &i.name != name);
+                let (schema, mut segments, logs) = unchanged(m);
+                for s in &mut segments {
+                    s.index_files.retain(|f| &f.index != name);
+                }
+                (schema, segments, logs)
+            }
+            Change::AddIndexFile { segment, file } => {
+                let m = live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
+                if !indexes
+                    .iter()
+                    .any(|i| i.name == file.index && i.id == file.index_id)
+                {
+                    return Err(conflict(&format!(
+                        "index '{}' was dropped or replaced meanwhile",
+                        file.index
+                    )));
+                }
+                let (schema, mut segments, logs) = unchanged(m);
+                let Some(s) = segments.iter_mut().find(|s| s.id == *segment) else {
+                    return Err(conflict(&format!(
+                        "segment {segment} was compacted or replaced meanwhile"
+                    )));
+                };
+                s.index_files.retain(|f| f.index != file.index);
+                s.index_files.push(file.clone());
+                (schema, segments, logs)
+            }
             Change::Drop => {
                 live.ok_or_else(|| Error::CollectionNotFound(collection.to_string()))?;
                 return Ok(Manifest {
@@ -338,6 +404,7 @@ impl Manifest {
                     wal_ts,
                     committed_at_ms: now_ms(),
                     commit_id: new_commit_id(),
+                    indexes: vec![],
                 });
             }
         };
@@ -353,6 +420,7 @@ impl Manifest {
             wal_ts,
             committed_at_ms: now_ms(),
             commit_id: new_commit_id(),
+            indexes,
         })
     }
 
@@ -408,6 +476,15 @@ impl Manifest {
         };
         Ok(m)
     }
+}
+
+/// A live manifest's schema, segments and delete logs, as they are.
+fn unchanged(m: &Manifest) -> (CollectionSchema, Vec<SegmentMeta>, Vec<DeleteLog>) {
+    (
+        m.schema.clone().expect("live collection has a schema"),
+        m.segments.clone(),
+        m.delete_logs.clone(),
+    )
 }
 
 fn new_commit_id() -> String {
@@ -593,6 +670,7 @@ mod tests {
             stats: Default::default(),
             pk_bloom: None,
             compacted_from: vec![],
+            index_files: vec![],
         }
     }
 

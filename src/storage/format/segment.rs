@@ -223,6 +223,7 @@ pub async fn write_segment_with_ts(
         stats,
         pk_bloom: Some(stats_file),
         compacted_from: vec![],
+        index_files: vec![],
     })
 }
 

@@ -8,6 +8,7 @@ use crate::storage::format::keys::key_at;
 use crate::storage::format::manifest::{self, Change, Manifest, SegmentMeta};
 use crate::storage::store::Store;
 use arrow::array::{Array, ArrayRef};
+use object_store::ObjectStoreExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -138,7 +139,13 @@ impl Store {
                         segments, deletes, ..
                     } => self.remove_written(name, segments, deletes).await,
                     Change::Compact { added, .. } => self.remove_written(name, added, &[]).await,
-                    Change::Drop => {}
+                    Change::AddIndexFile { file, .. } => {
+                        let path = Store::file_path(name, &file.path);
+                        if let Err(e) = self.object_store.delete(&path).await {
+                            tracing::warn!(collection = name, file = %path, error = %e, "could not remove an uncommitted index file");
+                        }
+                    }
+                    Change::Drop | Change::CreateIndex(_) | Change::DropIndex(_) => {}
                 }
                 return Err(e);
             }
@@ -158,6 +165,10 @@ impl Store {
             map.remove(name);
         }
         finish();
+        if !committed.indexes.is_empty() {
+            // New segments or a new index: the index builder has work.
+            self.index_wakeup.notify_one();
+        }
         Ok(committed)
     }
 }

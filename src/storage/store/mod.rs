@@ -7,6 +7,7 @@
 mod clock;
 mod commit;
 mod flush;
+pub(crate) mod index;
 mod logged;
 mod read;
 mod seal;
@@ -74,6 +75,13 @@ pub struct Store {
     /// it changes until its write is acknowledged ([`Store::dml_lock`]).
     pub(crate) dml_locks:
         parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Loaded IVF index files by path, weighed by their memory.
+    pub(crate) ivf_cache: moka::future::Cache<Path, Arc<crate::storage::index::IvfIndex>>,
+    /// Woken by a commit to a collection with indexes (the index builder
+    /// may have work: [`Store::run_index_builder`]).
+    pub(crate) index_wakeup: tokio::sync::Notify,
+    /// One index build at a time per process.
+    pub(crate) index_build_lock: tokio::sync::Mutex<()>,
 }
 
 /// Bytes of segment key filters kept in memory (256 MiB).
@@ -123,6 +131,7 @@ impl Store {
         ));
         let object_store: Arc<dyn ObjectStore> = cache.clone();
         let decoded_capacity = config.decoded_cache_bytes;
+        let index_cache_bytes = config.index_cache_bytes;
         let store = Store {
             object_store,
             url,
@@ -163,6 +172,14 @@ impl Store {
             wal,
             cache,
             dml_locks: Default::default(),
+            ivf_cache: moka::future::Cache::builder()
+                .max_capacity(index_cache_bytes)
+                .weigher(|_k: &Path, v: &Arc<crate::storage::index::IvfIndex>| {
+                    v.memory_size().try_into().unwrap_or(u32::MAX)
+                })
+                .build(),
+            index_wakeup: tokio::sync::Notify::new(),
+            index_build_lock: tokio::sync::Mutex::new(()),
         };
         store.reload().await?;
         Ok(store)

@@ -1,0 +1,312 @@
+//! Approximate top-k through a segment's vector index, inside the fused
+//! top-k ([`VectorTopKExec`](crate::query::topk::VectorTopKExec)).
+//!
+//! When the first sort key is a distance of a vector column that an index
+//! of the scanned version covers with the same metric (nearest first), the
+//! segments with an index file are searched through it and every other
+//! segment (not yet indexed, too small) and the growing rows are scanned
+//! exactly as before; all candidates meet in the same k-best merge, with
+//! their exact distances, so deletes and fresh writes are always honoured.
+//!
+//! Per indexed segment: filters over scalar columns and deletes first
+//! become an allow-list of the segment's rows. When it lets through no
+//! more rows than the index would score anyway (`probes` x rows per list)
+//! the allowed rows are scored exactly (few rows: the exact search is the
+//! cheaper and has perfect recall); otherwise the index is searched with
+//! the allow-list applied to every list, probing more lists than `probes`
+//! until k allowed rows are found or every list is probed. So a filtered
+//! query returns k rows whenever k rows match.
+
+use crate::query::collection::{MaterializeExec, ScanUnit};
+use crate::query::functions::distance::Metric;
+use crate::query::topk::best::{all_true, Best, Scorer, Shared};
+use crate::storage::index::{IndexDef, IndexFile, IndexMetric};
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::buffer::BooleanBuffer;
+use arrow::compute::SortOptions;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::physical_plan::metrics::Count;
+use std::sync::Arc;
+
+/// Whether a top-k may use a vector index (`--vector-search`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VectorSearch {
+    /// The index when one matches, else exact.
+    #[default]
+    Auto,
+    /// Always exact.
+    Exact,
+    /// The index; an error when none matches.
+    Ann,
+}
+
+impl VectorSearch {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "auto" => VectorSearch::Auto,
+            "exact" => VectorSearch::Exact,
+            "ann" => VectorSearch::Ann,
+            _ => return None,
+        })
+    }
+}
+
+/// How approximate searches run (server defaults, per query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchSettings {
+    pub mode: VectorSearch,
+    /// Lists an IVF search probes at least (0: [`default_probes`]).
+    pub ivf_probes: usize,
+}
+
+/// Lists probed by default in an IVF index of `lists` lists: a thirty-second
+/// of them, at least 8 (all of a small index).
+pub fn default_probes(lists: usize) -> usize {
+    (lists / 32).max(8).min(lists.max(1))
+}
+
+/// The index a top-k runs through, and which segments it covers.
+#[derive(Debug)]
+pub(crate) struct AnnPlan {
+    pub(crate) index: IndexDef,
+    pub(crate) settings: SearchSettings,
+    /// Scanned segments (by position in the scan) with a file of the index.
+    pub(crate) segments: Vec<(usize, IndexFile)>,
+    /// Scanned segments without one (searched exactly).
+    pub(crate) exact_segments: usize,
+}
+
+/// Counters of the ANN path (EXPLAIN ANALYZE).
+#[derive(Debug, Clone)]
+pub(crate) struct AnnCounters {
+    pub(crate) lists_probed: Count,
+    pub(crate) lists_widened: Count,
+    pub(crate) index_rows_scored: Count,
+    pub(crate) candidates: Count,
+    /// Indexed segments whose allow-list was small enough to score exactly.
+    pub(crate) filtered_exact: Count,
+}
+
+/// The index metric a distance ordered this way ranks by, if it ranks
+/// nearest first.
+fn index_metric(metric: Metric, opts: SortOptions) -> Option<IndexMetric> {
+    match (metric, opts.descending) {
+        (Metric::L2, false) => Some(IndexMetric::L2),
+        (Metric::Cosine, false) | (Metric::CosineSimilarity, true) => Some(IndexMetric::Cosine),
+        (Metric::NegativeInnerProduct, false) | (Metric::InnerProduct, true) => {
+            Some(IndexMetric::InnerProduct)
+        }
+        _ => None,
+    }
+}
+
+/// The index plan of a top-k over `scan` sorting by `scorer` (`None`: run
+/// exactly). With [`VectorSearch::Ann`], no matching index is an error.
+pub(crate) fn choose(
+    scan: &MaterializeExec,
+    scorer: Option<&Scorer>,
+    opts: SortOptions,
+    sort_keys: usize,
+    vector_filters: bool,
+    settings: SearchSettings,
+) -> Result<Option<AnnPlan>> {
+    if settings.mode == VectorSearch::Exact {
+        return Ok(None);
+    }
+    let found = scorer.and_then(|sc| {
+        let column = scan.keyed_schema().field(sc.column).name().clone();
+        let metric = index_metric(sc.metric, opts)?;
+        let index = scan
+            .indexes()
+            .iter()
+            .find(|i| i.column == column && i.metric == metric)?;
+        Some((index.clone(), column, metric))
+    });
+    let why_not = match (&found, scorer) {
+        (None, None) => Some(
+            "the first ORDER BY key is not a distance of a FLOAT[d] column to a constant vector"
+                .to_string(),
+        ),
+        (None, Some(sc)) => Some(format!(
+            "no index covers column '{}' with the metric of {}{}",
+            scan.keyed_schema().field(sc.column).name(),
+            sc.metric.name(),
+            if opts.descending { " DESC" } else { "" }
+        )),
+        (Some(_), _) if sort_keys > 1 => Some("the query orders by more than the distance".into()),
+        (Some(_), _) if !scan.resident() => {
+            Some("the decoded-column cache is off (--decoded-cache-bytes 0)".into())
+        }
+        (Some(_), _) if vector_filters => {
+            Some("a filter reads a vector column (it would run after the search)".into())
+        }
+        _ => None,
+    };
+    if let Some(why) = why_not {
+        if settings.mode == VectorSearch::Ann {
+            return Err(DataFusionError::Plan(format!(
+                "quiver.vector_search is 'ann' but no index can answer this query: {why}"
+            )));
+        }
+        return Ok(None);
+    }
+    let (index, _, _) = found.expect("checked");
+    let segments = scan.index_files(&index.id);
+    let exact_segments = scan.segments_scanned() - segments.len();
+    Ok(Some(AnnPlan {
+        index,
+        settings,
+        segments,
+        exact_segments,
+    }))
+}
+
+impl AnnPlan {
+    /// Lists to probe at least in an index of `lists` lists.
+    pub(crate) fn probes(&self, lists: usize) -> usize {
+        match self.settings.ivf_probes {
+            0 => default_probes(lists),
+            p => p.min(lists.max(1)),
+        }
+    }
+}
+
+/// Worker `w`'s share of the indexed segments: each searched through its
+/// index (or exactly, under a small allow-list) into a [`Best`].
+pub(crate) async fn ann_share(
+    input: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    ann: Arc<AnnPlan>,
+    shared: Arc<Shared>,
+    counters: AnnCounters,
+    w: usize,
+    workers: usize,
+) -> Result<Best> {
+    let scan = input
+        .downcast_ref::<MaterializeExec>()
+        .expect("checked in try_new");
+    let mut best = Best::default();
+    for (segment, file) in ann.segments.iter().skip(w).step_by(workers) {
+        search_segment(scan, &ann, &shared, &counters, *segment, file, &mut best).await?;
+    }
+    best.flush(&shared)?;
+    Ok(best)
+}
+
+async fn search_segment(
+    scan: &MaterializeExec,
+    ann: &AnnPlan,
+    shared: &Shared,
+    counters: &AnnCounters,
+    segment: usize,
+    file: &IndexFile,
+    best: &mut Best,
+) -> Result<()> {
+    let scorer = shared.scorer.as_ref().expect("an index plan has a scorer");
+    let index = scan
+        .store()
+        .ivf_index(scan.collection(), file)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let (units, rows) = scan.segment_units(segment).await?;
+    let prefilter = |b: &RecordBatch| all_true(&shared.pre_filters, b, None);
+    // The allow-list: filters and deletes over the whole segment.
+    let allowed: Option<BooleanBuffer> = if shared.pre_filters.is_empty() && !scan.has_deletes() {
+        None
+    } else {
+        let mut bits = arrow::array::BooleanBufferBuilder::new(rows as usize);
+        for unit in &units {
+            let (n, mask) = scan.unit_mask(*unit, &prefilter).await?;
+            match mask {
+                // A null is not a pass.
+                Some(m) => match arrow::array::Array::nulls(&m) {
+                    Some(nulls) => bits.append_buffer(&(m.values() & nulls.inner())),
+                    None => bits.append_buffer(m.values()),
+                },
+                None => bits.append_n(n, true),
+            }
+        }
+        Some(bits.finish())
+    };
+    let n_allowed = allowed
+        .as_ref()
+        .map_or(rows as usize, |a| a.count_set_bits());
+    if n_allowed == 0 {
+        return Ok(());
+    }
+    let lists = index.header.lists.max(1);
+    let probes = ann.probes(lists);
+    let budget = probes * (index.header.rows as usize).div_ceil(lists);
+    let exact = allowed.is_some() && n_allowed <= budget.max(shared.fetch);
+    if !exact {
+        let (cands, stats) = index.search(&scorer.query, shared.fetch, probes, allowed.as_ref());
+        counters.lists_probed.add(stats.lists_probed);
+        counters.lists_widened.add(stats.lists_widened);
+        counters.index_rows_scored.add(stats.rows_scored);
+        counters.candidates.add(cands.len());
+        // Fewer than k found with rows the index leaves out (null vectors)
+        // allowed: the exact search decides where those go.
+        let short = cands.len() < shared.fetch && (index.header.rows as usize) < rows as usize;
+        if !short {
+            let mut positions: Vec<u32> = cands.iter().map(|c| c.1).collect();
+            positions.sort_unstable();
+            return consider_rows(scan, shared, &units, rows, &positions, best).await;
+        }
+    }
+    counters.filtered_exact.add(1);
+    let in_place = shared.post_filters.is_empty();
+    for unit in units {
+        for (batch, live) in scan.load_unit(unit, &prefilter, in_place).await? {
+            best.consider(shared, &shared.post_filters, batch, live)?;
+        }
+    }
+    Ok(())
+}
+
+/// Offers the rows at `positions` (ascending, rows of the segment) to
+/// `best`, read through the scan so they are scored exactly.
+async fn consider_rows(
+    scan: &MaterializeExec,
+    shared: &Shared,
+    units: &[ScanUnit],
+    rows: u64,
+    positions: &[u32],
+    best: &mut Best,
+) -> Result<()> {
+    let start_of = |u: &ScanUnit| match u {
+        ScanUnit::RowGroup { start, .. } => *start,
+        ScanUnit::Growing => rows,
+    };
+    for (i, unit) in units.iter().enumerate() {
+        let start = start_of(unit);
+        let end = units.get(i + 1).map_or(rows, start_of);
+        let from = positions.partition_point(|&p| (p as u64) < start);
+        let to = positions.partition_point(|&p| (p as u64) < end);
+        let picked: Vec<u32> = positions[from..to]
+            .iter()
+            .map(|&p| (p as u64 - start) as u32)
+            .collect();
+        if picked.is_empty() {
+            continue;
+        }
+        let pick = |b: &RecordBatch| -> Result<Option<BooleanArray>> {
+            let n = b.num_rows();
+            let mut bits = vec![false; n];
+            let mut any = false;
+            for &p in &picked {
+                if (p as usize) < n {
+                    bits[p as usize] = true;
+                    any = true;
+                }
+            }
+            Ok(Some(if any {
+                BooleanArray::from(bits)
+            } else {
+                BooleanArray::from(vec![false; n])
+            }))
+        };
+        for (batch, live) in scan.load_unit(*unit, &pick, true).await? {
+            best.consider(shared, &shared.post_filters, batch, live)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+"""Vector indexes (IVF) through the real server and the ADBC driver: recall
+against numpy's exact answers, filters that never cost k, deletes and fresh
+writes always honoured, EXPLAIN saying which path ran, background builds of
+new segments, and indexes that survive a restart.
+
+Data: clustered synthetic vectors (points drawn around random centres, as
+real embeddings cluster), small enough for CI; the large runs are in
+benches/ann.py.
+"""
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import Server
+
+N = 40_000
+DIM = 32
+CENTRES = 200
+SEGMENT_ROWS = 10_000
+K = 10
+QUERIES = 200
+ARGS = [
+    "--segment-max-rows", str(SEGMENT_ROWS),
+    # Bulk writes of a segment's size are sealed at once; small ones stay
+    # in the growing segment.
+    "--flush-bytes", "1000000",
+    "--index-min-rows", "2000",
+]
+METRICS = {
+    # index metric -> (distance function, ORDER BY direction)
+    "l2": ("l2_distance", "ASC"),
+    "cosine": ("cosine_distance", "ASC"),
+    "inner_product": ("inner_product", "DESC"),
+}
+
+
+def clustered(n, dim, centres, seed):
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, dim)).astype(np.float32) * 1.5
+    pick = rng.integers(0, centres, n)
+    return (c[pick] + rng.standard_normal((n, dim)).astype(np.float32)).astype(np.float32)
+
+
+def table(ids, vecs, buckets):
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "bucket": pa.array(buckets, pa.int64()),
+            "emb": pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), vecs.shape[1]),
+        }
+    )
+
+
+def literal(q):
+    return "[" + ", ".join(f"{float(x):.9g}" for x in q) + "]"
+
+
+def scores(metric, x, q):
+    x = x.astype(np.float64)
+    q = q.astype(np.float64)
+    if metric == "l2":
+        return ((x - q) ** 2).sum(axis=1)
+    if metric == "cosine":
+        return 1.0 - (x @ q) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
+    return -(x @ q)
+
+
+def exact_top(metric, ids, x, q, k=K):
+    s = scores(metric, x, q)
+    order = np.lexsort((ids, s))[:k]
+    return ids[order]
+
+
+def fetch(cur, sql):
+    cur.execute(sql)
+    return cur.fetch_arrow_table()
+
+
+def indexes(cur, collection="docs"):
+    return fetch(cur, f"SELECT * FROM quiver_indexes('{collection}')").to_pylist()
+
+
+def explain(cur, sql):
+    t = fetch(cur, "EXPLAIN " + sql)
+    return "\n".join(t.column("plan").to_pylist())
+
+
+def wait_for(cond, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def ann_server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("ann"), ARGS).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def data(ann_server):
+    """The collection `docs`: 4 sealed segments of 10k rows."""
+    vecs = clustered(N, DIM, CENTRES, seed=1)
+    ids = np.arange(N, dtype=np.int64)
+    buckets = ids % 1000
+    with ann_server.connect() as conn:
+        with conn.cursor() as cur:
+            cur.adbc_ingest("docs", table(ids, vecs, buckets).to_reader(max_chunksize=SEGMENT_ROWS), mode="create")
+    rng = np.random.default_rng(2)
+    queries = vecs[rng.integers(0, N, QUERIES)] + rng.standard_normal((QUERIES, DIM)).astype(np.float32) * 0.5
+    return {"ids": ids, "vecs": vecs, "buckets": buckets, "queries": queries.astype(np.float32)}
+
+
+@pytest.fixture()
+def cur(ann_server):
+    with ann_server.connect() as conn:
+        with conn.cursor() as c:
+            yield c
+
+
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_recall_at_default_settings(cur, data, metric):
+    fn, direction = METRICS[metric]
+    name = f"docs_{metric}"
+    cur.execute(f"CREATE INDEX {name} ON docs USING ivf (emb) WITH (metric = '{metric}', wait = true)")
+    try:
+        [row] = [r for r in indexes(cur) if r["index_name"] == name]
+        assert row["state"] == "ready", row
+        assert row["segments_indexed"] == N // SEGMENT_ROWS == row["segments_total"], row
+        assert row["bytes"] > N * DIM * 4, row
+        q0 = literal(data["queries"][0])
+        sql = f"SELECT id FROM docs ORDER BY {fn}(emb, {q0}) {direction} LIMIT {K}"
+        plan = explain(cur, sql)
+        assert f"VectorAnnExec: index={name} type=ivf metric={metric}" in plan, plan
+        assert "segments: ann=4 exact=0" in plan, plan
+        hits = 0
+        for q in data["queries"]:
+            got = fetch(cur, f"SELECT id FROM docs ORDER BY {fn}(emb, {literal(q)}) {direction} LIMIT {K}")
+            got = got.column("id").to_pylist()
+            assert len(got) == K
+            truth = exact_top(metric, data["ids"], data["vecs"], q)
+            hits += len(set(got) & set(truth.tolist()))
+        recall = hits / (K * len(data["queries"]))
+        print(f"recall@{K} {metric}: {recall:.4f}")
+        assert recall >= 0.95, f"recall@{K} for {metric} is {recall:.4f}"
+    finally:
+        cur.execute(f"DROP INDEX {name}")
+
+
+def test_explain_uses_the_index_only_where_it_answers(cur, data):
+    cur.execute("CREATE INDEX docs_l2 ON docs USING ivf (emb) WITH (metric = 'l2', wait = true)")
+    try:
+        q = literal(data["queries"][1])
+        uses = explain(cur, f"SELECT id, bucket FROM docs WHERE bucket < 500 ORDER BY l2_distance(emb, {q}) LIMIT 5")
+        assert "VectorAnnExec: index=docs_l2" in uses, uses
+        for sql in [
+            # Another metric than the index's.
+            f"SELECT id FROM docs ORDER BY cosine_distance(emb, {q}) LIMIT 5",
+            # Farthest first.
+            f"SELECT id FROM docs ORDER BY l2_distance(emb, {q}) DESC LIMIT 5",
+            # No LIMIT.
+            f"SELECT id FROM docs ORDER BY l2_distance(emb, {q})",
+            # The query vector is a column.
+            "SELECT a.id FROM docs a JOIN docs b ON b.id = 1 ORDER BY l2_distance(a.emb, b.emb) LIMIT 5",
+            # A filter on the distance itself runs after the search.
+            f"SELECT id FROM docs WHERE l2_distance(emb, {q}) < 3 ORDER BY l2_distance(emb, {q}) LIMIT 5",
+        ]:
+            plan = explain(cur, sql)
+            assert "VectorAnnExec" not in plan, (sql, plan)
+    finally:
+        cur.execute("DROP INDEX docs_l2")
+
+
+def test_filters_deletes_and_fresh_rows_never_cost_k(ann_server, data):
+    with ann_server.connect() as conn, conn.cursor() as cur:
+        cur.adbc_ingest("filtered", table(data["ids"], data["vecs"], data["buckets"]).to_reader(max_chunksize=SEGMENT_ROWS), mode="create")
+        cur.execute("CREATE INDEX filtered_l2 ON filtered USING ivf (emb) WITH (wait = true)")
+        # Deletes in every segment, and fresh rows (growing, not indexed)
+        # right next to the first query.
+        cur.execute("DELETE FROM filtered WHERE id % 7 = 0")
+        q0 = data["queries"][0]
+        fresh_ids = np.arange(N, N + 20, dtype=np.int64)
+        fresh_vecs = (q0 + np.full((20, DIM), 0.001, np.float32) * np.arange(20)[:, None]).astype(np.float32)
+        cur.adbc_ingest("filtered", table(fresh_ids, fresh_vecs, fresh_ids % 1000), mode="append")
+        live = data["ids"] % 7 != 0
+        ids = np.concatenate([data["ids"][live], fresh_ids])
+        vecs = np.concatenate([data["vecs"][live], fresh_vecs])
+        buckets = np.concatenate([data["buckets"][live], fresh_ids % 1000])
+        plan = explain(cur, f"SELECT id FROM filtered ORDER BY l2_distance(emb, {literal(q0)}) LIMIT {K}")
+        assert "VectorAnnExec: index=filtered_l2" in plan and "growing_rows=20" in plan, plan
+        for selectivity in (0.001, 0.01, 0.1, 0.5, 0.9):
+            limit = int(selectivity * 1000)
+            mask = buckets < limit
+            hits = total = 0
+            for q in data["queries"][:40]:
+                sql = f"SELECT id FROM filtered WHERE bucket < {limit} ORDER BY l2_distance(emb, {literal(q)}) LIMIT {K}"
+                got = fetch(cur, sql).column("id").to_pylist()
+                want = min(K, int(mask.sum()))
+                assert len(got) == want, (selectivity, len(got), want)
+                assert all(i % 7 != 0 or i >= N for i in got), "a deleted row came back"
+                truth = exact_top("l2", ids[mask], vecs[mask], q)
+                hits += len(set(got) & set(truth.tolist()))
+                total += len(truth)
+            recall = hits / total
+            print(f"filtered recall@{K} at {selectivity:.1%}: {recall:.4f}")
+            assert recall >= 0.95, (selectivity, recall)
+        # The fresh rows are the nearest to q0: all of them are found.
+        got = fetch(cur, f"SELECT id FROM filtered ORDER BY l2_distance(emb, {literal(q0)}) LIMIT {K}")
+        assert set(got.column("id").to_pylist()) <= set(fresh_ids.tolist())
+        cur.execute("DROP TABLE filtered")
+
+
+def test_new_segments_are_indexed_in_the_background(ann_server, data):
+    with ann_server.connect() as conn, conn.cursor() as cur:
+        part = slice(0, 2 * SEGMENT_ROWS)
+        cur.adbc_ingest("grows", table(data["ids"][part], data["vecs"][part], data["buckets"][part]).to_reader(max_chunksize=SEGMENT_ROWS), mode="create")
+        cur.execute("CREATE INDEX grows_l2 ON grows USING ivf (emb)")
+        # Returns at once; the builder indexes both segments, then the new one.
+        wait_for(lambda: indexes(cur, "grows")[0]["state"] == "ready", what="the first build")
+        more = slice(2 * SEGMENT_ROWS, 3 * SEGMENT_ROWS)
+        cur.adbc_ingest("grows", table(data["ids"][more], data["vecs"][more], data["buckets"][more]), mode="append")
+        wait_for(lambda: indexes(cur, "grows")[0]["segments_indexed"] == 3, what="the new segment's build")
+        row = indexes(cur, "grows")[0]
+        assert row["state"] == "ready" and row["segments_total"] == 3, row
+        cur.execute("DROP TABLE grows")
+
+
+def test_indexes_survive_a_restart(tmp_path, data):
+    s = Server(tmp_path / "data", ARGS).start()
+    try:
+        part = slice(0, 3 * SEGMENT_ROWS)
+        q = literal(data["queries"][3])
+        sql = f"SELECT id FROM kept ORDER BY l2_distance(emb, {q}) LIMIT {K}"
+        with s.connect() as conn, conn.cursor() as cur:
+            cur.adbc_ingest("kept", table(data["ids"][part], data["vecs"][part], data["buckets"][part]).to_reader(max_chunksize=SEGMENT_ROWS), mode="create")
+            cur.execute("CREATE INDEX kept_l2 ON kept USING ivf (emb) WITH (lists = 50, wait = true)")
+            before = fetch(cur, sql).column("id").to_pylist()
+        s.stop()
+        s.start()
+        with s.connect() as conn, conn.cursor() as cur:
+            [row] = indexes(cur, "kept")
+            assert row["state"] == "ready" and row["segments_indexed"] == 3, row
+            assert row["parameters"] == "metric = 'l2', lists = 50"
+            assert "VectorAnnExec: index=kept_l2" in explain(cur, sql)
+            assert fetch(cur, sql).column("id").to_pylist() == before
+    finally:
+        s.stop()
