@@ -53,6 +53,14 @@ pub async fn collection(engine: &Engine, name: &str, wal_dir: Option<&Path>) -> 
                 "bytes": s.files.iter().map(|f| f.size).sum::<u64>() + s.pk_bloom.as_ref().map_or(0, |b| b.size),
                 "min_ts": s.min_ts,
                 "max_ts": s.max_ts,
+                "index_files": s.index_files.iter().map(|f| json!({
+                    "index": f.index,
+                    "path": f.path,
+                    "bytes": f.size,
+                    "crc32c": f.crc32c,
+                    "lists": f.lists,
+                    "rows": f.rows,
+                })).collect::<Vec<_>>(),
                 "files": s.files.iter().map(|f| json!({
                     "group": f.group,
                     "columns": f.columns,
@@ -83,6 +91,17 @@ pub async fn collection(engine: &Engine, name: &str, wal_dir: Option<&Path>) -> 
         "growing_deletes": growing_deletes,
         "wal_bytes": wal_bytes,
         "segments": segments,
+        "indexes": engine.store().index_status(&m).iter().map(|st| json!({
+            "name": st.def.name,
+            "column": st.def.column,
+            "type": st.def.kind.name(),
+            "metric": st.def.metric.name(),
+            "parameters": st.def.parameters(),
+            "state": st.state(),
+            "segments_indexed": st.segments_indexed,
+            "segments_total": st.segments_total,
+            "bytes": st.bytes,
+        })).collect::<Vec<_>>(),
     }))
 }
 
@@ -129,6 +148,21 @@ pub fn render(v: &Value) -> Result<String> {
                 s["deleted_rows"].to_string(),
                 s["bytes"].to_string(),
                 s["files"].as_array().map_or(0, |f| f.len())
+            )?;
+        }
+        for i in c["indexes"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  index {} on {} ({} {}, {})  {}  segments {}/{}  bytes {}",
+                i["name"].as_str().unwrap_or("?"),
+                i["column"].as_str().unwrap_or("?"),
+                i["type"].as_str().unwrap_or("?"),
+                i["metric"].as_str().unwrap_or("?"),
+                i["parameters"].as_str().unwrap_or(""),
+                i["state"].as_str().unwrap_or("?"),
+                i["segments_indexed"],
+                i["segments_total"],
+                i["bytes"],
             )?;
         }
         Ok(())

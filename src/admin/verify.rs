@@ -39,6 +39,11 @@ pub async fn verify(store: &Store) -> Result<Vec<Problem>> {
                     .iter()
                     .map(|b| (b.path.clone(), b.size, b.crc32c)),
             );
+            files.extend(
+                s.index_files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.size, f.crc32c)),
+            );
         }
         files.extend(
             m.delete_logs

@@ -1,5 +1,6 @@
 //! quiver's integration tests: one binary, one module per area.
 
+mod ann;
 mod cache;
 mod cli;
 mod corrupt;

@@ -173,8 +173,11 @@ impl VisitorMut for Calls<'_> {
 /// Loads and pins every snapshot a statement asks for, and rewrites time
 /// arguments to the version numbers they resolve to.
 pub async fn resolve(store: &Store, stmt: &mut DFStatement) -> Result<()> {
-    let DFStatement::Statement(inner) = stmt else {
-        return Ok(());
+    let inner = match stmt {
+        DFStatement::Statement(inner) => inner,
+        // EXPLAIN [ANALYZE] of a time-travel query pins its versions too.
+        DFStatement::Explain(e) => return Box::pin(resolve(store, &mut e.statement)).await,
+        _ => return Ok(()),
     };
     let mut calls = Calls {
         found: Vec::new(),

@@ -367,6 +367,9 @@ impl ExecutionPlan for VectorTopKExec {
             let scan = input
                 .downcast_ref::<MaterializeExec>()
                 .expect("checked in try_new");
+            if crate::error::injected("panic-in-topk", scan.collection()) {
+                panic!("injected panic in a top-k of '{}'", scan.collection());
+            }
             let mut tasks = Vec::new();
             if scan.resident() {
                 // Row groups (and the growing rows) dealt out to workers;

@@ -198,10 +198,12 @@ pub fn parse_request(
                     _ => return Err(bad("true or false")),
                 }
             }
-            other => return Err(Error::invalid(format!(
+            other => {
+                return Err(Error::invalid(format!(
                 "unknown option '{other}' for index '{name}' of type {}: use metric, lists or wait",
                 kind.name()
-            ))),
+            )))
+            }
         }
     }
     Ok(IndexRequest {

@@ -148,7 +148,7 @@ impl Store {
     /// Builds, writes and commits the index file of one segment. `None`
     /// when the segment was compacted away or the index dropped before the
     /// commit (the file is removed again).
-    pub(crate) async fn build_segment_index(
+    pub async fn build_segment_index(
         &self,
         name: &str,
         def: &IndexDef,
