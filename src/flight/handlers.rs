@@ -136,10 +136,26 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let stmt = self.plan(&query.query).await?;
+        let is_query = stmt.is_query();
+        let schema = stmt.result_schema();
+        let caller = crate::flight::session::Caller::of(&request);
+        let (stmts, opened) = self.session_statement(stmt, &caller).await?;
         let info = self
-            .info_for(stmt, &query.query, b'q', query.query.as_bytes(), request)
+            .info_for_all(
+                is_query,
+                schema,
+                stmts,
+                &query.query,
+                b'q',
+                query.query.as_bytes(),
+                request,
+            )
             .await?;
-        Ok(Response::new(info))
+        let mut response = Response::new(info);
+        if let Some(id) = opened {
+            set_cookie(&mut response, &id)?;
+        }
+        Ok(response)
     }
 
     async fn get_flight_info_prepared_statement(
@@ -149,6 +165,8 @@ impl FlightSqlService for QuiverFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
         let stmts = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+        let caller = crate::flight::session::Caller::of(&request);
+        let (stmts, opened) = self.session_statements(stmts, &caller).await?;
         let info = self
             .info_for_all(
                 p.stmt.is_query(),
@@ -160,7 +178,11 @@ impl FlightSqlService for QuiverFlightSql {
                 request,
             )
             .await?;
-        Ok(Response::new(info))
+        let mut response = Response::new(info);
+        if let Some(id) = opened {
+            set_cookie(&mut response, &id)?;
+        }
+        Ok(response)
     }
 
     async fn do_get_statement(
@@ -180,9 +202,10 @@ impl FlightSqlService for QuiverFlightSql {
             }
             let stmt = self.plan(sql).await?;
             let schema = stmt.result_schema();
-            return self
-                .run_query(schema, vec![stmt], sql, token, deadline)
-                .await;
+            let caller = crate::flight::session::Caller::of(&request);
+            let (stmts, _) = self.session_statements(vec![stmt], &caller).await?;
+            let stmts = self.session_settings(stmts, &caller);
+            return self.run_query(schema, stmts, sql, token, deadline).await;
         }
         if let Some(rest) = h.strip_prefix(b"p:") {
             let (run, id) = split_run(rest)?;
@@ -192,6 +215,9 @@ impl FlightSqlService for QuiverFlightSql {
             }
             let p = self.prepared(&Bytes::copy_from_slice(id))?;
             let stmts = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+            let caller = crate::flight::session::Caller::of(&request);
+            let (stmts, _) = self.session_statements(stmts, &caller).await?;
+            let stmts = self.session_settings(stmts, &caller);
             return self
                 .run_query(p.stmt.result_schema(), stmts, &p.sql, token, deadline)
                 .await;
@@ -216,6 +242,9 @@ impl FlightSqlService for QuiverFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
         let stmts = p.bound().map_err(|e| log_status("bind", &p.sql, e))?;
+        let caller = crate::flight::session::Caller::of(&request);
+        let (stmts, _) = self.session_statements(stmts, &caller).await?;
+        let stmts = self.session_settings(stmts, &caller);
         let deadline = self.deadline(request.metadata());
         self.run_query(
             p.stmt.result_schema(),
@@ -230,10 +259,11 @@ impl FlightSqlService for QuiverFlightSql {
     async fn do_put_statement_update(
         &self,
         cmd: CommandStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let stmt = self.plan(&cmd.query).await?;
-        let n = self.update(stmt, &cmd.query).await?;
+        let caller = crate::flight::session::Caller::of(&request);
+        let n = self.update(stmt, &cmd.query, &caller).await?;
         Ok(n as i64)
     }
 
@@ -322,13 +352,14 @@ impl FlightSqlService for QuiverFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let p = self.prepared(&cmd.prepared_statement_handle)?;
+        let caller = crate::flight::session::Caller::of(&request);
         let rows = Self::read_param_rows(request.into_inner()).await?;
         let mut total = 0u64;
         // No rows: a statement without parameters runs once; one with
         // parameters runs once per row, so not at all (ADBC binds an empty
         // batch for `executemany(sql, [])`, and sends it like no batch).
         if rows.is_empty() && !p.has_parameters {
-            total += self.update(p.stmt.clone(), &p.sql).await?;
+            total += self.update(p.stmt.clone(), &p.sql, &caller).await?;
         }
         for row in rows {
             let stmt = p
@@ -336,7 +367,7 @@ impl FlightSqlService for QuiverFlightSql {
                 .clone()
                 .bind(row)
                 .map_err(|e| log_status("bind", &p.sql, e))?;
-            total += self.update(stmt, &p.sql).await?;
+            total += self.update(stmt, &p.sql, &caller).await?;
         }
         Ok(total as i64)
     }
@@ -572,10 +603,17 @@ impl FlightSqlService for QuiverFlightSql {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let caller = crate::flight::session::Caller::of(&request);
         let action = request.into_inner();
-        if let Some(body) = crate::flight::session::session_action(&action)? {
-            let out = futures::stream::iter(vec![Ok(arrow_flight::Result { body })]);
-            return Ok(Response::new(Box::pin(out)));
+        if let Some(answer) =
+            crate::flight::session::session_action(&self.sessions, &action, &caller)?
+        {
+            let out = futures::stream::iter(vec![Ok(arrow_flight::Result { body: answer.body })]);
+            let mut response = Response::new(Box::pin(out) as _);
+            if let Some(id) = answer.opened {
+                set_cookie(&mut response, &id)?;
+            }
+            return Ok(response);
         }
         if action.r#type != "CancelFlightInfo" {
             return Err(Status::invalid_argument(format!(
@@ -629,4 +667,13 @@ impl FlightSqlService for QuiverFlightSql {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// Hands out session `id` with the response (`set-cookie`).
+pub(crate) fn set_cookie<T>(response: &mut Response<T>, id: &str) -> Result<(), Status> {
+    let value = crate::flight::session::Sessions::cookie(id)
+        .parse()
+        .map_err(|_| Status::internal("bad session cookie"))?;
+    response.metadata_mut().insert("set-cookie", value);
+    Ok(())
 }

@@ -47,13 +47,15 @@ const ACTIONS: [(&str, &str); 6] = [
     ),
     (
         SET_SESSION_OPTIONS,
-        "Sets session options: 'catalog' (quiver) and 'schema' (public) (request: \
-         SetSessionOptionsRequest; result: SetSessionOptionsResult)",
+        "Sets session options: quiver.vector_search (auto, exact, ann), quiver.ivf_probes \
+         (lists), and 'catalog' (quiver) and 'schema' (public); opens a session (cookie \
+         arrow_flight_session_id) (request: SetSessionOptionsRequest; result: \
+         SetSessionOptionsResult)",
     ),
     (
         GET_SESSION_OPTIONS,
-        "The session options: 'catalog' and 'schema' (request: GetSessionOptionsRequest; \
-         result: GetSessionOptionsResult)",
+        "The session options: quiver.vector_search, quiver.ivf_probes, 'catalog' and \
+         'schema' (request: GetSessionOptionsRequest; result: GetSessionOptionsResult)",
     ),
     (
         CLOSE_SESSION,

@@ -100,6 +100,8 @@ pub struct QuiverFlightSql {
     pub(crate) prepared: moka::sync::Cache<Bytes, Arc<Prepared>>,
     pub(crate) sql_info: SqlInfoData,
     pub(crate) xdbc_types: XdbcTypeInfoData,
+    /// Flight sessions and their settings.
+    pub(crate) sessions: crate::flight::session::Sessions,
 }
 
 impl QuiverFlightSql {
@@ -109,6 +111,7 @@ impl QuiverFlightSql {
 
     pub fn with_limits(engine: Engine, limits: FlightLimits) -> Self {
         let sql_info = crate::flight::metadata::sql_info(&engine.context().state());
+        let search_defaults = engine.search_defaults();
         Self {
             engine,
             limits,
@@ -124,6 +127,7 @@ impl QuiverFlightSql {
                 .max_capacity(PREPARED_MAX)
                 .time_to_idle(PREPARED_IDLE)
                 .build(),
+            sessions: crate::flight::session::Sessions::new(search_defaults),
             sql_info,
             xdbc_types: crate::flight::metadata::xdbc_type_info(),
         }
@@ -153,25 +157,10 @@ impl QuiverFlightSql {
         self.planned.remove(run).and_then(|p| p.lock().take())
     }
 
-    /// FlightInfo for a statement: queries get a ticket to run later;
-    /// updates run now and the ticket returns their row count.
-    pub(crate) async fn info_for(
-        &self,
-        stmt: Statement,
-        sql: &str,
-        kind: u8,
-        target: &[u8],
-        request: Request<FlightDescriptor>,
-    ) -> Result<FlightInfo, Status> {
-        let schema = stmt.result_schema();
-        let is_query = stmt.is_query();
-        self.info_for_all(is_query, schema, vec![stmt], sql, kind, target, request)
-            .await
-    }
-
-    /// [`Self::info_for`] for a statement bound to each of several rows of
-    /// parameters (`stmts`, possibly none): a query returns the rows of
-    /// each in turn, an update runs once per row and counts them all.
+    /// FlightInfo for a statement bound to each of several rows of
+    /// parameters (`stmts`, possibly none): a query gets a ticket to run
+    /// later and returns the rows of each in turn; an update runs now, once
+    /// per row, and the ticket returns the rows it counted.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn info_for_all(
         &self,
@@ -186,6 +175,8 @@ impl QuiverFlightSql {
         // The call's own grpc-timeout bounds this call, not the query it
         // starts: that one's DoGet brings the client's deadline.
         let deadline = self.server_deadline();
+        let caller = crate::flight::session::Caller::of(&request);
+        let stmts = self.session_settings(stmts, &caller);
         let descriptor = request.into_inner();
         let (schema, handle) = if is_query {
             let run = uuid::Uuid::new_v4().simple().to_string();
@@ -205,7 +196,7 @@ impl QuiverFlightSql {
         } else {
             let mut n = 0;
             for stmt in stmts {
-                n += self.update(stmt, sql).await?;
+                n += self.update(stmt, sql, &caller).await?;
             }
             (count_schema(), Bytes::from(format!("r:{n}")))
         };
@@ -245,7 +236,27 @@ impl QuiverFlightSql {
     /// has one, like queries, so a long `INSERT ... SELECT` or `DELETE`
     /// does not hold up the replies to other requests): the rows it wrote.
     /// Dropping the future (the client went away) stops it, as before.
-    pub(crate) async fn update(&self, stmt: Statement, sql: &str) -> Result<u64, Status> {
+    pub(crate) async fn update(
+        &self,
+        stmt: Statement,
+        sql: &str,
+        caller: &crate::flight::session::Caller,
+    ) -> Result<u64, Status> {
+        if let Statement::SetOption { name, value } = &stmt {
+            // A session of the request's cookie (one is opened by a
+            // statement's FlightInfo, see `session_statement`).
+            let id = self.sessions.id_of(caller).ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "SET {name} changes a session's setting, and this call carries no session: \
+                     open one with SetSessionOptions (ADBC: conn.adbc_connection.set_options(\
+                     **{{'adbc.flight.sql.session.option.{name}': '{value}'}})) or run the SET as a query"
+                ))
+            })?;
+            self.sessions
+                .set(&id, name, Some(value))
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            return Ok(0);
+        }
         let run = {
             let engine = self.engine.clone();
             async move { engine.execute_update(stmt).await }
@@ -254,6 +265,77 @@ impl QuiverFlightSql {
         task.await
             .map_err(|e| Status::internal(format!("the statement's task ended abnormally: {e}")))?
             .map_err(|e| log_status("update", sql, e))
+    }
+
+    /// `stmts` with the queries set to run with the request's session
+    /// settings, if it has a session.
+    pub(crate) fn session_settings(
+        &self,
+        stmts: Vec<Statement>,
+        caller: &crate::flight::session::Caller,
+    ) -> Vec<Statement> {
+        let Some(settings) = self.sessions.settings(caller) else {
+            return stmts;
+        };
+        stmts
+            .into_iter()
+            .map(|s| match s {
+                Statement::Query(q) => Statement::Query(q.with_settings(settings)),
+                other => other,
+            })
+            .collect()
+    }
+
+    /// [`Self::session_statement`] of each of `stmts`: what to run, and the
+    /// id of a session opened (for `set-cookie`).
+    pub(crate) async fn session_statements(
+        &self,
+        stmts: Vec<Statement>,
+        caller: &crate::flight::session::Caller,
+    ) -> Result<(Vec<Statement>, Option<String>), Status> {
+        let mut out = Vec::with_capacity(stmts.len());
+        let mut opened = None;
+        for stmt in stmts {
+            let (mut these, new) = self.session_statement(stmt, caller).await?;
+            out.append(&mut these);
+            opened = opened.or(new);
+        }
+        Ok((out, opened))
+    }
+
+    /// A statement's `SET` / `SHOW` of a session setting, answered here:
+    /// `SET` is applied to the request's session (opened if it has none:
+    /// then its id comes back, for `set-cookie`) and leaves nothing to
+    /// run; `SHOW` becomes the query of its value. Other statements pass.
+    pub(crate) async fn session_statement(
+        &self,
+        stmt: Statement,
+        caller: &crate::flight::session::Caller,
+    ) -> Result<(Vec<Statement>, Option<String>), Status> {
+        match stmt {
+            Statement::SetOption { name, value } => {
+                let (id, new) = self.sessions.open(caller);
+                if let Err(e) = self.sessions.set(&id, &name, Some(&value)) {
+                    if new {
+                        self.sessions.close(caller);
+                    }
+                    return Err(Status::invalid_argument(e.to_string()));
+                }
+                Ok((Vec::new(), new.then_some(id)))
+            }
+            Statement::ShowOption { name } => {
+                let settings = self
+                    .sessions
+                    .settings(caller)
+                    .unwrap_or_else(|| self.engine.search_defaults());
+                let value = settings.get(&name).unwrap_or_default();
+                let query = self
+                    .plan(&crate::query::engine::show_sql(&name, &value))
+                    .await?;
+                Ok((vec![query], None))
+            }
+            other => Ok((vec![other], None)),
+        }
     }
 
     /// Runs `stmt` for a `DoGet` that carries no started query.

@@ -23,4 +23,4 @@ pub use engine::{
 };
 pub use functions::distance::Metric;
 pub use observe::scan_totals;
-pub use topk::{SearchSettings, VectorSearch};
+pub use topk::{SearchSettings, SettingError, VectorSearch, SETTINGS};

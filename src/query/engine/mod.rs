@@ -3,7 +3,8 @@
 //! touch the server's files is refused. Files: `statement.rs` (what a
 //! planned statement is), `session.rs` (`register`), `plan.rs` and
 //! `rewrite.rs` (the gate and planning), `run.rs` (queries and updates),
-//! `index_ddl.rs` (`CREATE INDEX`, `DROP INDEX`),
+//! `index_ddl.rs` (`CREATE INDEX`, `DROP INDEX`), `settings.rs` (`SET` and
+//! `SHOW` of quiver's session settings),
 //! `client.rs` (the types clients see). Like all of `query`, it never
 //! names `flight`, `admin` or `server`.
 
@@ -13,10 +14,12 @@ mod plan;
 mod rewrite;
 mod run;
 mod session;
+mod settings;
 mod statement;
 
 pub use client::client_schema;
 pub use session::{register, session_config};
+pub use settings::show_sql;
 pub use statement::{Query, Statement};
 
 use std::sync::Arc;
@@ -90,6 +93,8 @@ pub struct Engine {
     plans: Option<Arc<PlanCache>>,
     /// [`EngineOptions::physical_templates`].
     physical_templates: bool,
+    /// [`EngineOptions::vector_search`].
+    search_defaults: crate::query::topk::SearchSettings,
     /// The session state, copied once when the engine is made, that plans
     /// queries from the plan cache physically. Their plans call no function
     /// whose result depends on when they run ([`plan_cache::cacheable`]),
@@ -181,6 +186,7 @@ impl Engine {
             ctx_system,
             plans,
             physical_templates: options.physical_templates,
+            search_defaults: options.vector_search,
             query_runtime: None,
         })
     }
@@ -207,6 +213,11 @@ impl Engine {
             Some(rt) => rt.spawn(task),
             None => tokio::spawn(task),
         }
+    }
+
+    /// The server's vector-search settings (what a session starts from).
+    pub fn search_defaults(&self) -> crate::query::topk::SearchSettings {
+        self.search_defaults
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -76,6 +76,7 @@ impl Engine {
                             plan: plan_cache::bind(cached.plan.clone(), &vectors)?,
                             optimized: true,
                             cached: Some((cached, Arc::new(vectors))),
+                            settings: None,
                         }));
                     }
                     Err(_) => cache.invalidate_text(&cut.key),
@@ -138,6 +139,9 @@ impl Engine {
         if let Some(s) = crate::query::engine::index_ddl::index_statement(&stmt)? {
             return Ok(s);
         }
+        if let Some(s) = crate::query::engine::settings::setting_statement(&stmt)? {
+            return Ok(s);
+        }
         let key = match &self.plans {
             Some(_) if hoisted.is_some() || own_parameters => Some((stmt.to_string(), system)),
             _ => None,
@@ -155,6 +159,7 @@ impl Engine {
                             plan: plan_cache::bind(cached.plan.clone(), &vectors)?,
                             optimized: true,
                             cached: Some((cached, Arc::new(vectors))),
+                            settings: None,
                         }));
                     }
                     Err(_) => cache.invalidate(key),
@@ -192,6 +197,7 @@ impl Engine {
                             plan: plan_cache::bind(optimized, &vectors)?,
                             optimized: true,
                             cached: Some((cached, Arc::new(vectors))),
+                            settings: None,
                         }));
                     }
                 }
@@ -283,6 +289,7 @@ impl Engine {
                     plan,
                     optimized: false,
                     cached: None,
+                    settings: None,
                 }))
             }
         }

@@ -59,10 +59,27 @@ impl Engine {
         use tracing::Instrument;
         let plan = self.refresh(query.plan).await?;
         let fresh;
-        let state = match query.cached {
-            Some(_) => self.query_state.as_ref(),
-            None => {
-                fresh = self.ctx.state();
+        let state = match (&query.cached, query.settings) {
+            (Some(_), None) => self.query_state.as_ref(),
+            (Some(_), Some(settings)) => {
+                // A session's settings: its own copy of the state.
+                let mut s = self.query_state.as_ref().clone();
+                s.config_mut()
+                    .options_mut()
+                    .extensions
+                    .insert(crate::query::topk::ann::SearchConfig::of(settings));
+                fresh = s;
+                &fresh
+            }
+            (None, settings) => {
+                let mut s = self.ctx.state();
+                if let Some(settings) = settings {
+                    s.config_mut()
+                        .options_mut()
+                        .extensions
+                        .insert(crate::query::topk::ann::SearchConfig::of(settings));
+                }
+                fresh = s;
                 &fresh
             }
         };
@@ -100,6 +117,11 @@ impl Engine {
         }
         .instrument(plan_span.clone())
         .await?;
+        // A session's own vector-search settings.
+        let physical = match query.settings {
+            Some(settings) => crate::query::topk::apply_settings(physical, settings)?,
+            None => physical,
+        };
         // Events are logged inside their span (entered), so the span list
         // of a JSON log line holds the phase, the query and the RPC.
         plan_span
@@ -209,6 +231,13 @@ impl Engine {
                 self.drop_index(collection.as_deref(), &name, if_exists)
                     .await
             }
+            Statement::SetOption { name, .. } => Err(Error::NotAllowed(format!(
+                "SET {name} changes a Flight SQL session's setting; this connection has no session \
+                 (the server's default is set with --vector-search / --ivf-probes)"
+            ))),
+            Statement::ShowOption { name } => Err(Error::invalid(format!(
+                "SHOW {name} is a query: run it as one"
+            ))),
             Statement::Truncate { name } => {
                 let _dml = self.store.dml_lock(&name).await;
                 self.store.truncate(&name).await?;
@@ -352,6 +381,11 @@ impl Engine {
         let stmt = self.plan(sql).await?;
         match stmt {
             Statement::Query(query) => Ok(self.execute_query(query).await?.try_collect().await?),
+            // The server's setting (no session here).
+            Statement::ShowOption { name } => {
+                let value = self.search_defaults().get(&name).unwrap_or_default();
+                Box::pin(self.sql(&crate::query::engine::show_sql(&name, &value))).await
+            }
             other => {
                 let n = self.execute_update(other).await?;
                 let schema = Arc::new(Schema::new(vec![Field::new(

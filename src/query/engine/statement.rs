@@ -21,6 +21,9 @@ pub struct Query {
     /// of its query vectors: the entry's physical template, if any, plans
     /// it physically ([`plan_cache::PhysicalTemplate`]).
     pub(crate) cached: Option<plan_cache::CachedRun>,
+    /// The session's vector-search settings, when they are not the
+    /// server's ([`crate::query::topk::apply_settings`]).
+    pub(crate) settings: Option<crate::query::topk::SearchSettings>,
 }
 
 impl Query {
@@ -32,6 +35,12 @@ impl Query {
     /// cache).
     pub fn is_optimized(&self) -> bool {
         self.optimized
+    }
+
+    /// Runs the query with these vector-search settings (a session's).
+    pub fn with_settings(mut self, settings: crate::query::topk::SearchSettings) -> Self {
+        self.settings = Some(settings);
+        self
     }
 }
 
@@ -70,17 +79,24 @@ pub enum Statement {
         name: String,
         if_exists: bool,
     },
+    /// `SET quiver.<setting> = <value>` (checked; the session applies it).
+    SetOption { name: String, value: String },
+    /// `SHOW quiver.<setting>`.
+    ShowOption { name: String },
 }
 
 impl Statement {
     pub fn is_query(&self) -> bool {
-        matches!(self, Statement::Query(_))
+        matches!(self, Statement::Query(_) | Statement::ShowOption { .. })
     }
 
     /// Schema of the rows a query returns (as sent to clients).
     pub fn result_schema(&self) -> SchemaRef {
         match self {
             Statement::Query(q) => client_schema(q.plan.schema().as_arrow()),
+            Statement::ShowOption { name } => {
+                Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]))
+            }
             _ => Arc::new(Schema::empty()),
         }
     }
@@ -94,7 +110,9 @@ impl Statement {
             Statement::DropTable { .. }
             | Statement::Truncate { .. }
             | Statement::CreateIndex { .. }
-            | Statement::DropIndex { .. } => None,
+            | Statement::DropIndex { .. }
+            | Statement::SetOption { .. }
+            | Statement::ShowOption { .. } => None,
         }
     }
 
@@ -152,6 +170,7 @@ impl Statement {
                 plan: bind(q.plan)?,
                 optimized: q.optimized,
                 cached: None,
+                settings: q.settings,
             }),
             Statement::Insert(p) => Statement::Insert(bind(p)?),
             Statement::CreateTable {
@@ -178,7 +197,9 @@ impl Statement {
             s @ (Statement::DropTable { .. }
             | Statement::Truncate { .. }
             | Statement::CreateIndex { .. }
-            | Statement::DropIndex { .. }) => s,
+            | Statement::DropIndex { .. }
+            | Statement::SetOption { .. }
+            | Statement::ShowOption { .. }) => s,
         })
     }
 }
@@ -213,6 +234,7 @@ pub(crate) fn bind_cached(query: Query, values: Vec<ScalarValue>) -> Result<Stat
         plan,
         optimized: true,
         cached,
+        settings: query.settings,
     }))
 }
 

@@ -59,6 +59,100 @@ pub struct SearchSettings {
     pub ivf_probes: usize,
 }
 
+datafusion::common::extensions_options! {
+    /// A session's [`SearchSettings`] as DataFusion configuration (prefix
+    /// `quiver`), so the physical optimizer's rule plans with them,
+    /// EXPLAIN included.
+    pub struct SearchConfig {
+        /// auto, exact or ann.
+        pub vector_search: String, default = "auto".to_string()
+        /// IVF lists probed at least (0: the default).
+        pub ivf_probes: usize, default = 0
+    }
+}
+
+impl datafusion::common::config::ConfigExtension for SearchConfig {
+    const PREFIX: &'static str = "quiver";
+}
+
+impl SearchConfig {
+    pub fn of(s: SearchSettings) -> Self {
+        Self {
+            vector_search: s.get("quiver.vector_search").unwrap_or_default(),
+            ivf_probes: s.ivf_probes,
+        }
+    }
+
+    pub fn settings(&self) -> SearchSettings {
+        SearchSettings {
+            mode: VectorSearch::parse(&self.vector_search).unwrap_or_default(),
+            ivf_probes: self.ivf_probes,
+        }
+    }
+}
+
+/// The session settings of vector search (Flight session options, `SET`).
+pub const SETTINGS: [&str; 2] = ["quiver.vector_search", "quiver.ivf_probes"];
+
+/// Why a setting was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettingError {
+    UnknownName(String),
+    BadValue(String),
+}
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingError::UnknownName(m) | SettingError::BadValue(m) => f.write_str(m),
+        }
+    }
+}
+
+impl SearchSettings {
+    /// Sets `name` (one of [`SETTINGS`]) from its text.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), SettingError> {
+        let value = value.trim().trim_matches('\'').trim_matches('"');
+        match name.to_ascii_lowercase().as_str() {
+            "quiver.vector_search" => {
+                self.mode = VectorSearch::parse(value).ok_or_else(|| {
+                    SettingError::BadValue(format!(
+                        "quiver.vector_search = '{value}' is not valid: use auto, exact or ann"
+                    ))
+                })?;
+            }
+            "quiver.ivf_probes" => {
+                self.ivf_probes = value.parse().map_err(|_| {
+                    SettingError::BadValue(format!(
+                        "quiver.ivf_probes = '{value}' is not valid: a whole number of lists (0: the default)"
+                    ))
+                })?;
+            }
+            _ => {
+                return Err(SettingError::UnknownName(format!(
+                    "unknown setting '{name}': the settings are {}",
+                    SETTINGS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of `name` as text.
+    pub fn get(&self, name: &str) -> Option<String> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "quiver.vector_search" => match self.mode {
+                VectorSearch::Auto => "auto",
+                VectorSearch::Exact => "exact",
+                VectorSearch::Ann => "ann",
+            }
+            .to_string(),
+            "quiver.ivf_probes" => self.ivf_probes.to_string(),
+            _ => return None,
+        })
+    }
+}
+
 /// Lists probed by default in an IVF index of `lists` lists: a thirty-second
 /// of them, at least 8 (all of a small index).
 pub fn default_probes(lists: usize) -> usize {

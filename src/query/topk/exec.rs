@@ -119,6 +119,41 @@ impl VectorTopKExec {
 }
 
 impl VectorTopKExec {
+    /// This operator with other vector-search settings (its index choice
+    /// made again).
+    pub(crate) fn with_settings(&self, settings: SearchSettings) -> Result<Self> {
+        Self::try_new(
+            self.input.clone(),
+            self.filters.clone(),
+            self.sort.to_vec(),
+            self.outputs.clone(),
+            self.ordering.clone(),
+            self.schema(),
+            self.fetch,
+            settings,
+        )
+    }
+}
+
+/// `plan` with every fused top-k planned for `settings` (a session's).
+pub fn apply_settings(
+    plan: Arc<dyn ExecutionPlan>,
+    settings: SearchSettings,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        if let Some(t) = node.downcast_ref::<VectorTopKExec>() {
+            if t.settings != settings {
+                return Ok(Transformed::yes(
+                    Arc::new(t.with_settings(settings)?) as Arc<dyn ExecutionPlan>
+                ));
+            }
+        }
+        Ok(Transformed::no(node))
+    })
+    .map(|t| t.data)
+}
+
+impl VectorTopKExec {
     /// Everything of this operator but its scan, to build it again over
     /// another scan of the collection.
     pub(crate) fn template(&self) -> Option<TopKTemplate> {

@@ -27,6 +27,7 @@ mod exec;
 mod rule;
 mod share;
 
-pub use ann::{SearchSettings, VectorSearch};
+pub use ann::{SearchSettings, SettingError, VectorSearch, SETTINGS};
+pub use exec::apply_settings;
 pub(crate) use exec::{TopKTemplate, VectorTopKExec};
 pub(crate) use rule::FuseVectorTopK;

@@ -34,8 +34,13 @@ impl PhysicalOptimizerRule for FuseVectorTopK {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // A session's own settings, else the server's.
+        let settings = config
+            .extensions
+            .get::<crate::query::topk::ann::SearchConfig>()
+            .map_or(self.settings, |c| c.settings());
         plan.transform_down(|node| {
             // A merge of per-partition top-k sorts: the fused operator
             // replaces both.
@@ -45,7 +50,7 @@ impl PhysicalOptimizerRule for FuseVectorTopK {
                         && merge.fetch() == sort.fetch()
                         && merge.expr() == sort.expr()
                     {
-                        if let Some(fused) = fuse(sort, self.settings)? {
+                        if let Some(fused) = fuse(sort, settings)? {
                             return Ok(Transformed::new(fused, true, TreeNodeRecursion::Jump));
                         }
                     }
@@ -60,7 +65,7 @@ impl PhysicalOptimizerRule for FuseVectorTopK {
                 if sort.preserve_partitioning() && partitions > 1 {
                     return Ok(Transformed::no(node));
                 }
-                if let Some(fused) = fuse(sort, self.settings)? {
+                if let Some(fused) = fuse(sort, settings)? {
                     return Ok(Transformed::new(fused, true, TreeNodeRecursion::Jump));
                 }
             }
