@@ -326,3 +326,56 @@ pub fn session_action(
         opened,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(cookie: Option<&str>, port: u16) -> Caller {
+        let mut md = MetadataMap::new();
+        if let Some(c) = cookie {
+            md.insert(
+                "cookie",
+                format!("other=1; {SESSION_COOKIE}={c}").parse().unwrap(),
+            );
+        }
+        Caller::from_parts(&md, Some(([127, 0, 0, 1], port).into()))
+    }
+
+    /// A session is found by its cookie, or by the connection that opened
+    /// it; others start from the server's settings; closing forgets it.
+    #[test]
+    fn sessions_follow_their_cookie_or_their_connection() {
+        let sessions = Sessions::new(SearchSettings::default());
+        let first = caller(None, 1000);
+        assert_eq!(sessions.settings(&first), None);
+        let (id, new) = sessions.open(&first);
+        assert!(new);
+        sessions.set(&id, "quiver.ivf_probes", Some("12")).unwrap();
+        assert_eq!(sessions.settings(&first).unwrap().ivf_probes, 12);
+        // The same session from another connection that sends the cookie.
+        let by_cookie = caller(Some(&id), 2000);
+        assert_eq!(sessions.settings(&by_cookie).unwrap().ivf_probes, 12);
+        assert_eq!(sessions.open(&by_cookie), (id.clone(), false));
+        // Another connection without it, or with an unknown cookie.
+        assert_eq!(sessions.settings(&caller(None, 3000)), None);
+        assert_eq!(sessions.settings(&caller(Some("nope"), 3000)), None);
+        // Bad values and names are refused; the setting stays.
+        assert!(matches!(
+            sessions.set(&id, "quiver.ivf_probes", Some("x")),
+            Err(SettingError::BadValue(_))
+        ));
+        assert!(matches!(
+            sessions.set(&id, "quiver.nope", Some("1")),
+            Err(SettingError::UnknownName(_))
+        ));
+        assert_eq!(sessions.settings(&first).unwrap().ivf_probes, 12);
+        // Erasing an option goes back to the server's value.
+        sessions.set(&id, "quiver.ivf_probes", None).unwrap();
+        assert_eq!(sessions.settings(&first).unwrap().ivf_probes, 0);
+        sessions.close(&by_cookie);
+        sessions.close(&first);
+        assert_eq!(sessions.settings(&first), None);
+        assert_eq!(sessions.settings(&by_cookie), None);
+    }
+}

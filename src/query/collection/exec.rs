@@ -521,6 +521,14 @@ impl MaterializeExec {
         Ok((u.rows, u.mask))
     }
 
+    /// The keyed rows at `positions` of a scanned segment ([`Materialize::rows_at`]).
+    pub(crate) async fn rows_at(&self, segment: usize, positions: &[u32]) -> DFResult<RecordBatch> {
+        (self
+            .work
+            .rows_at(segment, positions, &self.resident_counters))
+        .await
+    }
+
     /// Whether any delete hides rows of the scanned version.
     pub(crate) fn has_deletes(&self) -> bool {
         self.work.deletes.is_some()

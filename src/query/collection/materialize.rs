@@ -163,6 +163,103 @@ impl Materialize {
         Ok(RecordBatch::try_new_with_options(schema, columns, &opts)?)
     }
 
+    /// The rows at `positions` (ascending, rows of the `segment`-th scanned
+    /// segment) as a keyed batch with their vectors: scalar columns taken
+    /// from the decoded-column cache, vectors by [`Self::read_rows`]. No
+    /// delete is applied (the caller chose rows no delete hides).
+    pub(crate) async fn rows_at(
+        &self,
+        segment: usize,
+        positions: &[u32],
+        counters: &FetchCounters,
+    ) -> DFResult<RecordBatch> {
+        use arrow::array::UInt32Array;
+        let (seg_id, file) = &self.group0[segment];
+        let path = Store::file_path(&self.collection, &file.path);
+        let meta = self.store.reader_metadata(&path, file.size).await?;
+        let mut needed: Vec<usize> = self
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                ColumnSource::Input(i) => Some(*i),
+                ColumnSource::Vector(_) => None,
+            })
+            .collect();
+        needed.push(self.key_idx);
+        needed.sort_unstable();
+        needed.dedup();
+        let file_schema = meta.schema().clone();
+        let roots: Vec<usize> = needed
+            .iter()
+            .map(|&i| file_schema.index_of(&self.input_names[i]))
+            .collect::<Result<_, _>>()?;
+        let mut parts: Vec<Vec<ArrayRef>> = vec![Vec::new(); needed.len()];
+        let (mut start, mut k) = (0u64, 0usize);
+        for (rg, g) in meta.metadata().row_groups().iter().enumerate() {
+            let end = start + g.num_rows() as u64;
+            let from = k;
+            while k < positions.len() && (positions[k] as u64) < end {
+                k += 1;
+            }
+            if k > from {
+                let idx = UInt32Array::from_iter_values(
+                    positions[from..k]
+                        .iter()
+                        .map(|&p| (p as u64 - start) as u32),
+                );
+                let decoded = self
+                    .store
+                    .decoded_columns(&path, file.size, &meta, rg, &roots)
+                    .await?;
+                for (part, a) in parts.iter_mut().zip(&decoded) {
+                    part.push(arrow::compute::take(a.as_ref(), &idx, None)?);
+                }
+            }
+            start = end;
+        }
+        let mut at: HashMap<usize, ArrayRef> = HashMap::new();
+        for (&i, part) in needed.iter().zip(parts) {
+            let refs: Vec<&dyn Array> = part.iter().map(|a| a.as_ref()).collect();
+            at.insert(i, concat(&refs)?);
+        }
+        let mut columns = Vec::with_capacity(self.sources.len() + 1);
+        for (out_idx, src) in self.sources.iter().enumerate() {
+            columns.push(match src {
+                ColumnSource::Input(i) => {
+                    let want = self.schema.field(out_idx).data_type();
+                    let col = at[i].clone();
+                    if col.data_type() == want {
+                        col
+                    } else {
+                        arrow::compute::cast(&col, want)?
+                    }
+                }
+                ColumnSource::Vector(name) => {
+                    let f = self
+                        .files
+                        .get(seg_id)
+                        .and_then(|m| m.get(name))
+                        .ok_or_else(|| {
+                            DataFusionError::External(Box::new(Error::Corrupt {
+                                path: format!("{}/insert_log/{seg_id}", self.collection),
+                                reason: format!("segment has no file for vector column '{name}'"),
+                            }))
+                        })?;
+                    counters.fetches.add(1);
+                    counters.rows.add(positions.len());
+                    self.read_rows(f, out_idx, positions, counters).await?
+                }
+            });
+        }
+        columns.push(at[&self.key_idx].clone());
+        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(positions.len()));
+        Ok(RecordBatch::try_new_with_options(
+            self.keyed_schema.clone(),
+            columns,
+            &opts,
+        )?)
+    }
+
     /// Reads the rows at `positions` (ascending) of a one-column file.
     ///
     /// Row groups whose decoded column is cached, or of which the query

@@ -17,11 +17,11 @@
 //! until k allowed rows are found or every list is probed. So a filtered
 //! query returns k rows whenever k rows match.
 
-use crate::query::collection::{MaterializeExec, ScanUnit};
+use crate::query::collection::MaterializeExec;
 use crate::query::functions::distance::Metric;
 use crate::query::topk::best::{all_true, Best, Scorer, Shared};
 use crate::storage::index::{IndexDef, IndexFile, IndexMetric};
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::SortOptions;
 use datafusion::common::{DataFusionError, Result};
@@ -343,62 +343,18 @@ async fn search_segment(
         if !short {
             let mut positions: Vec<u32> = cands.iter().map(|c| c.1).collect();
             positions.sort_unstable();
-            return consider_rows(scan, shared, &units, rows, &positions, best).await;
+            if positions.is_empty() {
+                return Ok(());
+            }
+            // Scored again exactly, from the segment's own vectors.
+            let batch = scan.rows_at(segment, &positions).await?;
+            return best.consider(shared, &shared.post_filters, batch, None);
         }
     }
     counters.filtered_exact.add(1);
     let in_place = shared.post_filters.is_empty();
     for unit in units {
         for (batch, live) in scan.load_unit(unit, &prefilter, in_place).await? {
-            best.consider(shared, &shared.post_filters, batch, live)?;
-        }
-    }
-    Ok(())
-}
-
-/// Offers the rows at `positions` (ascending, rows of the segment) to
-/// `best`, read through the scan so they are scored exactly.
-async fn consider_rows(
-    scan: &MaterializeExec,
-    shared: &Shared,
-    units: &[ScanUnit],
-    rows: u64,
-    positions: &[u32],
-    best: &mut Best,
-) -> Result<()> {
-    let start_of = |u: &ScanUnit| match u {
-        ScanUnit::RowGroup { start, .. } => *start,
-        ScanUnit::Growing => rows,
-    };
-    for (i, unit) in units.iter().enumerate() {
-        let start = start_of(unit);
-        let end = units.get(i + 1).map_or(rows, start_of);
-        let from = positions.partition_point(|&p| (p as u64) < start);
-        let to = positions.partition_point(|&p| (p as u64) < end);
-        let picked: Vec<u32> = positions[from..to]
-            .iter()
-            .map(|&p| (p as u64 - start) as u32)
-            .collect();
-        if picked.is_empty() {
-            continue;
-        }
-        let pick = |b: &RecordBatch| -> Result<Option<BooleanArray>> {
-            let n = b.num_rows();
-            let mut bits = vec![false; n];
-            let mut any = false;
-            for &p in &picked {
-                if (p as usize) < n {
-                    bits[p as usize] = true;
-                    any = true;
-                }
-            }
-            Ok(Some(if any {
-                BooleanArray::from(bits)
-            } else {
-                BooleanArray::from(vec![false; n])
-            }))
-        };
-        for (batch, live) in scan.load_unit(*unit, &pick, true).await? {
             best.consider(shared, &shared.post_filters, batch, live)?;
         }
     }

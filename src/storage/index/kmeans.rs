@@ -14,8 +14,8 @@ const BLOCK_ROWS: usize = 1024;
 /// Most training points per centroid (as faiss: more add little).
 pub const MAX_POINTS_PER_LIST: usize = 256;
 
-/// Lloyd iterations of a training run.
-pub const TRAIN_ITERATIONS: usize = 20;
+/// Lloyd iterations of a training run (faiss trains IVF quantizers with 10).
+pub const TRAIN_ITERATIONS: usize = 10;
 
 /// A small deterministic generator (splitmix64), so a build of the same
 /// data gives the same index.
