@@ -380,3 +380,32 @@ def test_session_settings_per_connection(ann_server, data):
     finally:
         with ann_server.connect() as c, c.cursor() as cur:
             cur.execute("DROP INDEX docs_sess")
+
+
+def test_indexes_on_s3(tmp_path, seaweed, data):
+    """The same on a real S3 server (SeaweedFS): built in the background,
+    used by queries, recall held, kept across a restart."""
+    s = Server(tmp_path / "data", ARGS + ["--store", seaweed.url()], env=seaweed.env()).start()
+    try:
+        part = slice(0, 2 * SEGMENT_ROWS)
+        ids, vecs = data["ids"][part], data["vecs"][part]
+        with s.connect() as conn, conn.cursor() as cur:
+            cur.adbc_ingest("on_s3", table(ids, vecs, data["buckets"][part]).to_reader(max_chunksize=SEGMENT_ROWS), mode="create")
+            cur.execute("CREATE INDEX on_s3_l2 ON on_s3 USING ivf (emb)")
+            wait_for(lambda: indexes(cur, "on_s3")[0]["state"] == "ready", what="the build on S3")
+        s.stop()
+        s.start()
+        with s.connect() as conn, conn.cursor() as cur:
+            [row] = indexes(cur, "on_s3")
+            assert row["segments_indexed"] == 2, row
+            hits = 0
+            for q in data["queries"][:50]:
+                sql = f"SELECT id FROM on_s3 ORDER BY l2_distance(emb, {literal(q)}) LIMIT {K}"
+                got = fetch(cur, sql).column("id").to_pylist()
+                hits += len(set(got) & set(exact_top("l2", ids, vecs, q).tolist()))
+            assert "VectorAnnExec: index=on_s3_l2" in explain(cur, sql) and "ann=2 exact=0" in explain(cur, sql)
+            recall = hits / (K * 50)
+            print(f"recall@{K} on S3: {recall:.4f}")
+            assert recall >= 0.95, recall
+    finally:
+        s.stop()
