@@ -120,18 +120,7 @@ impl Materialize {
                 ColumnSource::Vector(name) => {
                     let mut parts = Vec::with_capacity(by_segment.len());
                     for (seg, members) in &by_segment {
-                        let file =
-                            self.files
-                                .get(seg)
-                                .and_then(|m| m.get(name))
-                                .ok_or_else(|| {
-                                    DataFusionError::External(Box::new(Error::Corrupt {
-                                        path: format!("{}/insert_log/{seg}", self.collection),
-                                        reason: format!(
-                                            "segment has no file for vector column '{name}'"
-                                        ),
-                                    }))
-                                })?;
+                        let file = self.vector_file(*seg, name)?;
                         let positions: Vec<u32> = members.iter().map(|(p, _)| *p).collect();
                         counters.fetches.add(1);
                         counters.rows.add(positions.len());
@@ -163,6 +152,40 @@ impl Materialize {
         Ok(RecordBatch::try_new_with_options(schema, columns, &opts)?)
     }
 
+    /// The group-0 input columns a unit's rows need (sorted): the scalar
+    /// outputs and the key, and with `deletes` the key and `_ts` the delete
+    /// filter reads.
+    pub(crate) fn input_columns(&self, deletes: bool) -> Vec<usize> {
+        let mut needed: Vec<usize> = self
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                ColumnSource::Input(i) => Some(*i),
+                ColumnSource::Vector(_) => None,
+            })
+            .collect();
+        needed.push(self.key_idx);
+        if let (true, Some(d)) = (deletes, &self.deletes) {
+            needed.extend([d.pk_idx, d.ts_idx]);
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        needed
+    }
+
+    /// The file of vector column `name` of segment `seg_id`.
+    pub(crate) fn vector_file(&self, seg_id: u64, name: &str) -> DFResult<&DataFile> {
+        self.files
+            .get(&seg_id)
+            .and_then(|m| m.get(name))
+            .ok_or_else(|| {
+                DataFusionError::External(Box::new(Error::Corrupt {
+                    path: format!("{}/insert_log/{seg_id}", self.collection),
+                    reason: format!("segment has no file for vector column '{name}'"),
+                }))
+            })
+    }
+
     /// The rows at `positions` (ascending, rows of the `segment`-th scanned
     /// segment) as a keyed batch with their vectors: scalar columns taken
     /// from the decoded-column cache, vectors by [`Self::read_rows`]. No
@@ -177,17 +200,7 @@ impl Materialize {
         let (seg_id, file) = &self.group0[segment];
         let path = Store::file_path(&self.collection, &file.path);
         let meta = self.store.reader_metadata(&path, file.size).await?;
-        let mut needed: Vec<usize> = self
-            .sources
-            .iter()
-            .filter_map(|s| match s {
-                ColumnSource::Input(i) => Some(*i),
-                ColumnSource::Vector(_) => None,
-            })
-            .collect();
-        needed.push(self.key_idx);
-        needed.sort_unstable();
-        needed.dedup();
+        let needed = self.input_columns(false);
         let file_schema = meta.schema().clone();
         let roots: Vec<usize> = needed
             .iter()
@@ -235,16 +248,7 @@ impl Materialize {
                     }
                 }
                 ColumnSource::Vector(name) => {
-                    let f = self
-                        .files
-                        .get(seg_id)
-                        .and_then(|m| m.get(name))
-                        .ok_or_else(|| {
-                            DataFusionError::External(Box::new(Error::Corrupt {
-                                path: format!("{}/insert_log/{seg_id}", self.collection),
-                                reason: format!("segment has no file for vector column '{name}'"),
-                            }))
-                        })?;
+                    let f = self.vector_file(*seg_id, name)?;
                     counters.fetches.add(1);
                     counters.rows.add(positions.len());
                     self.read_rows(f, out_idx, positions, counters).await?

@@ -4,7 +4,6 @@
 //! ([`MaterializeExec::load_unit`]); the masks of units without their
 //! vectors, and rows taken by position (the vector-index path).
 
-use crate::error::Error;
 use crate::query::collection::exec::MaterializeExec;
 use crate::query::collection::materialize::{slice_bytes, true_positions, ColumnSource};
 use crate::storage::format::keys::key_at;
@@ -196,16 +195,7 @@ impl MaterializeExec {
         };
         for (out_idx, src) in work.sources.iter().enumerate() {
             if let ColumnSource::Vector(name) = src {
-                let file = work
-                    .files
-                    .get(seg_id)
-                    .and_then(|m| m.get(name))
-                    .ok_or_else(|| {
-                        DataFusionError::External(Box::new(Error::Corrupt {
-                            path: format!("{}/insert_log/{seg_id}", work.collection),
-                            reason: format!("segment has no file for vector column '{name}'"),
-                        }))
-                    })?;
+                let file = work.vector_file(*seg_id, name)?;
                 counters.fetches.add(1);
                 counters.rows.add(positions.len());
                 let vectors = work.read_rows(file, out_idx, &positions, counters).await?;
@@ -239,20 +229,7 @@ impl MaterializeExec {
         let (rows, start) = (to - from, group_start + from as u64);
         // Decode the input columns this needs (not the row address: the
         // vectors are read by position here).
-        let mut needed: Vec<usize> = work
-            .sources
-            .iter()
-            .filter_map(|s| match s {
-                ColumnSource::Input(i) => Some(*i),
-                ColumnSource::Vector(_) => None,
-            })
-            .collect();
-        needed.push(work.key_idx);
-        if let Some(d) = &work.deletes {
-            needed.extend([d.pk_idx, d.ts_idx]);
-        }
-        needed.sort_unstable();
-        needed.dedup();
+        let needed = work.input_columns(true);
         let file_schema = meta.schema().clone();
         let roots: Vec<usize> = needed
             .iter()

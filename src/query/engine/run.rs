@@ -58,21 +58,16 @@ impl Engine {
     pub async fn start_query(&self, query: Query, span: &tracing::Span) -> Result<RunningQuery> {
         use tracing::Instrument;
         let plan = self.refresh(query.plan).await?;
+        // A query with a session's settings plans in its own copy of the
+        // state, which carries them to the physical optimizer.
         let fresh;
         let state = match (&query.cached, query.settings) {
             (Some(_), None) => self.query_state.as_ref(),
-            (Some(_), Some(settings)) => {
-                // A session's settings: its own copy of the state.
-                let mut s = self.query_state.as_ref().clone();
-                s.config_mut()
-                    .options_mut()
-                    .extensions
-                    .insert(crate::query::topk::ann::SearchConfig::of(settings));
-                fresh = s;
-                &fresh
-            }
-            (None, settings) => {
-                let mut s = self.ctx.state();
+            (cached, settings) => {
+                let mut s = match cached {
+                    Some(_) => self.query_state.as_ref().clone(),
+                    None => self.ctx.state(),
+                };
                 if let Some(settings) = settings {
                     s.config_mut()
                         .options_mut()

@@ -122,8 +122,13 @@ impl VectorTopKExec {
     /// This operator with other vector-search settings (its index choice
     /// made again).
     pub(crate) fn with_settings(&self, settings: SearchSettings) -> Result<Self> {
+        self.rebuild(self.input.clone(), settings)
+    }
+
+    /// This operator over `input` with `settings`.
+    fn rebuild(&self, input: Arc<dyn ExecutionPlan>, settings: SearchSettings) -> Result<Self> {
         Self::try_new(
-            self.input.clone(),
+            input,
             self.filters.clone(),
             self.sort.to_vec(),
             self.outputs.clone(),
@@ -310,16 +315,7 @@ impl ExecutionPlan for VectorTopKExec {
         let [input] = children.try_into().map_err(|_| {
             DataFusionError::Internal("VectorTopKExec takes exactly one child".into())
         })?;
-        Ok(Arc::new(VectorTopKExec::try_new(
-            input,
-            self.filters.clone(),
-            self.sort.to_vec(),
-            self.outputs.clone(),
-            self.ordering.clone(),
-            self.schema(),
-            self.fetch,
-            self.settings,
-        )?))
+        Ok(Arc::new(self.rebuild(input, self.settings)?))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
