@@ -1,22 +1,27 @@
-"""Approximate top-10: quiver's IVF index against faiss IndexIVFFlat with the
-same lists and probes, on the same data, in the same run.
+"""Approximate top-10: quiver's indexes against faiss with the same type
+and parameters, on the same data, in the same run.
 
 Data: clustered synthetic vectors (ROWS x 128, default 1M, drawn around 1,000 overlapping
 centres), 200 queries near the data; ground truth from faiss IndexFlatL2.
-Measured:
-- build: quiver's `CREATE INDEX ... WITH (wait = true)` (k-means on a sample,
-  assignment, the Arrow IPC file written and committed) against faiss
-  train + add, with the same number of lists (the square root of the rows);
-- per probes setting (`SET quiver.ivf_probes = P` / faiss `nprobe = P`):
-  recall@10 against exact and p50 latency, quiver over Flight SQL (ADBC, as
-  an application sends it) and faiss in process (2 threads);
+Per index type (KINDS, default all three), the index is built, measured and
+dropped before the next:
+- `ivf` against faiss IndexIVFFlat, `ivf_sq8` against IndexIVFScalarQuantizer
+  (QT_8bit), both with the same lists (the square root of the rows) and
+  probes; `hnsw` against IndexHNSWFlat (and hnswlib, when installed) with
+  M = 16, ef_construction = 200, over the same ef_search values;
+- build: quiver's `CREATE INDEX ... WITH (wait = true)` (training, the file
+  written and committed) against faiss train + add;
+- per setting (`SET quiver.ivf_probes = P` / `nprobe`, `SET
+  quiver.hnsw_ef_search = E` / `efSearch`): recall@10 against exact and p50
+  latency, quiver over Flight SQL (ADBC, as an application sends it) and
+  faiss in process (2 threads);
 - quiver's exact search over Flight SQL (`SET quiver.vector_search = exact`),
   for the speedup;
-- a 10%-selective filter at the default probes: recall and p50.
+- a 10%-selective filter at the default settings: recall and p50.
 
 Run (release binary; faiss from benches/requirements.txt):
     cargo build --release
-    .venv/bin/pip install -r benches/requirements.txt
+    .venv/bin/pip install -r benches/requirements.txt   # faiss-cpu, hnswlib
     .venv/bin/python benches/ann.py          # ROWS=200000 for a quick run
 
 Results go to docs/bench/ann.json (RESULTS_DIR to change).
@@ -44,6 +49,9 @@ from conftest import Server  # noqa: E402
 ROWS = int(os.environ.get("ROWS", 1_000_000))
 DIM, K, QUERIES, CENTRES = 128, 10, 200, 1000
 PROBES = [4, 8, 16, 32, 64, 128]
+EF_SEARCH = [16, 32, 64, 128, 256]
+M, EF_CONSTRUCTION = 16, 200
+KINDS = os.environ.get("KINDS", "ivf,ivf_sq8,hnsw").split(",")
 
 
 def literal(q):
@@ -57,6 +65,25 @@ def clustered(n, dim, centres, rng):
 
 def recall(got, truth):
     return np.mean([len(set(g) & set(t)) / K for g, t in zip(got, truth)])
+
+
+def faiss_index(kind, lists):
+    import faiss
+
+    if kind == "ivf":
+        return faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, lists)
+    if kind == "ivf_sq8":
+        return faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(DIM), DIM, lists, faiss.ScalarQuantizer.QT_8bit)
+    index = faiss.IndexHNSWFlat(DIM, M)
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    return index
+
+
+def set_param(kind, index, value):
+    if kind == "hnsw":
+        index.hnsw.efSearch = value
+    else:
+        index.nprobe = value
 
 
 def main():
@@ -79,16 +106,8 @@ def main():
     _, t10 = flat10.search(queries, K)
     truth10 = sel[t10]
 
-    t = time.perf_counter()
-    quantizer = faiss.IndexFlatL2(DIM)
-    ivf = faiss.IndexIVFFlat(quantizer, DIM, lists)
-    ivf.train(emb)
-    ivf.add(emb)
-    faiss_build = time.perf_counter() - t
-
     results = {"rows": ROWS, "dim": DIM, "k": K, "queries": QUERIES, "lists": lists,
-               "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-               "faiss_build_s": faiss_build, "probes": []}
+               "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "kinds": {}}
     table = pa.table({
         "id": pa.array(np.arange(ROWS, dtype=np.int64)),
         "bucket": pa.array(bucket),
@@ -101,60 +120,93 @@ def main():
                 cur.adbc_ingest("s", table.to_reader(max_chunksize=16_384), mode="create")
                 cur.execute("SELECT count(*) FROM s")
                 cur.fetchall()
-                t = time.perf_counter()
-                cur.execute(f"CREATE INDEX s_ivf ON s USING ivf (embedding) WITH (lists = {lists}, wait = true)")
-                cur.fetchall()
-                results["quiver_build_s"] = time.perf_counter() - t
-                print(f"{ROWS:,} x {DIM}, {lists} lists: build quiver {results['quiver_build_s']:.1f} s, "
-                      f"faiss train+add {faiss_build:.1f} s ({results['quiver_build_s'] / faiss_build:.2f}x)")
+
+                def sql(text):
+                    cur.execute(text)
+                    cur.fetchall()
 
                 def run(where=""):
                     ids, times = [], []
                     for q in queries:
-                        sql = f"SELECT id FROM s{where} ORDER BY l2_distance(embedding, {literal(q)}) LIMIT {K}"
+                        text = f"SELECT id FROM s{where} ORDER BY l2_distance(embedding, {literal(q)}) LIMIT {K}"
                         t = time.perf_counter()
-                        cur.execute(sql)
+                        cur.execute(text)
                         got = cur.fetch_arrow_table().column("id").to_pylist()
                         times.append(time.perf_counter() - t)
                         ids.append(got)
                     return ids, statistics.median(times)
 
-                cur.execute("SET quiver.vector_search = exact")
-                cur.fetchall()
+                sql("SET quiver.vector_search = exact")
                 run()  # warm the caches
                 exact_ids, exact_p50 = run()
                 results["quiver_exact_flight_p50_ms"] = exact_p50 * 1e3
                 print(f"exact over Flight SQL: p50 {exact_p50 * 1e3:.2f} ms, recall {recall(exact_ids, truth):.3f}")
-                cur.execute("SET quiver.vector_search = auto")
-                cur.fetchall()
-                print(f"{'probes':>6} {'quiver recall':>13} {'p50 ms':>8} {'faiss recall':>12} {'p50 ms':>8} "
-                      f"{'vs faiss':>9} {'vs exact':>9}")
-                for p in PROBES:
-                    cur.execute(f"SET quiver.ivf_probes = {p}")
-                    cur.fetchall()
-                    run()
-                    ids, p50 = run()
-                    ivf.nprobe = p
-                    ftimes, fids = [], []
-                    for q in queries:
-                        t = time.perf_counter()
-                        _, I = ivf.search(q[None, :], K)
-                        ftimes.append(time.perf_counter() - t)
-                        fids.append(I[0].tolist())
-                    fp50 = statistics.median(ftimes)
-                    row = {"probes": p, "quiver_recall": recall(ids, truth), "quiver_flight_p50_ms": p50 * 1e3,
-                           "faiss_recall": recall(fids, truth), "faiss_p50_ms": fp50 * 1e3}
-                    results["probes"].append(row)
-                    print(f"{p:>6} {row['quiver_recall']:>13.3f} {p50 * 1e3:>8.2f} {row['faiss_recall']:>12.3f} "
-                          f"{fp50 * 1e3:>8.2f} {p50 / fp50:>8.2f}x {exact_p50 / p50:>8.1f}x")
-                cur.execute("SET quiver.ivf_probes = 0")
-                cur.fetchall()
-                ids, p50 = run(" WHERE bucket < 100")
-                _, un50 = run()
-                results["filtered_10pct"] = {"recall": recall(ids, truth10), "p50_ms": p50 * 1e3,
+                sql("SET quiver.vector_search = auto")
+                for kind in KINDS:
+                    out = results["kinds"][kind] = {"settings": []}
+                    t = time.perf_counter()
+                    index = faiss_index(kind, lists)
+                    index.train(emb)
+                    index.add(emb)
+                    out["faiss_build_s"] = time.perf_counter() - t
+                    with_ = f"lists = {lists}" if kind != "hnsw" else f"m = {M}, ef_construction = {EF_CONSTRUCTION}"
+                    t = time.perf_counter()
+                    sql(f"CREATE INDEX s_{kind} ON s USING {kind} (embedding) WITH ({with_}, wait = true)")
+                    out["quiver_build_s"] = time.perf_counter() - t
+                    print(f"{kind}: {ROWS:,} x {DIM} ({with_}): build quiver {out['quiver_build_s']:.1f} s, "
+                          f"faiss {out['faiss_build_s']:.1f} s ({out['quiver_build_s'] / out['faiss_build_s']:.2f}x)")
+                    if kind == "hnsw":
+                        try:
+                            import hnswlib
+
+                            t = time.perf_counter()
+                            h = hnswlib.Index(space="l2", dim=DIM)
+                            h.init_index(max_elements=ROWS, M=M, ef_construction=EF_CONSTRUCTION)
+                            h.set_num_threads(2)
+                            h.add_items(emb)
+                            out["hnswlib_build_s"] = time.perf_counter() - t
+                            print(f"  hnswlib build {out['hnswlib_build_s']:.1f} s")
+                        except ImportError:
+                            h = None
+                    setting = "quiver.hnsw_ef_search" if kind == "hnsw" else "quiver.ivf_probes"
+                    print(f"{setting:>22} {'quiver recall':>13} {'p50 ms':>8} {'faiss recall':>12} {'p50 ms':>8} "
+                          f"{'vs faiss':>9} {'vs exact':>9}")
+                    for value in EF_SEARCH if kind == "hnsw" else PROBES:
+                        sql(f"SET {setting} = {value}")
+                        run()
+                        ids, p50 = run()
+                        set_param(kind, index, value)
+                        ftimes, fids = [], []
+                        for q in queries:
+                            t = time.perf_counter()
+                            _, I = index.search(q[None, :], K)
+                            ftimes.append(time.perf_counter() - t)
+                            fids.append(I[0].tolist())
+                        fp50 = statistics.median(ftimes)
+                        row = {"value": value, "quiver_recall": recall(ids, truth), "quiver_flight_p50_ms": p50 * 1e3,
+                               "faiss_recall": recall(fids, truth), "faiss_p50_ms": fp50 * 1e3}
+                        if kind == "hnsw" and h is not None:
+                            h.set_ef(value)
+                            htimes, hids = [], []
+                            for q in queries:
+                                t = time.perf_counter()
+                                labels, _ = h.knn_query(q[None, :], k=K)
+                                htimes.append(time.perf_counter() - t)
+                                hids.append(labels[0].tolist())
+                            row["hnswlib_recall"] = recall(hids, truth)
+                            row["hnswlib_p50_ms"] = statistics.median(htimes) * 1e3
+                        out["settings"].append(row)
+                        print(f"{value:>22} {row['quiver_recall']:>13.3f} {p50 * 1e3:>8.2f} {row['faiss_recall']:>12.3f} "
+                              f"{fp50 * 1e3:>8.2f} {p50 / fp50:>8.2f}x {exact_p50 / p50:>8.1f}x")
+                    sql(f"SET {setting} = 0")
+                    ids, p50 = run(" WHERE bucket < 100")
+                    _, un50 = run()
+                    out["filtered_10pct"] = {"recall": recall(ids, truth10), "p50_ms": p50 * 1e3,
                                              "unfiltered_p50_ms": un50 * 1e3}
-                print(f"10% filter at the default probes: recall {recall(ids, truth10):.3f}, p50 {p50 * 1e3:.2f} ms "
-                      f"({p50 / un50:.2f}x the unfiltered {un50 * 1e3:.2f} ms)")
+                    print(f"  10% filter at the defaults: recall {recall(ids, truth10):.3f}, p50 {p50 * 1e3:.2f} ms "
+                          f"({p50 / un50:.2f}x the unfiltered {un50 * 1e3:.2f} ms)")
+                    sql(f"DROP INDEX s_{kind}")
+                    del index
         finally:
             server.stop()
     out = pathlib.Path(os.environ.get("RESULTS_DIR", ROOT / "docs" / "bench")) / "ann.json"

@@ -48,13 +48,15 @@ const ACTIONS: [(&str, &str); 6] = [
     (
         SET_SESSION_OPTIONS,
         "Sets session options: quiver.vector_search (auto, exact, ann), quiver.ivf_probes \
-         (lists), and 'catalog' (quiver) and 'schema' (public); opens a session (cookie \
+         (lists), quiver.hnsw_ef_search (candidates), quiver.refine_factor, and 'catalog' \
+         (quiver) and 'schema' (public); opens a session (cookie \
          arrow_flight_session_id) (request: SetSessionOptionsRequest; result: \
          SetSessionOptionsResult)",
     ),
     (
         GET_SESSION_OPTIONS,
-        "The session options: quiver.vector_search, quiver.ivf_probes, 'catalog' and \
+        "The session options: quiver.vector_search, quiver.ivf_probes, \
+         quiver.hnsw_ef_search, quiver.refine_factor, 'catalog' and \
          'schema' (request: GetSessionOptionsRequest; result: GetSessionOptionsResult)",
     ),
     (

@@ -89,18 +89,33 @@ async fn store_with_rows(dir: &std::path::Path, name: &str) -> Arc<Store> {
 }
 
 fn engine(store: &Arc<Store>, mode: VectorSearch, probes: usize) -> Engine {
+    engine_with(
+        store,
+        SearchSettings {
+            mode,
+            ivf_probes: probes,
+            ..Default::default()
+        },
+    )
+}
+
+fn engine_with(store: &Arc<Store>, vector_search: SearchSettings) -> Engine {
     Engine::with_options(
         store.clone(),
         EngineOptions {
-            vector_search: SearchSettings {
-                mode,
-                ivf_probes: probes,
-            },
+            vector_search,
             ..Default::default()
         },
     )
     .unwrap()
 }
+
+/// Every index type, with the options the tests build it with.
+const KINDS: [(&str, &str); 3] = [
+    ("ivf", "lists = 12"),
+    ("ivf_sq8", "lists = 12"),
+    ("hnsw", "m = 8, ef_construction = 64"),
+];
 
 async fn run(engine: &Engine, sql: &str) -> String {
     let batches = engine
@@ -131,7 +146,10 @@ fn index_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "arrow") {
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "arrow" || x == "usearch")
+            {
                 out.push(p);
             }
         }
@@ -139,15 +157,25 @@ fn index_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// IVF with every list probed scores every row: the same rows and
-/// distances as the exact search, with filters, deletes and growing-free
-/// segments of several row groups; EXPLAIN shows which path ran.
+/// IVF with every list probed scores every row, 8-bit codes re-ranked
+/// from every row, and HNSW with a candidate list as long as the segment:
+/// the same rows and distances as the exact search, with filters, deletes
+/// and growing-free segments of several row groups; EXPLAIN shows which
+/// path ran.
 #[tokio::test]
-async fn probing_every_list_answers_exactly() {
+async fn searching_everything_answers_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_rows(dir.path(), "c").await;
     let exact = engine(&store, VectorSearch::Exact, 0);
-    let all_lists = engine(&store, VectorSearch::Ann, 100_000);
+    let all_lists = engine_with(
+        &store,
+        SearchSettings {
+            mode: VectorSearch::Ann,
+            ivf_probes: 100_000,
+            hnsw_ef_search: 100_000,
+            refine_factor: 1_000,
+        },
+    );
     let e = exact
         .sql("SELECT id FROM c ORDER BY l2_distance(emb, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]) LIMIT 3")
         .await;
@@ -162,14 +190,17 @@ async fn probing_every_list_answers_exactly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no index covers column 'emb'"), "{err}");
-    for (metric_name, order) in [
-        ("l2", "l2_distance(emb, Q)"),
-        ("cosine", "cosine_distance(emb, Q)"),
-        ("inner_product", "inner_product(emb, Q) DESC"),
-    ] {
+    for ((kind, options), (metric_name, order)) in KINDS.iter().flat_map(|k| {
+        [
+            ("l2", "l2_distance(emb, Q)"),
+            ("cosine", "cosine_distance(emb, Q)"),
+            ("inner_product", "inner_product(emb, Q) DESC"),
+        ]
+        .map(move |m| (k, m))
+    }) {
         exact
             .sql(&format!(
-                "CREATE INDEX c_{metric_name} ON c USING ivf (emb) WITH (metric = '{metric_name}', lists = 12, wait = true)"
+                "CREATE INDEX c_{metric_name} ON c USING {kind} (emb) WITH (metric = '{metric_name}', {options}, wait = true)"
             ))
             .await
             .unwrap();
@@ -181,8 +212,9 @@ async fn probing_every_list_answers_exactly() {
             );
             let plan = run(&all_lists, &format!("EXPLAIN {sql}")).await;
             assert!(
-                plan.contains(&format!("VectorAnnExec: index=c_{metric_name}"))
-                    && plan.contains("segments: ann=3 exact=0"),
+                plan.contains(&format!(
+                    "VectorAnnExec: index=c_{metric_name} type={kind} metric={metric_name}"
+                )) && plan.contains("segments: ann=3 exact=0"),
                 "{plan}"
             );
             assert!(!run(&exact, &format!("EXPLAIN {sql}"))
@@ -191,7 +223,7 @@ async fn probing_every_list_answers_exactly() {
             assert_eq!(
                 run(&all_lists, &sql).await,
                 run(&exact, &sql).await,
-                "{sql}"
+                "{kind}: {sql}"
             );
         }
         exact
@@ -268,51 +300,58 @@ async fn time_travel_uses_the_indexes_of_its_version() {
 /// file, every other query answers, and verify reports it.
 #[tokio::test]
 async fn a_damaged_index_file_is_named_and_other_queries_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with_rows(dir.path(), "dmg").await;
-    let e = engine(&store, VectorSearch::Auto, 0);
-    e.sql("CREATE INDEX dmg_l2 ON dmg USING ivf (emb) WITH (wait = true)")
-        .await
-        .unwrap();
-    let files = index_files(dir.path());
-    assert_eq!(files.len(), 3, "{files:?}");
-    let victim = &files[0];
-    let mut bytes = std::fs::read(victim).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x40;
-    std::fs::write(victim, bytes).unwrap();
-    // A new process: nothing cached.
-    let store = Store::open(dir.path().to_str().unwrap(), config())
-        .await
-        .unwrap();
-    let e = engine(&store, VectorSearch::Auto, 0);
-    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
-    let err = e
-        .sql(&format!(
-            "SELECT id FROM dmg ORDER BY l2_distance(emb, {}) LIMIT 5",
-            query(6)
+    for (kind, options) in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_rows(dir.path(), "dmg").await;
+        let e = engine(&store, VectorSearch::Auto, 0);
+        e.sql(&format!(
+            "CREATE INDEX dmg_l2 ON dmg USING {kind} (emb) WITH ({options}, wait = true)"
         ))
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains(&name) && err.contains("checksum"), "{err}");
-    assert!(run(&e, "SELECT count(*) FROM dmg").await.contains("6000"));
-    let exact = engine(&store, VectorSearch::Exact, 0);
-    run(
-        &exact,
-        &format!(
-            "SELECT id FROM dmg ORDER BY l2_distance(emb, {}) LIMIT 5",
-            query(6)
-        ),
-    )
-    .await;
-    let problems = quiver::admin::verify::verify(&store).await.unwrap();
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.path.ends_with(&name) && p.problem.contains("crc32c")),
-        "{problems:?}"
-    );
+        .unwrap();
+        let files = index_files(dir.path());
+        assert_eq!(files.len(), 3, "{files:?}");
+        let victim = &files[0];
+        let mut bytes = std::fs::read(victim).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        std::fs::write(victim, bytes).unwrap();
+        // A new process: nothing cached.
+        let store = Store::open(dir.path().to_str().unwrap(), config())
+            .await
+            .unwrap();
+        let e = engine(&store, VectorSearch::Auto, 0);
+        let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+        let err = e
+            .sql(&format!(
+                "SELECT id FROM dmg ORDER BY l2_distance(emb, {}) LIMIT 5",
+                query(6)
+            ))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&name) && err.contains("checksum"),
+            "{kind}: {err}"
+        );
+        assert!(run(&e, "SELECT count(*) FROM dmg").await.contains("6000"));
+        let exact = engine(&store, VectorSearch::Exact, 0);
+        run(
+            &exact,
+            &format!(
+                "SELECT id FROM dmg ORDER BY l2_distance(emb, {}) LIMIT 5",
+                query(6)
+            ),
+        )
+        .await;
+        let problems = quiver::admin::verify::verify(&store).await.unwrap();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path.ends_with(&name) && p.problem.contains("crc32c")),
+            "{kind}: {problems:?}"
+        );
+    }
 }
 
 /// A build whose segment was compacted away meanwhile commits nothing and

@@ -283,6 +283,12 @@ struct QueryArgs {
     /// IVF lists a search probes at least (0: a thirty-second of the lists, at least 8); more lists, higher recall, slower.
     #[arg(long, env = "QUIVER_IVF_PROBES", default_value_t = 0)]
     ivf_probes: usize,
+    /// Candidate-list size of an HNSW search (0: 64); larger, higher recall, slower.
+    #[arg(long, env = "QUIVER_HNSW_EF_SEARCH", default_value_t = 0)]
+    hnsw_ef_search: usize,
+    /// Candidates per result row re-ranked exactly from the full vectors (0: 4 for ivf_sq8, 1 for ivf and hnsw).
+    #[arg(long, env = "QUIVER_REFINE_FACTOR", default_value_t = 0)]
+    refine_factor: usize,
 }
 
 fn parse_vector_search(s: &str) -> Result<quiver::query::VectorSearch, String> {
@@ -301,6 +307,8 @@ impl QueryArgs {
                 vector_search: quiver::query::SearchSettings {
                     mode: self.vector_search,
                     ivf_probes: self.ivf_probes,
+                    hnsw_ef_search: self.hnsw_ef_search,
+                    refine_factor: self.refine_factor,
                 },
                 ..Default::default()
             },

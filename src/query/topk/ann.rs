@@ -20,7 +20,7 @@
 use crate::query::collection::MaterializeExec;
 use crate::query::functions::distance::Metric;
 use crate::query::topk::best::{all_true, Best, Scorer, Shared};
-use crate::storage::index::{IndexDef, IndexFile, IndexMetric};
+use crate::storage::index::{IndexDef, IndexFile, IndexKind, IndexMetric, SegmentIndex};
 use arrow::array::RecordBatch;
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::SortOptions;
@@ -57,6 +57,25 @@ pub struct SearchSettings {
     pub mode: VectorSearch,
     /// Lists an IVF search probes at least (0: [`default_probes`]).
     pub ivf_probes: usize,
+    /// Candidate-list size of an HNSW search (0: [`DEFAULT_EF_SEARCH`]).
+    pub hnsw_ef_search: usize,
+    /// Candidates per result row re-ranked from the full vectors (0: the
+    /// index type's default, [`default_refine`]).
+    pub refine_factor: usize,
+}
+
+/// HNSW candidate-list size when `quiver.hnsw_ef_search` is 0 (USearch's
+/// and pgvector's order of magnitude: 40-64).
+pub const DEFAULT_EF_SEARCH: usize = 64;
+
+/// Candidates per result row re-ranked exactly when `quiver.refine_factor`
+/// is 0: 4 for 8-bit codes (their order is approximate), 1 where the index
+/// holds the full vectors.
+pub fn default_refine(kind: IndexKind) -> usize {
+    match kind {
+        IndexKind::IvfSq8 => 4,
+        IndexKind::Ivf | IndexKind::Hnsw => 1,
+    }
 }
 
 datafusion::common::extensions_options! {
@@ -68,6 +87,10 @@ datafusion::common::extensions_options! {
         pub vector_search: String, default = "auto".to_string()
         /// IVF lists probed at least (0: the default).
         pub ivf_probes: usize, default = 0
+        /// HNSW candidate-list size (0: the default).
+        pub hnsw_ef_search: usize, default = 0
+        /// Candidates re-ranked per result row (0: the index type's default).
+        pub refine_factor: usize, default = 0
     }
 }
 
@@ -80,6 +103,8 @@ impl SearchConfig {
         Self {
             vector_search: s.get("quiver.vector_search").unwrap_or_default(),
             ivf_probes: s.ivf_probes,
+            hnsw_ef_search: s.hnsw_ef_search,
+            refine_factor: s.refine_factor,
         }
     }
 
@@ -87,12 +112,23 @@ impl SearchConfig {
         SearchSettings {
             mode: VectorSearch::parse(&self.vector_search).unwrap_or_default(),
             ivf_probes: self.ivf_probes,
+            hnsw_ef_search: self.hnsw_ef_search,
+            refine_factor: self.refine_factor,
         }
     }
 }
 
 /// The session settings of vector search (Flight session options, `SET`).
-pub const SETTINGS: [&str; 2] = ["quiver.vector_search", "quiver.ivf_probes"];
+pub const SETTINGS: [&str; 4] = [
+    "quiver.vector_search",
+    "quiver.ivf_probes",
+    "quiver.hnsw_ef_search",
+    "quiver.refine_factor",
+];
+
+/// Most `quiver.hnsw_ef_search` and `quiver.refine_factor` take.
+pub const MAX_EF_SEARCH: usize = 100_000;
+pub const MAX_REFINE: usize = 1_000;
 
 /// Why a setting was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +164,28 @@ impl SearchSettings {
                     ))
                 })?;
             }
+            "quiver.hnsw_ef_search" => {
+                self.hnsw_ef_search = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n <= MAX_EF_SEARCH)
+                    .ok_or_else(|| {
+                        SettingError::BadValue(format!(
+                            "quiver.hnsw_ef_search = '{value}' is not valid: a whole number of candidates up to {MAX_EF_SEARCH} (0: the default, {DEFAULT_EF_SEARCH})"
+                        ))
+                    })?;
+            }
+            "quiver.refine_factor" => {
+                self.refine_factor = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n <= MAX_REFINE)
+                    .ok_or_else(|| {
+                        SettingError::BadValue(format!(
+                            "quiver.refine_factor = '{value}' is not valid: a whole number up to {MAX_REFINE} of candidates re-ranked per result row (0: the index type's default)"
+                        ))
+                    })?;
+            }
             _ => {
                 return Err(SettingError::UnknownName(format!(
                     "unknown setting '{name}': the settings are {}",
@@ -148,6 +206,8 @@ impl SearchSettings {
             }
             .to_string(),
             "quiver.ivf_probes" => self.ivf_probes.to_string(),
+            "quiver.hnsw_ef_search" => self.hnsw_ef_search.to_string(),
+            "quiver.refine_factor" => self.refine_factor.to_string(),
             _ => return None,
         })
     }
@@ -263,6 +323,40 @@ impl AnnPlan {
             p => p.min(lists.max(1)),
         }
     }
+
+    /// HNSW candidate-list size.
+    pub(crate) fn ef_search(&self) -> usize {
+        match self.settings.hnsw_ef_search {
+            0 => DEFAULT_EF_SEARCH,
+            e => e,
+        }
+    }
+
+    /// Candidates per result row re-ranked exactly.
+    pub(crate) fn refine(&self) -> usize {
+        match self.settings.refine_factor {
+            0 => default_refine(self.index.kind),
+            r => r,
+        }
+    }
+
+    /// The search parameters EXPLAIN shows.
+    pub(crate) fn describe(&self) -> String {
+        let or_auto = |n: usize| match n {
+            0 => "auto".to_string(),
+            n => n.to_string(),
+        };
+        let mut out = match self.index.kind {
+            IndexKind::Ivf | IndexKind::IvfSq8 => {
+                format!("probes={}", or_auto(self.settings.ivf_probes))
+            }
+            IndexKind::Hnsw => format!("m={} ef_search={}", self.index.m(), self.ef_search()),
+        };
+        if self.index.kind == IndexKind::IvfSq8 || self.settings.refine_factor > 0 {
+            out.push_str(&format!(" refine_factor={}", self.refine()));
+        }
+        out
+    }
 }
 
 /// Worker `w`'s share of the indexed segments: each searched through its
@@ -286,6 +380,11 @@ pub(crate) async fn ann_share(
     Ok(best)
 }
 
+/// Fraction of a segment's rows under which a filtered HNSW search scores
+/// the allowed rows exactly instead (Lance's threshold; a graph walk under
+/// a tighter filter visits mostly rejected nodes).
+pub const HNSW_EXACT_BELOW: f64 = 0.10;
+
 async fn search_segment(
     scan: &MaterializeExec,
     ann: &AnnPlan,
@@ -298,7 +397,7 @@ async fn search_segment(
     let scorer = shared.scorer.as_ref().expect("an index plan has a scorer");
     let index = scan
         .store()
-        .ivf_index(scan.collection(), file)
+        .segment_index(scan.collection(), &ann.index, file)
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
     let (units, rows) = scan.segment_units(segment).await?;
@@ -327,19 +426,41 @@ async fn search_segment(
     if n_allowed == 0 {
         return Ok(());
     }
-    let lists = index.header.lists.max(1);
-    let probes = ann.probes(lists);
-    let budget = probes * (index.header.rows as usize).div_ceil(lists);
-    let exact = allowed.is_some() && n_allowed <= budget.max(shared.fetch);
+    let indexed = index.rows() as usize;
+    // Candidates wanted from the index: k, times the refine factor.
+    let want = shared.fetch.saturating_mul(ann.refine()).max(shared.fetch);
+    // Rows the index search would score anyway: fewer allowed rows than
+    // that are cheaper (and exact) to score directly.
+    let budget = match &*index {
+        SegmentIndex::Ivf(ivf) => {
+            let lists = ivf.header.lists.max(1);
+            ann.probes(lists) * indexed.div_ceil(lists)
+        }
+        SegmentIndex::Hnsw(_) => (indexed as f64 * HNSW_EXACT_BELOW) as usize,
+    };
+    let exact = allowed.is_some() && n_allowed <= budget.max(want);
     if !exact {
-        let (cands, stats) = index.search(&scorer.query, shared.fetch, probes, allowed.as_ref());
-        counters.lists_probed.add(stats.lists_probed);
-        counters.lists_widened.add(stats.lists_widened);
-        counters.index_rows_scored.add(stats.rows_scored);
+        let cands = match &*index {
+            SegmentIndex::Ivf(ivf) => {
+                let probes = ann.probes(ivf.header.lists.max(1));
+                let (cands, stats) = ivf.search(&scorer.query, want, probes, allowed.as_ref());
+                counters.lists_probed.add(stats.lists_probed);
+                counters.lists_widened.add(stats.lists_widened);
+                counters.index_rows_scored.add(stats.rows_scored);
+                cands
+            }
+            SegmentIndex::Hnsw(graph) => {
+                let (cands, _) = graph
+                    .search(&scorer.query, want, ann.ef_search(), allowed.as_ref())
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                cands
+            }
+        };
         counters.candidates.add(cands.len());
-        // Fewer than k found with rows the index leaves out (null vectors)
-        // allowed: the exact search decides where those go.
-        let short = cands.len() < shared.fetch && (index.header.rows as usize) < rows as usize;
+        // Fewer found than wanted while more rows are allowed (a graph cut
+        // off by the filter, or null vectors the index leaves out): the
+        // exact search decides.
+        let short = cands.len() < want.min(n_allowed);
         if !short {
             let mut positions: Vec<u32> = cands.iter().map(|c| c.1).collect();
             positions.sort_unstable();
@@ -350,6 +471,9 @@ async fn search_segment(
             let batch = scan.rows_at(segment, &positions).await?;
             return best.consider(shared, &shared.post_filters, batch, None);
         }
+        counters
+            .lists_widened
+            .add(usize::from(matches!(&*index, SegmentIndex::Hnsw(_))));
     }
     counters.filtered_exact.add(1);
     let in_place = shared.post_filters.is_empty();

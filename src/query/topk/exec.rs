@@ -241,16 +241,13 @@ impl DisplayAs for VectorTopKExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let sort: Vec<String> = self.sort.iter().map(|s| s.to_string()).collect();
         if let Some(ann) = &self.ann {
-            let probes = match ann.settings.ivf_probes {
-                0 => "auto".to_string(),
-                p => p.to_string(),
-            };
             write!(
                 f,
-                "VectorAnnExec: index={} type={} metric={} probes={probes} segments: ann={} exact={}, ",
+                "VectorAnnExec: index={} type={} metric={} {} segments: ann={} exact={}, ",
                 ann.index.name,
                 ann.index.kind.name(),
                 ann.index.metric.name(),
+                ann.describe(),
                 ann.segments.len(),
                 ann.exact_segments,
             )?;

@@ -14,15 +14,48 @@ pub enum IndexKind {
     /// Inverted file: vectors grouped by their nearest k-means centroid
     /// ("list"); a search scores the lists nearest the query.
     Ivf,
+    /// IVF whose lists hold 8-bit scalar-quantized codes (a quarter of the
+    /// bytes); the best `k x refine_factor` are re-ranked exactly from the
+    /// segment's own vectors.
+    IvfSq8,
+    /// A hierarchical navigable small-world graph (USearch).
+    Hnsw,
 }
 
 impl IndexKind {
     pub fn name(self) -> &'static str {
         match self {
             IndexKind::Ivf => "ivf",
+            IndexKind::IvfSq8 => "ivf_sq8",
+            IndexKind::Hnsw => "hnsw",
         }
     }
+
+    /// The kind `CREATE INDEX ... USING <s>` names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "ivf" | "ivf_flat" | "ivfflat" => IndexKind::Ivf,
+            "ivf_sq8" | "ivfsq8" | "ivf_sq" => IndexKind::IvfSq8,
+            "hnsw" | "hnsw_flat" => IndexKind::Hnsw,
+            _ => return None,
+        })
+    }
+
+    /// Whether it groups vectors in lists (IVF) or links them in a graph.
+    pub fn is_ivf(self) -> bool {
+        matches!(self, IndexKind::Ivf | IndexKind::IvfSq8)
+    }
 }
+
+/// HNSW links per node when `m` is not given (as pgvector, faiss, hnswlib).
+pub const DEFAULT_M: u32 = 16;
+/// HNSW candidate-list size while building, when `ef_construction` is not
+/// given (USearch's and hnswlib's default is 128; pgvector's 64; 200 is
+/// the value the issue and most benchmarks use).
+pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
+/// Bounds of `m` and `ef_construction`.
+pub const MAX_M: u32 = 128;
+pub const MAX_EF: u32 = 4096;
 
 /// The distance an index orders by. Each matches the distance functions
 /// of the same name (and their reverses: `cosine_similarity DESC` is
@@ -89,6 +122,12 @@ pub struct IndexDef {
     /// rows ([`IndexDef::lists_for`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lists: Option<u32>,
+    /// HNSW: links per node ([`DEFAULT_M`] when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m: Option<u32>,
+    /// HNSW: candidate-list size while building.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef_construction: Option<u32>,
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
 }
@@ -110,7 +149,24 @@ impl IndexDef {
         if let Some(l) = self.lists {
             out.push_str(&format!(", lists = {l}"));
         }
+        if self.kind == IndexKind::Hnsw {
+            out.push_str(&format!(
+                ", m = {}, ef_construction = {}",
+                self.m(),
+                self.ef_construction()
+            ));
+        }
         out
+    }
+
+    /// HNSW links per node.
+    pub fn m(&self) -> u32 {
+        self.m.unwrap_or(DEFAULT_M)
+    }
+
+    /// HNSW candidate-list size while building.
+    pub fn ef_construction(&self) -> u32 {
+        self.ef_construction.unwrap_or(DEFAULT_EF_CONSTRUCTION)
     }
 }
 
@@ -124,6 +180,7 @@ pub struct IndexFile {
     pub path: String,
     pub size: u64,
     pub crc32c: u32,
+    /// IVF lists (0 for a graph).
     pub lists: u32,
     /// Vectors in the index (the segment's rows whose vector is not null).
     pub rows: u64,
@@ -148,14 +205,14 @@ pub fn parse_request(
     options: &[(String, String)],
     if_not_exists: bool,
 ) -> Result<IndexRequest> {
-    let kind = match using.map(|u| u.to_ascii_lowercase()) {
+    let kind = match using {
         None => IndexKind::Ivf,
-        Some(u) if u == "ivf" || u == "ivf_flat" || u == "ivfflat" => IndexKind::Ivf,
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "unknown index type '{other}' for index '{name}': use ivf"
-            )))
-        }
+        Some(u) => IndexKind::parse(u).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown index type '{}' for index '{name}': use ivf, ivf_sq8 or hnsw",
+                u.to_ascii_lowercase()
+            ))
+        })?,
     };
     let mut metric = match opclass {
         None => None,
@@ -166,6 +223,7 @@ pub fn parse_request(
         })?),
     };
     let mut lists = None;
+    let (mut m, mut ef_construction) = (None, None);
     let mut wait = false;
     for (key, value) in options {
         let bad = |what: &str| {
@@ -173,7 +231,15 @@ pub fn parse_request(
                 "index '{name}': {key} = '{value}' is not valid: {what}"
             ))
         };
-        match key.to_ascii_lowercase().as_str() {
+        let whole = |lo: u32, hi: u32| -> Result<u32> {
+            value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or_else(|| bad(&format!("a whole number from {lo} to {hi}")))
+        };
+        let key = key.to_ascii_lowercase();
+        match key.as_str() {
             "metric" | "metric_type" | "distance" => {
                 let m = IndexMetric::parse(value)
                     .ok_or_else(|| bad("use l2, cosine or inner_product"))?;
@@ -182,14 +248,12 @@ pub fn parse_request(
                 }
                 metric = Some(m);
             }
-            "lists" | "nlist" | "num_partitions" => {
-                let n: u32 = value
-                    .parse()
-                    .map_err(|_| bad(&format!("a whole number from 1 to {MAX_LISTS}")))?;
-                if n == 0 || n > MAX_LISTS {
-                    return Err(bad(&format!("a whole number from 1 to {MAX_LISTS}")));
-                }
-                lists = Some(n);
+            "lists" | "nlist" | "num_partitions" if kind.is_ivf() => {
+                lists = Some(whole(1, MAX_LISTS)?);
+            }
+            "m" | "connectivity" if kind == IndexKind::Hnsw => m = Some(whole(2, MAX_M)?),
+            "ef_construction" | "efconstruction" if kind == IndexKind::Hnsw => {
+                ef_construction = Some(whole(1, MAX_EF)?)
             }
             "wait" => {
                 wait = match value.to_ascii_lowercase().as_str() {
@@ -199,10 +263,15 @@ pub fn parse_request(
                 }
             }
             other => {
+                let options = if kind.is_ivf() {
+                    "metric, lists or wait"
+                } else {
+                    "metric, m, ef_construction or wait"
+                };
                 return Err(Error::invalid(format!(
-                "unknown option '{other}' for index '{name}' of type {}: use metric, lists or wait",
-                kind.name()
-            )))
+                    "unknown option '{other}' for index '{name}' of type {}: use {options}",
+                    kind.name()
+                )));
             }
         }
     }
@@ -214,6 +283,8 @@ pub fn parse_request(
             kind,
             metric: metric.unwrap_or(IndexMetric::L2),
             lists,
+            m,
+            ef_construction,
             created_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -249,12 +320,40 @@ mod tests {
         assert!(r.wait);
         let r = parse_request("i", "v", None, Some("vector_ip_ops"), &[], false).unwrap();
         assert_eq!(r.def.metric, IndexMetric::InnerProduct);
+        let r = parse_request(
+            "i",
+            "v",
+            Some("HNSW"),
+            None,
+            &opts(&[("m", "8"), ("ef_construction", "100")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.def.kind, r.def.m(), r.def.ef_construction()),
+            (IndexKind::Hnsw, 8, 100)
+        );
+        assert!(r.def.parameters().contains("m = 8, ef_construction = 100"));
+        let r = parse_request("i", "v", Some("ivf_sq8"), None, &[], false).unwrap();
+        assert_eq!(r.def.kind, IndexKind::IvfSq8);
         for (using, kv, needle) in [
             (Some("btree"), vec![], "unknown index type 'btree'"),
             (None, vec![("lists", "0")], "lists = '0'"),
             (None, vec![("lists", "x")], "lists = 'x'"),
             (None, vec![("metric", "hamming")], "metric = 'hamming'"),
             (None, vec![("probes", "3")], "unknown option 'probes'"),
+            (None, vec![("m", "16")], "unknown option 'm'"),
+            (
+                Some("hnsw"),
+                vec![("lists", "16")],
+                "unknown option 'lists'",
+            ),
+            (Some("hnsw"), vec![("m", "1")], "m = '1'"),
+            (
+                Some("hnsw"),
+                vec![("ef_construction", "0")],
+                "ef_construction = '0'",
+            ),
         ] {
             let e = parse_request("i", "v", using, None, &opts(&kv), false)
                 .unwrap_err()

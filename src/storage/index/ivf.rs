@@ -11,19 +11,29 @@
 //! whose vectors are nearest centroid i, and those vectors. Any Arrow
 //! implementation reads it (`pyarrow.ipc.open_file`). The manifest records
 //! the file's size and crc32c, checked when it is loaded.
+//!
+//! An `ivf_sq8` file is the same but for the lists' vectors: each list
+//! batch holds `code: FixedSizeList<UInt8, d>`, the vector quantized per
+//! dimension (`x ~ min[j] + code[j] * scale[j]`), and since a file has one
+//! schema the centroids (float) and the quantizer (`min`, `scale`) are in
+//! the `quiver.index` metadata, so batch i is list i.
 
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array,
+    UInt8Array,
+};
 use arrow::buffer::{BooleanBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Float32Type, Schema, UInt32Type};
+use arrow::datatypes::{DataType, Field, Float32Type, Schema, UInt32Type, UInt8Type};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::storage::index::def::{IndexKind, IndexMetric};
 use crate::storage::index::kmeans::{self, SplitMix, MAX_POINTS_PER_LIST};
+use crate::storage::index::sq8::{Sq8, Sq8Query};
 
 /// Schema metadata key of an index file.
 pub const INDEX_META: &str = "quiver.index";
@@ -36,13 +46,31 @@ pub struct IvfHeader {
     pub dim: usize,
     pub lists: usize,
     pub rows: u64,
+    /// `ivf_sq8`: the per-dimension quantizer of the lists' codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sq8: Option<Sq8>,
+}
+
+/// What an `ivf_sq8` file keeps in its metadata besides the header.
+#[derive(Serialize, Deserialize)]
+struct Sq8Meta {
+    #[serde(flatten)]
+    header: IvfHeader,
+    centroids: Vec<f32>,
+}
+
+/// One list's vectors: full floats, or 8-bit codes.
+#[derive(Debug, Clone)]
+pub enum ListData {
+    Flat(ScalarBuffer<f32>),
+    Sq8(ScalarBuffer<u8>),
 }
 
 /// One list: positions (rows of the segment) and their vectors.
 #[derive(Debug, Clone)]
 pub struct IvfList {
     pub rows: ScalarBuffer<u32>,
-    pub vectors: ScalarBuffer<f32>,
+    pub data: ListData,
 }
 
 /// A loaded (or just built) IVF index of one segment.
@@ -79,12 +107,13 @@ impl Ord for Cand {
 }
 
 impl IvfIndex {
-    /// Builds the index of a segment's vectors (`FixedSizeList<Float32>`,
-    /// row i = row i of the segment; null vectors are left out) with
-    /// `lists` lists, training on at most [`MAX_POINTS_PER_LIST`] points
-    /// per list.
+    /// Builds the index (`kind` ivf or ivf_sq8) of a segment's vectors
+    /// (`FixedSizeList<Float32>`, row i = row i of the segment; null
+    /// vectors are left out) with `lists` lists, training on at most
+    /// [`MAX_POINTS_PER_LIST`] points per list.
     pub fn build(
         vectors: &FixedSizeListArray,
+        kind: IndexKind,
         metric: IndexMetric,
         lists: u32,
         threads: usize,
@@ -137,27 +166,45 @@ impl IvfIndex {
                 .collect()
         };
         let labels = kmeans::assign(&data, d, &centroids, k, metric, threads);
-        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); k];
-        for (&r, &l) in present.iter().zip(&labels) {
-            rows[l as usize].push(r);
+        // Codes are of what was clustered (unit vectors for cosine).
+        let sq8 = (kind == IndexKind::IvfSq8).then(|| Sq8::train(&data, d));
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); k];
+        for (i, &l) in labels.iter().enumerate() {
+            members[l as usize].push(i as u32);
         }
-        let lists = rows
+        drop(labels);
+        let lists = members
             .into_iter()
-            .map(|rs| {
-                let vectors: Vec<f32> = rs.iter().flat_map(|&r| row(r).iter().copied()).collect();
+            .map(|ms| {
+                let rows: Vec<u32> = ms.iter().map(|&i| present[i as usize]).collect();
+                let data = match &sq8 {
+                    Some(q) => {
+                        let mut codes = Vec::with_capacity(ms.len() * d);
+                        for &i in &ms {
+                            q.encode_into(&data[i as usize * d..(i as usize + 1) * d], &mut codes);
+                        }
+                        ListData::Sq8(ScalarBuffer::from(codes))
+                    }
+                    None => ListData::Flat(ScalarBuffer::from(
+                        rows.iter()
+                            .flat_map(|&r| row(r).iter().copied())
+                            .collect::<Vec<f32>>(),
+                    )),
+                };
                 IvfList {
-                    rows: ScalarBuffer::from(rs),
-                    vectors: ScalarBuffer::from(vectors),
+                    rows: ScalarBuffer::from(rows),
+                    data,
                 }
             })
             .collect();
         Ok(IvfIndex {
             header: IvfHeader {
-                kind: IndexKind::Ivf,
+                kind,
                 metric,
                 dim: d,
                 lists: k,
                 rows: n as u64,
+                sq8,
             },
             centroids,
             lists,
@@ -170,19 +217,35 @@ impl IvfIndex {
             + self
                 .lists
                 .iter()
-                .map(|l| l.rows.len() * 4 + l.vectors.len() * 4)
+                .map(|l| {
+                    l.rows.len() * 4
+                        + match &l.data {
+                            ListData::Flat(v) => v.len() * 4,
+                            ListData::Sq8(c) => c.len(),
+                        }
+                })
                 .sum::<usize>()
     }
 
     fn schema(&self) -> Result<Arc<Schema>> {
-        let item = Arc::new(Field::new("item", DataType::Float32, true));
-        let meta =
-            serde_json::to_string(&self.header).map_err(|e| Error::internal(e.to_string()))?;
+        let meta = match self.header.sq8 {
+            None => serde_json::to_string(&self.header),
+            Some(_) => serde_json::to_string(&Sq8Meta {
+                header: self.header.clone(),
+                centroids: self.centroids.clone(),
+            }),
+        }
+        .map_err(|e| Error::internal(e.to_string()))?;
+        let (name, item) = match self.header.sq8 {
+            None => ("vector", DataType::Float32),
+            Some(_) => ("code", DataType::UInt8),
+        };
+        let item = Arc::new(Field::new("item", item, true));
         Ok(Arc::new(
             Schema::new(vec![
                 Field::new("row", DataType::UInt32, false),
                 Field::new(
-                    "vector",
+                    name,
                     DataType::FixedSizeList(item, self.header.dim as i32),
                     false,
                 ),
@@ -194,15 +257,10 @@ impl IvfIndex {
     /// The index as an Arrow IPC file (see the module docs).
     pub fn encode(&self) -> Result<Bytes> {
         let schema = self.schema()?;
-        let d = self.header.dim;
-        let item = Arc::new(Field::new("item", DataType::Float32, true));
-        let batch = |rows: ScalarBuffer<u32>, vectors: ScalarBuffer<f32>| -> Result<RecordBatch> {
-            let v = FixedSizeListArray::try_new(
-                item.clone(),
-                d as i32,
-                Arc::new(Float32Array::new(vectors, None)),
-                None,
-            )?;
+        let d = self.header.dim as i32;
+        let batch = |rows: ScalarBuffer<u32>, values: ArrayRef| -> Result<RecordBatch> {
+            let item = Arc::new(Field::new("item", values.data_type().clone(), true));
+            let v = FixedSizeListArray::try_new(item, d, values, None)?;
             Ok(RecordBatch::try_new(
                 schema.clone(),
                 vec![Arc::new(UInt32Array::new(rows, None)), Arc::new(v)],
@@ -211,13 +269,22 @@ impl IvfIndex {
         let mut out = Vec::new();
         {
             let mut w = arrow::ipc::writer::FileWriter::try_new(&mut out, &schema)?;
-            let ids: Vec<u32> = (0..self.lists.len() as u32).collect();
-            w.write(&batch(
-                ScalarBuffer::from(ids),
-                ScalarBuffer::from(self.centroids.clone()),
-            )?)?;
+            if self.header.sq8.is_none() {
+                let ids: Vec<u32> = (0..self.lists.len() as u32).collect();
+                w.write(&batch(
+                    ScalarBuffer::from(ids),
+                    Arc::new(Float32Array::new(
+                        ScalarBuffer::from(self.centroids.clone()),
+                        None,
+                    )),
+                )?)?;
+            }
             for l in &self.lists {
-                w.write(&batch(l.rows.clone(), l.vectors.clone())?)?;
+                let values: ArrayRef = match &l.data {
+                    ListData::Flat(v) => Arc::new(Float32Array::new(v.clone(), None)),
+                    ListData::Sq8(c) => Arc::new(UInt8Array::new(c.clone(), None)),
+                };
+                w.write(&batch(l.rows.clone(), values)?)?;
             }
             w.finish()?;
         }
@@ -232,16 +299,23 @@ impl IvfIndex {
         };
         let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
             .map_err(|e| corrupt(format!("not an Arrow IPC index file: {e}")))?;
-        let header: IvfHeader = reader
+        let meta = reader
             .schema()
             .metadata()
             .get(INDEX_META)
-            .ok_or_else(|| corrupt(format!("no '{INDEX_META}' metadata")))
-            .and_then(|m| {
-                serde_json::from_str(m).map_err(|e| corrupt(format!("bad '{INDEX_META}': {e}")))
-            })?;
+            .ok_or_else(|| corrupt(format!("no '{INDEX_META}' metadata")))?
+            .clone();
+        let bad_meta = |e: serde_json::Error| corrupt(format!("bad '{INDEX_META}': {e}"));
+        let header: IvfHeader = serde_json::from_str(&meta).map_err(bad_meta)?;
+        let mut centroids = match header.sq8 {
+            Some(_) => Some(
+                serde_json::from_str::<Sq8Meta>(&meta)
+                    .map_err(bad_meta)?
+                    .centroids,
+            ),
+            None => None,
+        };
         let d = header.dim;
-        let mut centroids = None;
         let mut lists = Vec::with_capacity(header.lists);
         for b in reader {
             let b = b.map_err(|e| corrupt(format!("unreadable list: {e}")))?;
@@ -252,25 +326,33 @@ impl IvfIndex {
                 (Some(r), Some(v)) if v.value_length() as usize == d => (r, v),
                 _ => return Err(corrupt("a list of the wrong shape".into())),
             };
-            let values = vectors
-                .values()
-                .as_primitive::<Float32Type>()
-                .values()
-                .slice(vectors.offset() * d, vectors.len() * d);
-            if centroids.is_none() {
-                centroids = Some(values.to_vec());
-                continue;
+            let (from, len) = (vectors.offset() * d, vectors.len() * d);
+            let data = match (
+                header.sq8.is_some(),
+                vectors.values().as_primitive_opt::<Float32Type>(),
+                vectors.values().as_primitive_opt::<UInt8Type>(),
+            ) {
+                (false, Some(f), _) => ListData::Flat(f.values().slice(from, len)),
+                (true, _, Some(c)) => ListData::Sq8(c.values().slice(from, len)),
+                _ => return Err(corrupt("a list of the wrong type".into())),
+            };
+            match (&centroids, data) {
+                (None, ListData::Flat(v)) => centroids = Some(v.to_vec()),
+                (_, data) => lists.push(IvfList {
+                    rows: rows.values().clone(),
+                    data,
+                }),
             }
-            lists.push(IvfList {
-                rows: rows.values().clone(),
-                vectors: values,
-            });
         }
         let centroids = centroids.ok_or_else(|| corrupt("no centroids".into()))?;
         let listed: u64 = lists.iter().map(|l| l.rows.len() as u64).sum();
         if lists.len() != header.lists
             || centroids.len() != header.lists * d
             || listed != header.rows
+            || header
+                .sq8
+                .as_ref()
+                .is_some_and(|q| q.min.len() != d || q.scale.len() != d)
         {
             return Err(corrupt(format!(
                 "the header promises {} lists of {} rows; the file holds {} lists of {listed}",
@@ -304,7 +386,8 @@ impl IvfIndex {
     /// The `k` nearest rows to `query` among the rows `allowed` lets
     /// through (all if `None`; indexed by segment row), nearest first:
     /// the `probes` nearest lists, then more, one at a time, until `k`
-    /// allowed rows are found or every list is probed.
+    /// allowed rows are found or every list is probed. An `ivf_sq8`
+    /// index ranks by its codes: its distances only order candidates.
     pub fn search(
         &self,
         query: &[f32],
@@ -319,6 +402,11 @@ impl IvfIndex {
         if k == 0 {
             return (Vec::new(), stats);
         }
+        let sq8 = self
+            .header
+            .sq8
+            .as_ref()
+            .map(|q| Sq8Query::new(q, metric, query));
         for (probed, list) in self.probe_order(query).into_iter().enumerate() {
             if probed >= probes.max(1) {
                 if heap.len() >= k {
@@ -333,7 +421,11 @@ impl IvfIndex {
                     continue;
                 }
                 stats.rows_scored += 1;
-                let dist = metric.distance(query, &l.vectors[j * d..(j + 1) * d]);
+                let dist = match (&l.data, &sq8) {
+                    (ListData::Flat(v), _) => metric.distance(query, &v[j * d..(j + 1) * d]),
+                    (ListData::Sq8(c), Some(q)) => q.distance(&c[j * d..(j + 1) * d]),
+                    (ListData::Sq8(_), None) => f32::NAN,
+                };
                 if heap.len() < k {
                     heap.push(Cand(dist, row));
                 } else if Cand(dist, row) < *heap.peek().expect("k > 0") {
@@ -377,12 +469,7 @@ mod tests {
             IndexMetric::Cosine,
             IndexMetric::InnerProduct,
         ] {
-            let built = IvfIndex::build(&v, metric, 20, 2).unwrap();
-            let index = IvfIndex::decode("t", built.encode().unwrap()).unwrap();
-            assert_eq!(index.header, built.header);
             let q = &values[5 * d..6 * d];
-            let (got, stats) = index.search(q, k, 20, None);
-            assert_eq!(stats.rows_scored, n);
             let mut want: Vec<(f32, u32)> = (0..n as u32)
                 .map(|i| {
                     let x = &values[i as usize * d..(i as usize + 1) * d];
@@ -390,9 +477,34 @@ mod tests {
                 })
                 .collect();
             want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let got: Vec<u32> = got.iter().map(|g| g.1).collect();
             let want: Vec<u32> = want[..k].iter().map(|w| w.1).collect();
+            let built = IvfIndex::build(&v, IndexKind::Ivf, metric, 20, 2).unwrap();
+            let bytes = built.encode().unwrap();
+            let index = IvfIndex::decode("t", bytes.clone()).unwrap();
+            assert_eq!(index.header, built.header);
+            let (got, stats) = index.search(q, k, 20, None);
+            assert_eq!(stats.rows_scored, n);
+            let got: Vec<u32> = got.iter().map(|g| g.1).collect();
             assert_eq!(got, want, "{metric:?}");
+            // 8-bit codes: a quarter of the bytes, and the exact top k are
+            // among the best 4k by code (re-ranking finds them).
+            let built = IvfIndex::build(&v, IndexKind::IvfSq8, metric, 20, 2).unwrap();
+            let sq8 = built.encode().unwrap();
+            assert!(
+                sq8.len() < bytes.len() / 2,
+                "{} vs {}",
+                sq8.len(),
+                bytes.len()
+            );
+            let index = IvfIndex::decode("t", sq8).unwrap();
+            assert_eq!(index.header, built.header);
+            assert_eq!(index.centroids, built.centroids);
+            let (got, _) = index.search(q, 4 * k, 20, None);
+            let got: Vec<u32> = got.iter().map(|g| g.1).collect();
+            assert!(
+                want.iter().all(|w| got.contains(w)),
+                "{metric:?}: {want:?} vs {got:?}"
+            );
         }
     }
 
@@ -402,7 +514,7 @@ mod tests {
     fn allow_list_widens_until_k_rows() {
         let (n, d) = (3000, 8);
         let v = vectors(n, d, 2);
-        let index = IvfIndex::build(&v, IndexMetric::L2, 30, 1).unwrap();
+        let index = IvfIndex::build(&v, IndexKind::Ivf, IndexMetric::L2, 30, 1).unwrap();
         let allowed = BooleanBuffer::from_iter((0..n).map(|i| i % 100 == 0));
         let q = vec![0.1f32; d];
         let (got, stats) = index.search(&q, 10, 1, Some(&allowed));
@@ -418,14 +530,16 @@ mod tests {
     #[test]
     fn a_damaged_file_is_refused() {
         let v = vectors(500, 4, 3);
-        let bytes = IvfIndex::build(&v, IndexMetric::L2, 5, 1)
-            .unwrap()
-            .encode()
-            .unwrap();
-        let cut = bytes.slice(0..bytes.len() / 2);
-        assert!(matches!(
-            IvfIndex::decode("x", cut),
-            Err(Error::Corrupt { .. })
-        ));
+        for kind in [IndexKind::Ivf, IndexKind::IvfSq8] {
+            let bytes = IvfIndex::build(&v, kind, IndexMetric::L2, 5, 1)
+                .unwrap()
+                .encode()
+                .unwrap();
+            let cut = bytes.slice(0..bytes.len() / 2);
+            assert!(matches!(
+                IvfIndex::decode("x", cut),
+                Err(Error::Corrupt { .. })
+            ));
+        }
     }
 }

@@ -12,7 +12,7 @@ use object_store::ObjectStoreExt;
 
 use crate::error::{Error, Result};
 use crate::storage::format::manifest::{Change, Manifest, SegmentMeta};
-use crate::storage::index::{IndexDef, IndexFile, IndexKind, IvfIndex};
+use crate::storage::index::{IndexDef, IndexFile, SegmentIndex};
 use crate::storage::store::Store;
 
 /// How often the background builder looks for work when no commit woke it.
@@ -170,9 +170,8 @@ impl Store {
             .map(|rg| (rg, None))
             .collect();
         let vectors = self.load_rows(&path, file.size, &meta, &groups).await?;
-        let lists = def.lists_for(seg.rows);
-        let (metric, threads) = (def.metric, self.config.index_build_threads.max(1));
-        let kind = def.kind;
+        let threads = self.config.index_build_threads.max(1);
+        let (build_def, rows) = (def.clone(), seg.rows);
         let built = tokio::task::spawn_blocking(move || {
             let vectors = vectors.as_fixed_size_list_opt().ok_or_else(|| {
                 Error::invalid(format!(
@@ -180,18 +179,17 @@ impl Store {
                     vectors.data_type()
                 ))
             })?;
-            match kind {
-                IndexKind::Ivf => IvfIndex::build(vectors, metric, lists, threads),
-            }
+            SegmentIndex::build(&build_def, vectors, rows, threads)
         })
         .await
         .map_err(|e| Error::internal(format!("index build task failed: {e}")))??;
         let bytes = built.encode()?;
         let rel = format!(
-            "index_files/{}/{}/{}.arrow",
+            "index_files/{}/{}/{}.{}",
             seg.id,
             def.name,
-            uuid::Uuid::new_v4().simple()
+            uuid::Uuid::new_v4().simple(),
+            SegmentIndex::extension(def.kind)
         );
         let index_file = IndexFile {
             index: def.name.clone(),
@@ -199,8 +197,8 @@ impl Store {
             path: rel.clone(),
             size: bytes.len() as u64,
             crc32c: crc32c::crc32c(&bytes),
-            lists: built.header.lists as u32,
-            rows: built.header.rows,
+            lists: built.lists() as u32,
+            rows: built.rows(),
         };
         let at = Store::file_path(name, &rel);
         crate::storage::format::segment::upload(
@@ -228,13 +226,14 @@ impl Store {
                     index = %def.name,
                     segment = seg.id,
                     rows = seg.rows,
-                    lists,
+                    kind = def.kind.name(),
+                    lists = index_file.lists,
                     bytes = index_file.size,
                     seconds,
                     "index file built"
                 );
                 // Loaded already: the first query need not read it back.
-                self.ivf_cache.insert(at, Arc::new(built)).await;
+                self.index_cache.insert(at, Arc::new(built)).await;
                 Ok(Some(index_file))
             }
             Err(Error::CommitConflict { reason, .. }) => {
@@ -249,10 +248,15 @@ impl Store {
         }
     }
 
-    /// The IVF index in `file` of collection `name`: from the cache, or
+    /// `def`'s index in `file` of collection `name`: from the cache, or
     /// read whole, checked against its recorded size and crc32c, decoded
     /// and cached.
-    pub async fn ivf_index(&self, name: &str, file: &IndexFile) -> Result<Arc<IvfIndex>> {
+    pub async fn segment_index(
+        &self,
+        name: &str,
+        def: &IndexDef,
+        file: &IndexFile,
+    ) -> Result<Arc<SegmentIndex>> {
         let path = Store::file_path(name, &file.path);
         let load = async {
             let bytes = self.object_store.get(&path).await?.bytes().await?;
@@ -274,9 +278,9 @@ impl Store {
                     file.crc32c
                 )));
             }
-            Ok(Arc::new(IvfIndex::decode(path.as_ref(), bytes)?))
+            Ok(Arc::new(SegmentIndex::decode(def, path.as_ref(), bytes)?))
         };
-        self.ivf_cache
+        self.index_cache
             .try_get_with(path.clone(), load)
             .await
             .map_err(crate::storage::store::unwrap_shared)

@@ -75,8 +75,9 @@ pub struct Store {
     /// it changes until its write is acknowledged ([`Store::dml_lock`]).
     pub(crate) dml_locks:
         parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Loaded IVF index files by path, weighed by their memory.
-    pub(crate) ivf_cache: moka::future::Cache<Path, Arc<crate::storage::index::IvfIndex>>,
+    /// Loaded index files (IVF, HNSW) by path, weighed by their memory,
+    /// evicted whole.
+    pub(crate) index_cache: moka::future::Cache<Path, Arc<crate::storage::index::SegmentIndex>>,
     /// Woken by a commit to a collection with indexes (the index builder
     /// may have work: [`Store::run_index_builder`]).
     pub(crate) index_wakeup: tokio::sync::Notify,
@@ -172,9 +173,9 @@ impl Store {
             wal,
             cache,
             dml_locks: Default::default(),
-            ivf_cache: moka::future::Cache::builder()
+            index_cache: moka::future::Cache::builder()
                 .max_capacity(index_cache_bytes)
-                .weigher(|_k: &Path, v: &Arc<crate::storage::index::IvfIndex>| {
+                .weigher(|_k: &Path, v: &Arc<crate::storage::index::SegmentIndex>| {
                     v.memory_size().try_into().unwrap_or(u32::MAX)
                 })
                 .build(),
