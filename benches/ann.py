@@ -15,6 +15,10 @@ dropped before the next:
   quiver.hnsw_ef_search = E` / `efSearch`): recall@10 against exact and p50
   latency, quiver over Flight SQL (ADBC, as an application sends it) and
   faiss in process (2 threads);
+- the same index built and searched in process (`benches/ann_index.rs`, one
+  query at a time on one thread, the candidates re-ranked from the vectors
+  in memory as a query does), for the figure compared with faiss in
+  process;
 - quiver's exact search over Flight SQL (`SET quiver.vector_search = exact`),
   for the speedup;
 - a 10%-selective filter at the default settings: recall and p50.
@@ -24,13 +28,15 @@ Run (release binary; faiss from benches/requirements.txt):
     .venv/bin/pip install -r benches/requirements.txt   # faiss-cpu, hnswlib
     .venv/bin/python benches/ann.py          # ROWS=200000 for a quick run
 
-Results go to docs/bench/ann.json (RESULTS_DIR to change).
+Results go to docs/bench/ann.json (RESULTS_DIR to change). The in-process
+part runs `cargo bench --bench ann_index` (ANN_INDEX_BIN: a built one).
 """
 
 import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +92,20 @@ def set_param(kind, index, value):
         index.nprobe = value
 
 
+def in_process(kind, lists, values, data_dir):
+    """quiver's index built and searched in process (benches/ann_index.rs)."""
+    env = dict(os.environ, ANN_DIR=str(data_dir), ANN_DIM=str(DIM), ANN_K=str(K), ANN_KIND=kind,
+               ANN_VALUES=",".join(str(v) for v in values), ANN_THREADS="2")
+    if kind == "hnsw":
+        env.update(ANN_M=str(M), ANN_EF_CONSTRUCTION=str(EF_CONSTRUCTION))
+    else:
+        env["ANN_LISTS"] = str(lists)
+    cmd = [os.environ["ANN_INDEX_BIN"]] if "ANN_INDEX_BIN" in os.environ else \
+        ["cargo", "bench", "--quiet", "--bench", "ann_index"]
+    out = subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main():
     import faiss
 
@@ -114,6 +134,10 @@ def main():
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM),
     })
     with tempfile.TemporaryDirectory() as tmp:
+        data_dir = pathlib.Path(tmp) / "vectors"
+        data_dir.mkdir()
+        emb.astype("<f4").tofile(data_dir / "base.f32")
+        queries.astype("<f4").tofile(data_dir / "queries.f32")
         server = Server(pathlib.Path(tmp) / "data", ["--compact-interval", "0s", "--gc-interval", "0s"]).start()
         try:
             with server.connect() as conn, conn.cursor() as cur:
@@ -144,6 +168,13 @@ def main():
                 sql("SET quiver.vector_search = auto")
                 for kind in KINDS:
                     out = results["kinds"][kind] = {"settings": []}
+                    values = EF_SEARCH if kind == "hnsw" else PROBES
+                    local = in_process(kind, lists, values, data_dir)
+                    out["in_process_build_s"] = local["build_s"]
+                    out["in_process_bytes"] = local["bytes"]
+                    out["build_peak_rss_over_input_bytes"] = local["build_peak_rss_over_input_bytes"]
+                    print(f"{kind}: build peak memory over its input {local['build_peak_rss_over_input_bytes'] / 2**20:.0f} MiB "
+                          f"(input {local['input_bytes'] / 2**20:.0f} MiB), file {local['bytes'] / 2**20:.0f} MiB")
                     t = time.perf_counter()
                     index = faiss_index(kind, lists)
                     index.train(emb)
@@ -153,8 +184,10 @@ def main():
                     t = time.perf_counter()
                     sql(f"CREATE INDEX s_{kind} ON s USING {kind} (embedding) WITH ({with_}, wait = true)")
                     out["quiver_build_s"] = time.perf_counter() - t
-                    print(f"{kind}: {ROWS:,} x {DIM} ({with_}): build quiver {out['quiver_build_s']:.1f} s, "
-                          f"faiss {out['faiss_build_s']:.1f} s ({out['quiver_build_s'] / out['faiss_build_s']:.2f}x)")
+                    print(f"{kind}: {ROWS:,} x {DIM} ({with_}): build quiver {out['quiver_build_s']:.1f} s "
+                          f"(in process {local['build_s']:.1f} s), faiss {out['faiss_build_s']:.1f} s "
+                          f"({out['quiver_build_s'] / out['faiss_build_s']:.2f}x; in process "
+                          f"{local['build_s'] / out['faiss_build_s']:.2f}x)")
                     if kind == "hnsw":
                         try:
                             import hnswlib
@@ -169,9 +202,9 @@ def main():
                         except ImportError:
                             h = None
                     setting = "quiver.hnsw_ef_search" if kind == "hnsw" else "quiver.ivf_probes"
-                    print(f"{setting:>22} {'quiver recall':>13} {'p50 ms':>8} {'faiss recall':>12} {'p50 ms':>8} "
-                          f"{'vs faiss':>9} {'vs exact':>9}")
-                    for value in EF_SEARCH if kind == "hnsw" else PROBES:
+                    print(f"{setting:>22} {'flight recall':>13} {'p50 ms':>8} {'in-proc recall':>14} {'p50 ms':>8} "
+                          f"{'faiss recall':>12} {'p50 ms':>8} {'flight/faiss':>12} {'in-proc/faiss':>13} {'vs exact':>9}")
+                    for value, mine in zip(values, local["values"]):
                         sql(f"SET {setting} = {value}")
                         run()
                         ids, p50 = run()
@@ -184,6 +217,7 @@ def main():
                             fids.append(I[0].tolist())
                         fp50 = statistics.median(ftimes)
                         row = {"value": value, "quiver_recall": recall(ids, truth), "quiver_flight_p50_ms": p50 * 1e3,
+                               "in_process_recall": recall(mine["ids"], truth), "in_process_p50_ms": mine["p50_ms"],
                                "faiss_recall": recall(fids, truth), "faiss_p50_ms": fp50 * 1e3}
                         if kind == "hnsw" and h is not None:
                             h.set_ef(value)
@@ -195,9 +229,12 @@ def main():
                                 hids.append(labels[0].tolist())
                             row["hnswlib_recall"] = recall(hids, truth)
                             row["hnswlib_p50_ms"] = statistics.median(htimes) * 1e3
+                            print(f"{'':>22} hnswlib: recall {row['hnswlib_recall']:.3f}, p50 {row['hnswlib_p50_ms']:.3f} ms")
                         out["settings"].append(row)
-                        print(f"{value:>22} {row['quiver_recall']:>13.3f} {p50 * 1e3:>8.2f} {row['faiss_recall']:>12.3f} "
-                              f"{fp50 * 1e3:>8.2f} {p50 / fp50:>8.2f}x {exact_p50 / p50:>8.1f}x")
+                        print(f"{value:>22} {row['quiver_recall']:>13.3f} {p50 * 1e3:>8.2f} "
+                              f"{row['in_process_recall']:>14.3f} {mine['p50_ms']:>8.3f} {row['faiss_recall']:>12.3f} "
+                              f"{fp50 * 1e3:>8.3f} {p50 / fp50:>11.2f}x {mine['p50_ms'] / (fp50 * 1e3):>12.2f}x "
+                              f"{exact_p50 / p50:>8.1f}x")
                     sql(f"SET {setting} = 0")
                     ids, p50 = run(" WHERE bucket < 100")
                     _, un50 = run()

@@ -24,7 +24,9 @@ pub use config::{
 pub use format::layout::{from_stored, gather, stored_field, to_stored};
 pub use format::manifest::{list_versions, Manifest};
 pub use format::schema::{vector_item_field, vector_type, ID_COLUMN};
-pub use index::{IndexDef, IndexFile, IndexKind, IndexMetric};
+pub use index::hnsw::HnswIndex;
+pub use index::ivf::IvfIndex;
+pub use index::{IndexDef, IndexFile, IndexKind, IndexMetric, SegmentIndex};
 pub use io::cache::{DEFAULT_BLOCK_BYTES, DEFAULT_CACHE_BYTES};
 pub use io::open::open_object_store;
 pub use io::retry::{RetryPolicy, RetryStore};
