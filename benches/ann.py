@@ -21,7 +21,12 @@ dropped before the next:
   process;
 - quiver's exact search over Flight SQL (`SET quiver.vector_search = exact`),
   for the speedup;
-- a 10%-selective filter at the default settings: recall and p50.
+- a 10%-selective filter at the default settings: recall and p50;
+- LanceDB (pip `lancedb`, in process) with the matching index type
+  (IVF_FLAT, IVF_SQ with refine_factor 4, IVF_HNSW_FLAT with one partition)
+  over the same settings, and 8-client throughput: quiver over Flight SQL (8
+  connections) against LanceDB (8 threads on one table), each at its lowest
+  setting with recall@10 >= 0.95.
 
 Run (release binary; faiss from benches/requirements.txt):
     cargo build --release
@@ -106,6 +111,59 @@ def in_process(kind, lists, values, data_dir):
     return json.loads(out.strip().splitlines()[-1])
 
 
+LANCE_TYPES = {"ivf": "IVF_FLAT", "ivf_sq8": "IVF_SQ", "hnsw": "IVF_HNSW_FLAT"}
+CLIENTS, THROUGHPUT_S = 8, 5.0
+
+
+def lance_build(tbl, kind, lists):
+    t = time.perf_counter()
+    if kind == "hnsw":
+        tbl.create_index(metric="l2", vector_column_name="embedding", index_type="IVF_HNSW_FLAT",
+                         num_partitions=1, m=M, ef_construction=EF_CONSTRUCTION, replace=True)
+    else:
+        tbl.create_index(metric="l2", vector_column_name="embedding", index_type=LANCE_TYPES[kind],
+                         num_partitions=lists, replace=True)
+    return time.perf_counter() - t
+
+
+def lance_search(tbl, kind, value, q):
+    b = tbl.search(q, vector_column_name="embedding").limit(K).select(["id", "_distance"])
+    b = b.ef(value) if kind == "hnsw" else b.nprobes(value)
+    if kind == "ivf_sq8":
+        b = b.refine_factor(4)
+    return b.to_arrow().column("id").to_pylist()
+
+
+def throughput(make_search, queries):
+    """Queries/s of CLIENTS threads, each with its own `make_search()`,
+    for THROUGHPUT_S seconds."""
+    import threading
+
+    searches = [make_search() for _ in range(CLIENTS)]
+    counts = [0] * CLIENTS
+    stop = time.monotonic() + THROUGHPUT_S
+
+    def worker(i):
+        j = i
+        while time.monotonic() < stop:
+            searches[i](queries[j % len(queries)])
+            counts[i] += 1
+            j += CLIENTS
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CLIENTS)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return sum(counts) / (time.perf_counter() - t)
+
+
+def lowest_at(rows, key, floor=0.95):
+    """The first setting whose recall `key` reaches `floor` (else the last)."""
+    return next((row for row in rows if row[key] >= floor), rows[-1])
+
+
 def main():
     import faiss
 
@@ -138,6 +196,12 @@ def main():
         data_dir.mkdir()
         emb.astype("<f4").tofile(data_dir / "base.f32")
         queries.astype("<f4").tofile(data_dir / "queries.f32")
+        try:
+            import lancedb
+
+            lance = lancedb.connect(str(pathlib.Path(tmp) / "lance")).create_table("s", data=table)
+        except ImportError:
+            lance = None
         server = Server(pathlib.Path(tmp) / "data", ["--compact-interval", "0s", "--gc-interval", "0s"]).start()
         try:
             with server.connect() as conn, conn.cursor() as cur:
@@ -188,6 +252,9 @@ def main():
                           f"(in process {local['build_s']:.1f} s), faiss {out['faiss_build_s']:.1f} s "
                           f"({out['quiver_build_s'] / out['faiss_build_s']:.2f}x; in process "
                           f"{local['build_s'] / out['faiss_build_s']:.2f}x)")
+                    if lance is not None:
+                        out["lancedb_build_s"] = lance_build(lance, kind, lists)
+                        print(f"  LanceDB {LANCE_TYPES[kind]} build {out['lancedb_build_s']:.1f} s")
                     if kind == "hnsw":
                         try:
                             import hnswlib
@@ -230,6 +297,17 @@ def main():
                             row["hnswlib_recall"] = recall(hids, truth)
                             row["hnswlib_p50_ms"] = statistics.median(htimes) * 1e3
                             print(f"{'':>22} hnswlib: recall {row['hnswlib_recall']:.3f}, p50 {row['hnswlib_p50_ms']:.3f} ms")
+                        if lance is not None:
+                            lance_search(lance, kind, value, queries[0])
+                            ltimes, lids = [], []
+                            for q in queries:
+                                t = time.perf_counter()
+                                lids.append(lance_search(lance, kind, value, q))
+                                ltimes.append(time.perf_counter() - t)
+                            row["lancedb_recall"] = recall(lids, truth)
+                            row["lancedb_p50_ms"] = statistics.median(ltimes) * 1e3
+                            print(f"{'':>22} LanceDB {LANCE_TYPES[kind]}: recall {row['lancedb_recall']:.3f}, "
+                                  f"p50 {row['lancedb_p50_ms']:.3f} ms")
                         out["settings"].append(row)
                         print(f"{value:>22} {row['quiver_recall']:>13.3f} {p50 * 1e3:>8.2f} "
                               f"{row['in_process_recall']:>14.3f} {mine['p50_ms']:>8.3f} {row['faiss_recall']:>12.3f} "
@@ -242,6 +320,35 @@ def main():
                                              "unfiltered_p50_ms": un50 * 1e3}
                     print(f"  10% filter at the defaults: recall {recall(ids, truth10):.3f}, p50 {p50 * 1e3:.2f} ms "
                           f"({p50 / un50:.2f}x the unfiltered {un50 * 1e3:.2f} ms)")
+                    if lance is not None:
+                        mine = lowest_at(out["settings"], "quiver_recall")
+                        theirs = lowest_at(out["settings"], "lancedb_recall")
+                        conns = []
+
+                        def quiver_search(value=mine["value"]):
+                            c = server.connect()
+                            conns.append(c)
+                            k = c.cursor()
+                            k.execute(f"SET {setting} = {value}")
+                            k.fetchall()
+
+                            def go(q):
+                                k.execute(f"SELECT id FROM s ORDER BY l2_distance(embedding, {literal(q)}) LIMIT {K}")
+                                k.fetch_arrow_table()
+                            return go
+
+                        q_qps = throughput(quiver_search, queries)
+                        for c in conns:
+                            c.close()
+                        l_qps = throughput(lambda: (lambda q: lance_search(lance, kind, theirs["value"], q)), queries)
+                        out["throughput_8_clients"] = {
+                            "quiver_flight_qps": q_qps, "quiver_setting": mine["value"],
+                            "quiver_recall": mine["quiver_recall"],
+                            "lancedb_qps": l_qps, "lancedb_setting": theirs["value"],
+                            "lancedb_recall": theirs["lancedb_recall"]}
+                        print(f"  {CLIENTS} clients at recall >= 0.95: quiver over Flight SQL {q_qps:.0f} q/s "
+                              f"({setting} = {mine['value']}, recall {mine['quiver_recall']:.3f}), LanceDB {l_qps:.0f} q/s "
+                              f"({theirs['value']}, recall {theirs['lancedb_recall']:.3f}): {q_qps / l_qps:.2f}x")
                     sql(f"DROP INDEX s_{kind}")
                     del index
         finally:

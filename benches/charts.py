@@ -7,7 +7,11 @@ in docs/bench/, for README:
 - throughput.svg: queries/s with 1 and 8 clients;
 - qps_vs_size.svg (from scale.json, `benches/scale.py`): unfiltered top-10
   queries/s against the number of rows, quiver over Flight SQL (1 and 8
-  clients) next to faiss, numpy and DuckDB measured in the same run.
+  clients) next to faiss, numpy and DuckDB measured in the same run;
+- ann_recall_latency.svg (from ann.json, `benches/ann.py`): recall@10
+  against p50 latency per index type (one point per probes / ef_search
+  setting), quiver over Flight SQL and in process next to faiss, hnswlib
+  and LanceDB with the same index type and parameters.
 
 Run: .venv/bin/python benches/charts.py   (RESULTS_DIR to read elsewhere)
 """
@@ -92,8 +96,40 @@ def qps_vs_size(r):
         f"Queries/s against data size ({r['cores']} cores, {r['date']})")
 
 
+ANN_SERIES = [
+    ("quiver_flight_p50_ms", "quiver_recall", "quiver over Flight SQL", "-"),
+    ("in_process_p50_ms", "in_process_recall", "quiver in process", "--"),
+    ("faiss_p50_ms", "faiss_recall", "faiss", ":"),
+    ("hnswlib_p50_ms", "hnswlib_recall", "hnswlib", "-."),
+    ("lancedb_p50_ms", "lancedb_recall", "LanceDB in process", (0, (1, 3))),
+]
+
+
+def ann_recall_latency(r):
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors = {"ivf": "#4c72b0", "ivf_sq8": "#55a868", "hnsw": "#c44e52"}
+    for kind, out in r["kinds"].items():
+        rows = out["settings"]
+        for ms, rec, label, style in ANN_SERIES:
+            if rows and all(ms in row for row in rows):
+                ax.plot([row[ms] for row in rows], [row[rec] for row in rows], linestyle=style, marker="o",
+                        markersize=3, color=colors.get(kind), label=f"{kind}: {label}")
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency per query, ms (log)")
+    ax.set_ylabel(f"recall@{r['k']}")
+    ax.set_title(f"Approximate top-{r['k']}, {r['rows']:,} x {r['dim']}-d ({r['cores']} cores, {r['date']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = DIR / "ann_recall_latency.svg"
+    fig.savefig(path, metadata={"Date": None})
+    return path
+
+
 def main():
     paths = []
+    if (DIR / "ann.json").exists() and "kinds" in json.loads((DIR / "ann.json").read_text()):
+        paths.append(ann_recall_latency(json.loads((DIR / "ann.json").read_text())))
     if (DIR / "search.json").exists():
         r = json.loads((DIR / "search.json").read_text())
         paths += [latency_vs_selectivity(r), throughput(r)]

@@ -14,8 +14,11 @@
 //! the allowed rows are scored exactly (few rows: the exact search is the
 //! cheaper and has perfect recall); otherwise the index is searched with
 //! the allow-list applied to every list, probing more lists than `probes`
-//! until k allowed rows are found or every list is probed. So a filtered
-//! query returns k rows whenever k rows match.
+//! until k allowed rows are found and as many allowed rows were scored as
+//! an unfiltered search would score, or every list is probed (an HNSW
+//! search applies the allow-list inside the graph walk, and a walk the
+//! filter cut short is finished exactly). So a filtered query returns k
+//! rows whenever k rows match.
 
 use crate::query::collection::MaterializeExec;
 use crate::query::functions::distance::Metric;

@@ -386,7 +386,8 @@ impl IvfIndex {
     /// The `k` nearest rows to `query` among the rows `allowed` lets
     /// through (all if `None`; indexed by segment row), nearest first:
     /// the `probes` nearest lists, then more, one at a time, until `k`
-    /// allowed rows are found or every list is probed. An `ivf_sq8`
+    /// allowed rows are found and as many allowed rows were scored as an
+    /// unfiltered search of `probes` lists scores, or every list is probed. An `ivf_sq8`
     /// index ranks by its codes: its distances only order candidates.
     pub fn search(
         &self,
@@ -407,9 +408,19 @@ impl IvfIndex {
             .sq8
             .as_ref()
             .map(|q| Sq8Query::new(q, metric, query));
+        // Under an allow-list, as many allowed rows as an unfiltered search
+        // of `probes` lists would score: a filter moves the nearest allowed
+        // rows into farther lists, and scoring as many candidates keeps the
+        // recall of the unfiltered search.
+        let enough = match allowed {
+            None => 0,
+            Some(_) => {
+                probes.max(1) * (self.header.rows as usize).div_ceil(self.lists.len().max(1))
+            }
+        };
         for (probed, list) in self.probe_order(query).into_iter().enumerate() {
             if probed >= probes.max(1) {
-                if heap.len() >= k {
+                if heap.len() >= k && stats.rows_scored >= enough {
                     break;
                 }
                 stats.lists_widened += 1;

@@ -92,33 +92,49 @@ impl Sq8Query {
         }
     }
 
-    /// Eight lanes so the compiler keeps it in vector registers.
+    /// Sixteen lanes over fixed-size chunks, so the compiler drops the
+    /// bounds checks and keeps the lanes in vector registers.
     #[inline]
     pub(crate) fn distance(&self, code: &[u8]) -> f32 {
-        let mut acc = [0f32; 8];
-        let n = code.len() / 8 * 8;
+        const L: usize = 16;
+        let mut acc = [0f32; L];
+        let whole = code.len() / L * L;
+        let (head, tail) = code.split_at(whole);
+        let (a_head, a_tail) = self.a.split_at(whole.min(self.a.len()));
         if self.l2 {
-            for i in (0..n).step_by(8) {
-                for l in 0..8 {
-                    let t = self.a[i + l] - code[i + l] as f32;
-                    acc[l] += self.b[i + l] * t * t;
+            let (b_head, b_tail) = self.b.split_at(whole.min(self.b.len()));
+            for ((c, a), w) in head
+                .chunks_exact(L)
+                .zip(a_head.chunks_exact(L))
+                .zip(b_head.chunks_exact(L))
+            {
+                let c: &[u8; L] = c.try_into().expect("chunk of L");
+                let a: &[f32; L] = a.try_into().expect("chunk of L");
+                let w: &[f32; L] = w.try_into().expect("chunk of L");
+                for l in 0..L {
+                    let t = a[l] - c[l] as f32;
+                    acc[l] += w[l] * t * t;
                 }
             }
-            for i in n..code.len() {
-                let t = self.a[i] - code[i] as f32;
-                acc[0] += self.b[i] * t * t;
+            let mut sum: f32 = acc.iter().sum();
+            for ((c, a), w) in tail.iter().zip(a_tail).zip(b_tail) {
+                let t = a - *c as f32;
+                sum += w * t * t;
             }
-            acc.iter().sum()
+            sum
         } else {
-            for i in (0..n).step_by(8) {
-                for l in 0..8 {
-                    acc[l] += self.a[i + l] * code[i + l] as f32;
+            for (c, a) in head.chunks_exact(L).zip(a_head.chunks_exact(L)) {
+                let c: &[u8; L] = c.try_into().expect("chunk of L");
+                let a: &[f32; L] = a.try_into().expect("chunk of L");
+                for l in 0..L {
+                    acc[l] += a[l] * c[l] as f32;
                 }
             }
-            for i in n..code.len() {
-                acc[0] += self.a[i] * code[i] as f32;
+            let mut sum: f32 = acc.iter().sum();
+            for (c, a) in tail.iter().zip(a_tail) {
+                sum += a * *c as f32;
             }
-            -(self.offset + acc.iter().sum::<f32>())
+            -(self.offset + sum)
         }
     }
 }
