@@ -30,7 +30,7 @@ dropped before the next:
 
 Run (release binary; faiss from benches/requirements.txt):
     cargo build --release
-    .venv/bin/pip install -r benches/requirements.txt   # faiss-cpu, hnswlib
+    .venv/bin/pip install -r benches/requirements.txt   # faiss-cpu, hnswlib, lancedb
     .venv/bin/python benches/ann.py          # ROWS=200000 for a quick run
 
 Results go to docs/bench/ann.json (RESULTS_DIR to change). The in-process
