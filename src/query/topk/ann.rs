@@ -152,7 +152,18 @@ impl SearchSettings {
     /// Sets `name` (one of [`SETTINGS`]) from its text.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), SettingError> {
         let value = value.trim().trim_matches('\'').trim_matches('"');
-        match name.to_ascii_lowercase().as_str() {
+        let setting = name.to_ascii_lowercase();
+        // A whole number up to `max`, or an error naming the setting.
+        let whole = |max: usize, what: &str| {
+            value
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| {
+                    SettingError::BadValue(format!("{setting} = '{value}' is not valid: {what}"))
+                })
+        };
+        match setting.as_str() {
             "quiver.vector_search" => {
                 self.mode = VectorSearch::parse(value).ok_or_else(|| {
                     SettingError::BadValue(format!(
@@ -161,33 +172,19 @@ impl SearchSettings {
                 })?;
             }
             "quiver.ivf_probes" => {
-                self.ivf_probes = value.parse().map_err(|_| {
-                    SettingError::BadValue(format!(
-                        "quiver.ivf_probes = '{value}' is not valid: a whole number of lists (0: the default)"
-                    ))
-                })?;
+                self.ivf_probes = whole(usize::MAX, "a whole number of lists (0: the default)")?
             }
             "quiver.hnsw_ef_search" => {
-                self.hnsw_ef_search = value
-                    .parse()
-                    .ok()
-                    .filter(|&n| n <= MAX_EF_SEARCH)
-                    .ok_or_else(|| {
-                        SettingError::BadValue(format!(
-                            "quiver.hnsw_ef_search = '{value}' is not valid: a whole number of candidates up to {MAX_EF_SEARCH} (0: the default, {DEFAULT_EF_SEARCH})"
-                        ))
-                    })?;
+                self.hnsw_ef_search = whole(
+                    MAX_EF_SEARCH,
+                    &format!("a whole number of candidates up to {MAX_EF_SEARCH} (0: the default, {DEFAULT_EF_SEARCH})"),
+                )?
             }
             "quiver.refine_factor" => {
-                self.refine_factor = value
-                    .parse()
-                    .ok()
-                    .filter(|&n| n <= MAX_REFINE)
-                    .ok_or_else(|| {
-                        SettingError::BadValue(format!(
-                            "quiver.refine_factor = '{value}' is not valid: a whole number up to {MAX_REFINE} of candidates re-ranked per result row (0: the index type's default)"
-                        ))
-                    })?;
+                self.refine_factor = whole(
+                    MAX_REFINE,
+                    &format!("a whole number up to {MAX_REFINE} of candidates re-ranked per result row (0: the index type's default)"),
+                )?
             }
             _ => {
                 return Err(SettingError::UnknownName(format!(

@@ -240,24 +240,7 @@ impl HnswIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::index::kmeans::SplitMix;
-    use arrow::array::Float32Array;
-    use arrow::datatypes::Field;
-    use std::sync::Arc;
-
-    fn vectors(n: usize, d: usize, seed: u64) -> FixedSizeListArray {
-        let mut rng = SplitMix(seed);
-        let values: Vec<f32> = (0..n * d)
-            .map(|_| rng.below(100_000) as f32 / 50_000.0 - 1.0)
-            .collect();
-        FixedSizeListArray::try_new(
-            Arc::new(Field::new("item", DataType::Float32, true)),
-            d as i32,
-            Arc::new(Float32Array::from(values)),
-            None,
-        )
-        .unwrap()
-    }
+    use crate::storage::index::kmeans::test_vectors as vectors;
 
     fn exact(v: &FixedSizeListArray, q: &[f32], metric: IndexMetric, k: usize) -> Vec<u32> {
         let d = v.value_length() as usize;

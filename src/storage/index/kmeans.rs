@@ -197,6 +197,27 @@ pub fn train(
     centroids
 }
 
+/// `n` random vectors of `d` dimensions in [-1, 1), the same for the same
+/// seed: the index modules' test data.
+#[cfg(test)]
+pub(crate) fn test_vectors(n: usize, d: usize, seed: u64) -> arrow::array::FixedSizeListArray {
+    let mut rng = SplitMix(seed);
+    let values: Vec<f32> = (0..n * d)
+        .map(|_| rng.below(100_000) as f32 / 50_000.0 - 1.0)
+        .collect();
+    arrow::array::FixedSizeListArray::try_new(
+        std::sync::Arc::new(arrow::datatypes::Field::new(
+            "item",
+            arrow::datatypes::DataType::Float32,
+            true,
+        )),
+        d as i32,
+        std::sync::Arc::new(arrow::array::Float32Array::from(values)),
+        None,
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
